@@ -1,0 +1,35 @@
+# The two commands that matter: `make test` and `make demo`. Both build their own virtualenv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo record bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/mypy src
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+# Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GOOGLE_API_KEY + project).
+record: $(STAMP)
+	MMEMBED_RECORD=1 $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

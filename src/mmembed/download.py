@@ -1,0 +1,120 @@
+"""Client-side image downloads (Vertex cannot fetch http(s) URLs; the Chroma loader may need to), done safely.
+
+Policy: http and https only; every address the host resolves to is checked, and so is every redirect
+hop. Link-local and cloud-metadata addresses are always refused; loopback, private and other
+non-global addresses are refused unless ``allow_private=True`` (our own emulator and tests need it).
+The body is streamed with a size cap and a timeout, and must declare an image content type.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from .errors import InputError, UnsafeURLError
+
+__all__ = ["DownloadPolicy", "check_url", "download"]
+
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"})
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+ACCEPTED_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """Limits for one client-side download."""
+
+    allow_private: bool = False
+    timeout: float = 20.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_redirects: int = 5
+
+
+def check_url(url: str, *, allow_private: bool = False) -> None:
+    """Raise :class:`UnsafeURLError` unless ``url`` is http(s) and every address of its host is allowed."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UnsafeURLError(f"only http and https URLs can be downloaded, not {parts.scheme or 'no scheme'!r}")
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host:
+        raise UnsafeURLError("URL has no host")
+    if host in METADATA_HOSTS:
+        raise UnsafeURLError(f"refusing cloud metadata host {host!r}")
+    for address in _resolve(host, parts.port or (443 if parts.scheme == "https" else 80)):
+        _check_address(address, allow_private)
+
+
+def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise InputError(f"cannot resolve host {host!r}") from exc
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in METADATA_ADDRESSES or address.is_link_local:
+        raise UnsafeURLError(f"refusing link-local / metadata address {address}")
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        raise UnsafeURLError(f"refusing non-routable address {address}")
+    if not address.is_global and not allow_private:
+        raise UnsafeURLError(
+            f"refusing private or loopback address {address} (pass allow_private_urls=True to allow it)"
+        )
+
+
+def download(url: str, policy: DownloadPolicy, session: requests.Session | None = None) -> bytes:
+    """Fetch an image's bytes under ``policy``; raises :class:`InputError` / :class:`UnsafeURLError`."""
+    http = session or requests.Session()
+    try:
+        for _ in range(policy.max_redirects + 1):
+            check_url(url, allow_private=policy.allow_private)
+            try:
+                response = http.get(url, stream=True, timeout=policy.timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise InputError(f"download failed ({type(exc).__name__})") from exc
+            with response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("Location", ""))
+                    continue
+                return _read_body(response, policy)
+        raise UnsafeURLError(f"more than {policy.max_redirects} redirects")
+    finally:
+        if session is None:
+            http.close()
+
+
+def _read_body(response: requests.Response, policy: DownloadPolicy) -> bytes:
+    if response.status_code != 200:
+        raise InputError(f"download failed: HTTP {response.status_code}")
+    ctype = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if not ctype.startswith(ACCEPTED_TYPES):
+        raise UnsafeURLError(f"URL did not return an image (Content-Type {ctype or 'missing'!r})")
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise UnsafeURLError(f"image is {int(declared)} B, over the {policy.max_bytes} B download cap")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > policy.max_bytes:
+                raise UnsafeURLError(f"image is over the {policy.max_bytes} B download cap")
+            chunks.append(chunk)
+    except requests.RequestException as exc:
+        raise InputError(f"download failed ({type(exc).__name__})") from exc
+    if not total:
+        raise InputError("download returned no bytes")
+    return b"".join(chunks)

@@ -1,0 +1,336 @@
+"""Embedder: route a stream of mixed items to a provider, batch to its caps, run concurrently, keep order.
+
+Data flows one way: caller objects → :func:`mmembed.inputs.to_item` → (cache, de-duplication) → open
+batches per route → image preparation on a CPU pool → requests on a network pool → vectors written
+back **by index**. At most ``max_concurrency + 1`` batches of one call are outstanding at a time, so a
+stream of any length is embedded in bounded memory, and image decoding overlaps with network waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .cache import EmbeddingCache
+from .errors import ConfigurationError, EmbeddingError, InputError
+from .inputs import ImageItem, Item, to_item
+from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
+
+__all__ = ["Embedder"]
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _Batch:
+    """An open or in-flight request: items of one route, with their positions in the caller's input."""
+
+    route: str
+    indexes: list[int] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    prepared: list[Future[Ready] | None] = field(default_factory=list)
+
+
+class Embedder:
+    """Embed texts and images through Nomic, Jina or Vertex, as documents or as queries.
+
+    >>> from mmembed.testing import Emulator
+    >>> with Emulator() as emu:
+    ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+    ...     vectors = embedder.embed(["a red square", "the blue sea"])
+    ...     vectors.shape
+    (2, 1024)
+
+    Options: ``model`` (Jina, Vertex) or ``text_model`` + ``vision_model`` (Nomic); ``dimensions`` (both
+    modalities); ``api_key`` (never stored anywhere but memory) or ``api_key_env_var``; ``base_url``
+    (replaces scheme and host only); ``timeout`` (seconds per attempt) and ``max_retries``;
+    ``max_concurrency`` and ``requests_per_minute`` (defaults follow each provider's documented limits);
+    ``cache`` (a path to a SQLite file: re-runs send nothing); ``allow_private_urls`` (let client-side
+    downloads reach loopback/private hosts); ``image_side`` (override the upload size); for Vertex also
+    ``project_id``, ``location`` and ``credentials`` (google-auth).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        model: str | None = None,
+        text_model: str | None = None,
+        vision_model: str | None = None,
+        dimensions: int | None = None,
+        api_key: str | None = None,
+        api_key_env_var: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        max_concurrency: int | None = None,
+        requests_per_minute: float | None = None,
+        cache: str | os.PathLike[str] | EmbeddingCache | None = None,
+        allow_private_urls: bool = False,
+        image_side: int | None = None,
+        project_id: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+    ) -> None:
+        options = ProviderOptions(
+            api_key=api_key,
+            api_key_env_var=api_key_env_var,
+            base_url=base_url,
+            dimensions=dimensions,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            allow_private_urls=allow_private_urls,
+            image_side=image_side,
+        )
+        self.provider: Provider = _make_provider(
+            provider,
+            options,
+            model=model,
+            text_model=text_model,
+            vision_model=vision_model,
+            project_id=project_id,
+            location=location,
+            credentials=credentials,
+        )
+        self.cache = cache if isinstance(cache, EmbeddingCache) or cache is None else EmbeddingCache(cache)
+        self._pools_lock = threading.Lock()
+        self._send_pool: ThreadPoolExecutor | None = None
+        self._prep_pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.provider!r}, cache={self.cache!r})"
+
+    # -- public API ---------------------------------------------------------------------------------
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    @property
+    def dimensions(self) -> int | None:
+        """The size of every vector (None until the first response for an unknown model)."""
+        return self.provider.output_dimensions()
+
+    def embed(self, items: Iterable[object], *, progress: Progress | None = None) -> np.ndarray:
+        """Embed items as documents: a float32 array with one unit vector per item, in input order."""
+        return self._run(items, "document", progress)
+
+    def embed_query(self, items: Iterable[object], *, progress: Progress | None = None) -> np.ndarray:
+        """Embed items as search queries (the provider's query task), in input order."""
+        return self._run(items, "query", progress)
+
+    async def aembed(self, items: Iterable[object]) -> np.ndarray:
+        """:meth:`embed` without blocking the event loop (in-flight requests stay within the bound)."""
+        return await asyncio.to_thread(self._run, list(items), "document", None)
+
+    async def aembed_query(self, items: Iterable[object]) -> np.ndarray:
+        """:meth:`embed_query` without blocking the event loop."""
+        return await asyncio.to_thread(self._run, list(items), "query", None)
+
+    def cache_key(self, item: Item, task: Task) -> str:
+        """The content-addressed key of ``item``: provider, model, dimensions, task and content."""
+        p = self.provider
+        parts = [p.name, p.model_for(item), str(p.dimensions), p.task_key(item, task), item.content_key()]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def close(self) -> None:
+        """Stop the worker threads and close the provider's connections."""
+        with self._pools_lock:
+            for pool in (self._send_pool, self._prep_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._send_pool = self._prep_pool = None
+        self.provider.close()
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the pipeline -------------------------------------------------------------------------------
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        with self._pools_lock:
+            if self._send_pool is None or self._prep_pool is None:
+                self._send_pool = ThreadPoolExecutor(self.provider.concurrency, thread_name_prefix="mmembed-send")
+                self._prep_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="mmembed-prep")
+            return self._send_pool, self._prep_pool
+
+    def _run(self, items: Iterable[object], task: Task, progress: Progress | None) -> np.ndarray:
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike)):
+            raise TypeError("embed() takes a list (or any iterable) of items; wrap a single item in a list")
+        run = _Run(self, task, progress)
+        return run.execute(items)
+
+
+class _Run:
+    """The state of one embed call."""
+
+    def __init__(self, embedder: Embedder, task: Task, progress: Progress | None) -> None:
+        self.embedder = embedder
+        self.provider = embedder.provider
+        self.cache = embedder.cache
+        self.task = task
+        self.progress = progress
+        self.send_pool, self.prep_pool = embedder._pools()
+        self.results: list[np.ndarray | None] = []
+        self.aliases: dict[int, int] = {}
+        self.first_index: dict[str, int] = {}
+        self.open: dict[str, _Batch] = {}
+        self.in_flight: set[Future[None]] = set()
+        self.window = threading.Semaphore(self.provider.concurrency + 1)
+
+    def execute(self, items: Iterable[object]) -> np.ndarray:
+        try:
+            for index, obj in enumerate(items):
+                self.results.append(None)
+                self._admit(index, obj)
+                self._raise_failures()
+            for batch in list(self.open.values()):
+                self._dispatch(batch)
+            self.open.clear()
+            self._drain()
+        except BaseException:
+            self._abort()
+            raise
+        return self._assemble()
+
+    def _admit(self, index: int, obj: object) -> None:
+        try:
+            item = to_item(obj)
+            key = self.embedder.cache_key(item, self.task)
+        except InputError as err:
+            raise err.at(index) from err.__cause__
+        if key in self.first_index:  # the same content twice in one call: embed once
+            self.aliases[index] = self.first_index[key]
+            self._tick(1)
+            return
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.results[index] = hit
+                self.first_index[key] = index
+                self._tick(1)
+                return
+        self.first_index[key] = index
+        self._add(index, item, key)
+
+    def _add(self, index: int, item: Item, key: str) -> None:
+        route = self.provider.route(item)
+        batch = self.open.get(route)
+        if batch is not None and not self.provider.fits(batch.items, item, route):
+            self._dispatch(self.open.pop(route))
+            batch = None
+        if batch is None:
+            batch = self.open[route] = _Batch(route)
+        batch.indexes.append(index)
+        batch.items.append(item)
+        batch.keys.append(key)
+        needs_cpu = isinstance(item, ImageItem) and item.raw is not None
+        batch.prepared.append(self.prep_pool.submit(self.provider.prepare, item) if needs_cpu else None)
+        if len(batch.items) >= self.provider.cap(route):
+            self._dispatch(self.open.pop(route))
+
+    def _dispatch(self, batch: _Batch) -> None:
+        self.window.acquire()
+        future = self.send_pool.submit(self._send, batch)
+        future.add_done_callback(lambda _f: self.window.release())
+        self.in_flight.add(future)
+
+    def _send(self, batch: _Batch) -> None:
+        ready = [self._ready(batch, i) for i in range(len(batch.items))]
+        vectors = self.provider.send(batch.route, ready, self.task)
+        for index, vector in zip(batch.indexes, vectors, strict=True):
+            self.results[index] = vector
+        if self.cache is not None:
+            self.cache.put_many(zip(batch.keys, vectors, strict=True))
+        self._tick(len(vectors))
+
+    def _ready(self, batch: _Batch, i: int) -> Ready:
+        item = batch.items[i]
+        future = batch.prepared[i]
+        try:
+            return future.result() if future is not None else self.provider.prepare(item)
+        except InputError as err:
+            source = item.source if isinstance(item, ImageItem) else None
+            raise err.at(batch.indexes[i], source) from err.__cause__
+
+    def _raise_failures(self) -> None:
+        done = {f for f in self.in_flight if f.done()}
+        self.in_flight -= done
+        for future in done:
+            future.result()  # re-raises the worker's error in the caller's thread
+
+    def _drain(self) -> None:
+        while self.in_flight:
+            done, _ = wait(self.in_flight, return_when=FIRST_EXCEPTION)
+            self.in_flight -= done
+            for future in done:
+                future.result()
+
+    def _abort(self) -> None:
+        """After an error: cancel what has not started; let running requests finish (and fill the cache)."""
+        for batch in self.open.values():
+            for prepared in batch.prepared:
+                if prepared is not None:
+                    prepared.cancel()
+        for future in self.in_flight:
+            future.cancel()
+        wait(self.in_flight)
+
+    def _tick(self, count: int) -> None:
+        if self.progress is not None and count:
+            self.progress(count)
+
+    def _assemble(self) -> np.ndarray:
+        for index, first in self.aliases.items():
+            self.results[index] = self.results[first]
+        vectors = [v for v in self.results if v is not None]
+        if len(vectors) != len(self.results):  # never hand back a shifted or partial result
+            raise EmbeddingError(f"{len(self.results) - len(vectors)} items got no vector")
+        if not vectors:
+            return np.zeros((0, self.embedder.dimensions or 0), dtype=np.float32)
+        sizes = {v.shape[0] for v in vectors}
+        if len(sizes) > 1:
+            raise EmbeddingError(f"vectors of mixed sizes {sorted(sizes)} (a changed cache or model?)")
+        return np.stack(vectors).astype(np.float32, copy=False)
+
+
+def _make_provider(
+    name: str,
+    options: ProviderOptions,
+    *,
+    model: str | None,
+    text_model: str | None,
+    vision_model: str | None,
+    project_id: str | None,
+    location: str | None,
+    credentials: Any,
+) -> Provider:
+    from .providers import JinaProvider, NomicProvider, VertexProvider
+
+    key = name.lower().strip() if isinstance(name, str) else name
+    if key not in PROVIDERS:
+        raise ConfigurationError(f"unknown provider {name!r}; choose one of {sorted(PROVIDERS)}")
+    if key == "nomic":
+        if model is not None:
+            raise ConfigurationError("nomic takes text_model= and vision_model=, not model=")
+        return NomicProvider(options, text_model=text_model, vision_model=vision_model)
+    if text_model is not None or vision_model is not None:
+        raise ConfigurationError(f"{key} takes model=, not text_model=/vision_model=")
+    if key == "jina":
+        if project_id or location or credentials:
+            raise ConfigurationError("project_id, location and credentials are Vertex options")
+        return JinaProvider(options, model=model)
+    return VertexProvider(options, model=model, project_id=project_id, location=location, credentials=credentials)

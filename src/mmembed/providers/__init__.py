@@ -1,0 +1,27 @@
+"""One module per provider: its limits, its wire format, its auth. Nothing about Chroma or LlamaIndex."""
+
+from __future__ import annotations
+
+from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
+from .jina import JinaProvider
+from .nomic import NomicProvider
+from .vertex import TextTooLongWarning, VertexProvider
+
+__all__ = [
+    "PROVIDERS",
+    "JinaProvider",
+    "ModelInfo",
+    "NomicProvider",
+    "Provider",
+    "ProviderOptions",
+    "Ready",
+    "Task",
+    "TextTooLongWarning",
+    "VertexProvider",
+]
+
+PROVIDERS: dict[str, type[Provider]] = {
+    "nomic": NomicProvider,
+    "jina": JinaProvider,
+    "vertex": VertexProvider,
+}

@@ -1,0 +1,257 @@
+"""The provider contract: declared capabilities, a wire format, and the behaviour derived from them.
+
+A provider module states its limits (:class:`ModelInfo`, the class attributes of :class:`Provider`) and
+implements three small methods: :meth:`Provider.route` (which endpoint an item goes to),
+:meth:`Provider.cap` (how many items one request may carry) and :meth:`Provider.send` (one request on the
+wire). Everything else — preparing images to the model's input size, downloading what the server cannot
+fetch, batching, truncating and normalising vectors — is derived here, so a fourth provider is one file.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import requests
+
+from ..download import DownloadPolicy, download
+from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..images import EncodedImage, ImageSpec, prepare_image
+from ..inputs import Item, TextItem
+from ..transport import RateLimiter, RetryPolicy, Transport
+
+__all__ = ["ModelInfo", "Provider", "ProviderOptions", "Ready", "Task", "normalise"]
+
+Task = Literal["document", "query"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What we know about one model. Unknown model names get a permissive default and pass through."""
+
+    name: str
+    dimensions: int | None  # native output size; None when unknown (learned from the first response)
+    image_side: int = 512  # shortest side worth uploading (the model's input, plus any margin)
+    api_dimensions: tuple[int, int] | None = None  # inclusive range the API itself can truncate to
+    dimension_choices: tuple[int, ...] | None = None  # the only sizes the API accepts (Vertex)
+    matryoshka: bool = True  # a truncated, re-normalised prefix is still a good vector
+    max_batch: int | None = None  # per-request input cap, when it differs from the provider default
+    known: bool = True
+
+
+@dataclass(frozen=True)
+class ProviderOptions:
+    """Options every provider takes (see :class:`mmembed.Embedder` for their meaning)."""
+
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env_var: str | None = None
+    base_url: str | None = None
+    dimensions: int | None = None
+    timeout: float = 60.0
+    max_retries: int = 5
+    max_concurrency: int | None = None
+    requests_per_minute: float | None = None
+    allow_private_urls: bool = False
+    image_side: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Ready:
+    """One item in wire-ready form: exactly one of text, image bytes, an http(s) URL or a gs:// URI."""
+
+    text: str | None = None
+    image: EncodedImage | None = None
+    url: str | None = None
+    gcs_uri: str | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.text is not None
+
+
+class Provider(ABC):
+    """Base class of the three providers; subclasses declare capabilities and speak one wire format."""
+
+    name: ClassVar[str]
+    env_var: ClassVar[str]  # default environment variable holding the key
+    default_base_url: ClassVar[str]
+    image_formats: ClassVar[frozenset[str]]  # upload formats the API accepts
+    server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
+    accepts_gcs: ClassVar[bool] = False
+    default_concurrency: ClassVar[int] = 4
+    default_requests_per_minute: ClassVar[float | None] = None
+    key_required: ClassVar[bool] = True
+
+    def __init__(self, options: ProviderOptions) -> None:
+        self.options = options
+        self.api_key_env_var = options.api_key_env_var or self.env_var
+        self._api_key = options.api_key or os.environ.get(self.api_key_env_var) or None
+        if self._api_key is None and self.key_required:
+            raise ConfigurationError(
+                f"{self.name}: no API key; set the {self.api_key_env_var} environment variable "
+                "or pass api_key=... (or api_key_env_var=... to read another variable)"
+            )
+        self.base_url = (options.base_url or self.default_base_url).rstrip("/")
+        self.concurrency = options.max_concurrency or self.default_concurrency
+        if self.concurrency < 1:
+            raise ConfigurationError(f"{self.name}: max_concurrency must be at least 1")
+        rpm = options.requests_per_minute or self.default_requests_per_minute
+        self.transport = Transport(
+            self.name,
+            timeout=options.timeout,
+            retry=RetryPolicy(max_retries=max(0, options.max_retries)),
+            limiter=RateLimiter(rpm),
+            pool_size=self.concurrency,
+            describe_error=self.describe_error,
+        )
+        self.download_policy = DownloadPolicy(allow_private=options.allow_private_urls)
+        self.dimensions = options.dimensions
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(models={self.model_names()!r}, dimensions={self.dimensions!r}, "
+            f"base_url={self.base_url!r}, api_key_env_var={self.api_key_env_var!r})"
+        )
+
+    # -- what a subclass declares -------------------------------------------------------------------
+    @abstractmethod
+    def model_names(self) -> dict[str, str]:
+        """The model(s) in use, by role (``{"model": ...}`` or ``{"text_model": ..., "vision_model": ...}``)."""
+
+    @abstractmethod
+    def image_model(self) -> ModelInfo:
+        """The model that embeds images (its input size decides how far images are shrunk)."""
+
+    @abstractmethod
+    def route(self, item: Item) -> str:
+        """Which request kind (endpoint + encoding) an item travels in."""
+
+    @abstractmethod
+    def cap(self, route: str) -> int:
+        """How many items one request of ``route`` may carry."""
+
+    @abstractmethod
+    def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        """One request: exactly one raw vector per item of ``batch``, in batch order."""
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        """Message and request id from an error response in this provider's format."""
+        request_id = response.headers.get("x-request-id")
+        try:
+            body: Any = response.json()
+        except ValueError:
+            return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
+        detail = body.get("detail") if isinstance(body, dict) else None
+        return (str(detail) if detail else f"HTTP {response.status_code}"), request_id
+
+    def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
+        """Whether ``item`` may join an open batch of its route (default: under the count cap)."""
+        return len(batch) < self.cap(route)
+
+    def model_for(self, item: Item) -> str:
+        """The model that embeds ``item`` (part of its cache key)."""
+        return next(iter(self.model_names().values()))
+
+    def task_key(self, item: Item, task: Task) -> str:
+        """The part of a cache key that depends on the task (override when images ignore it)."""
+        return task
+
+    def output_dimensions(self) -> int | None:
+        """The size of every vector this provider returns (None until known, for unknown models)."""
+        return self.dimensions
+
+    # -- derived behaviour --------------------------------------------------------------------------
+    def image_spec(self) -> ImageSpec:
+        side = self.options.image_side or self.image_model().image_side
+        return ImageSpec(min_side=side, formats=self.image_formats)
+
+    def prepare(self, item: Item) -> Ready:
+        """Make one item wire-ready: shrink and encode local images, download what the server can't fetch."""
+        if isinstance(item, TextItem):
+            return Ready(text=item.text)
+        if item.url is not None:
+            if self.server_fetches_urls:
+                return Ready(url=item.url)
+            data = download(item.url, self.download_policy, self.transport.session)
+            return Ready(image=prepare_image(data, self.image_spec()))
+        if item.gcs_uri is not None:
+            if not self.accepts_gcs:
+                raise InputError(f"{self.name} cannot read gs:// URIs (only Vertex can)")
+            return Ready(gcs_uri=item.gcs_uri)
+        if item.raw is None:
+            raise InputError("image item has no content")
+        return Ready(image=prepare_image(item.raw, self.image_spec()))
+
+    def finish(self, vectors: Sequence[Any], expected: int) -> list[np.ndarray]:
+        """Check count and shape of a response's vectors, truncate to ``dimensions`` and normalise."""
+        if len(vectors) != expected:
+            raise InvalidResponseError(
+                f"expected {expected} embeddings, got {len(vectors)}", provider=self.name
+            )
+        out = []
+        for raw in vectors:
+            try:
+                vec = np.asarray(raw, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise InvalidResponseError("an embedding is not a list of numbers", provider=self.name) from exc
+            if vec.ndim != 1 or vec.size == 0:
+                raise InvalidResponseError("an embedding is not a flat vector", provider=self.name)
+            if self.dimensions is not None:
+                if vec.size < self.dimensions:
+                    raise InvalidResponseError(
+                        f"embedding has {vec.size} values, fewer than the {self.dimensions} asked for",
+                        provider=self.name,
+                    )
+                vec = vec[: self.dimensions]
+            out.append(normalise(vec, self.name))
+        sizes = {v.size for v in out}
+        if len(sizes) > 1:
+            raise InvalidResponseError(f"embeddings of mixed sizes {sorted(sizes)}", provider=self.name)
+        return out
+
+    def check_dimensions(self, model: ModelInfo) -> None:
+        """Refuse a ``dimensions`` the model cannot give, with a message that says what it can."""
+        dims = self.dimensions
+        if dims is None:
+            return
+        if dims < 1:
+            raise ConfigurationError(f"{self.name}: dimensions must be positive, got {dims}")
+        if model.dimension_choices is not None and dims not in model.dimension_choices:
+            raise ConfigurationError(
+                f"{self.name}: {model.name} supports dimensions {list(model.dimension_choices)}, not {dims}"
+            )
+        if model.dimensions is not None and dims > model.dimensions:
+            raise ConfigurationError(f"{self.name}: {model.name} gives at most {model.dimensions} dimensions")
+        if model.known and not model.matryoshka and dims != model.dimensions:
+            raise ConfigurationError(
+                f"{self.name}: {model.name} is not trained for truncation; omit dimensions "
+                f"(it gives {model.dimensions})"
+            )
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
+    """Unit-normalise ``vec`` (float32); a zero or non-finite vector is an untrustworthy response."""
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise InvalidResponseError("an embedding is zero or not finite", provider=provider)
+    return (vec / norm).astype(np.float32, copy=False)
+
+
+def json_body(response: requests.Response, provider: str) -> Any:
+    """The JSON body of a 2xx response, or InvalidResponseError (e.g. a proxy's HTML page)."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise InvalidResponseError(
+            f"response is not JSON (Content-Type {response.headers.get('Content-Type', '?')})",
+            provider=provider,
+            status=response.status_code,
+            body=response.text,
+        ) from exc

@@ -1,0 +1,137 @@
+"""Jina AI: jina-clip-v2 (default), jina-clip-v1 and jina-embeddings-v4 over ``/v1/embeddings``.
+
+One JSON request carries texts and images together: ``input`` items are ``{"text": ...}`` or
+``{"image": <bare base64 or http(s) URL>}`` (the server fetches URLs). Queries go out with
+``task: "retrieval.query"``; documents with no task on the CLIP models and ``retrieval.passage`` on v4.
+``data`` comes back with an ``index`` per item and is put back in order by it; vectors are normalised
+here because older responses were not unit length.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import requests
+
+from ..errors import ConfigurationError, InvalidResponseError
+from ..inputs import ImageItem, Item
+from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+
+__all__ = ["JinaProvider"]
+
+MODELS = {
+    "jina-clip-v2": ModelInfo("jina-clip-v2", 1024, image_side=512, api_dimensions=(1, 1024), max_batch=2048),
+    "jina-clip-v1": ModelInfo("jina-clip-v1", 768, image_side=224, matryoshka=False, max_batch=2048),
+    "jina-embeddings-v4": ModelInfo(
+        "jina-embeddings-v4", 2048, image_side=512, api_dimensions=(128, 2048), max_batch=512
+    ),
+}
+# The task field per model and purpose; None means "send no task".
+TASKS: dict[str, dict[str, str | None]] = {
+    "jina-clip-v2": {"query": "retrieval.query", "document": None},
+    "jina-clip-v1": {"query": None, "document": None},
+    "jina-embeddings-v4": {"query": "retrieval.query", "document": "retrieval.passage"},
+}
+DEFAULT_CAP = 2048
+# Base64 images make big bodies; past this many per request, a new request (and more concurrency) wins.
+IMAGES_PER_REQUEST = 64
+
+
+class JinaProvider(Provider):
+    """Jina AI multimodal embeddings."""
+
+    name: ClassVar[str] = "jina"
+    env_var: ClassVar[str] = "JINA_API_KEY"
+    default_base_url: ClassVar[str] = "https://api.jina.ai"
+    image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
+    server_fetches_urls: ClassVar[bool] = True
+    default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
+    default_requests_per_minute: ClassVar[float | None] = 500
+
+    def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
+        super().__init__(options)
+        self.model = model or "jina-clip-v2"
+        self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
+        self.check_dimensions(self.info)
+        api = self.info.api_dimensions
+        if self.dimensions is not None and api and not api[0] <= self.dimensions <= api[1]:
+            raise ConfigurationError(f"jina: {self.model} supports dimensions {api[0]}-{api[1]}")
+        if self.dimensions is None:
+            self.dimensions = self.info.dimensions
+
+    def model_names(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    def image_model(self) -> ModelInfo:
+        return self.info
+
+    def route(self, item: Item) -> str:
+        return "mixed"
+
+    def cap(self, route: str) -> int:
+        return self.info.max_batch or DEFAULT_CAP
+
+    def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
+        if len(batch) >= self.cap(route):
+            return False
+        if isinstance(item, ImageItem) and item.url is None:
+            return sum(isinstance(b, ImageItem) and b.url is None for b in batch) < IMAGES_PER_REQUEST
+        return True
+
+    def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        body: dict[str, Any] = {"model": self.model, "input": [self._input(r) for r in batch]}
+        wire_task = TASKS.get(self.model, {}).get(task)
+        if wire_task:
+            body["task"] = wire_task
+        if self.options.dimensions is not None and self.info.api_dimensions:
+            body["dimensions"] = self.options.dimensions
+        return self.transport.post(
+            f"{self.base_url}/v1/embeddings",
+            self._parser(len(batch)),
+            headers={"Authorization": f"Bearer {self._api_key}"},
+            json=body,
+        )
+
+    @staticmethod
+    def _input(ready: Ready) -> dict[str, str]:
+        if ready.text is not None:
+            return {"text": ready.text}
+        if ready.url is not None:
+            return {"image": ready.url}
+        if ready.image is None:
+            raise ValueError("jina got an item with nothing to send")  # a bug, not user input
+        return {"image": base64.b64encode(ready.image.data).decode("ascii")}
+
+    def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            body = json_body(response, self.name)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise InvalidResponseError("response has no 'data' list", provider=self.name, body=response.text)
+            try:
+                ordered = sorted(data, key=lambda d: int(d["index"]))
+                indexes = [int(d["index"]) for d in ordered]
+                vectors = [d["embedding"] for d in ordered]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidResponseError("malformed 'data' entries", provider=self.name) from exc
+            if len(data) == expected and indexes != list(range(expected)):
+                raise InvalidResponseError("response indexes do not match the inputs", provider=self.name)
+            return self.finish(vectors, expected)
+
+        return parse
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        message, request_id = super().describe_error(response)
+        try:
+            body = response.json()
+        except ValueError:
+            return message, request_id
+        if isinstance(body, dict):
+            request_id = str(body.get("request_id") or request_id or "") or None
+            code = body.get("code")
+            if code:
+                message = f"{message} ({code})"
+        return message, request_id

@@ -1,0 +1,72 @@
+"""Shared fixtures: sample images made in code, and Embedders pointed at the offline emulator."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmembed import Embedder
+from mmembed.testing import Emulator, colour_photo
+
+CANARY_KEY = "canary-key-7f3a9c1e"
+PROVIDERS = ("nomic", "jina", "vertex")
+DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408}
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a developer's real keys or cloud settings."""
+    for var in ("NOMIC_API_KEY", "JINA_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def big_photo_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3000x2000 red photo-like JPEG on disk."""
+    path = tmp_path_factory.mktemp("photos") / "red-3000x2000.jpg"
+    path.write_bytes(jpeg_bytes(colour_photo("red", size=(3000, 2000))))
+    return path
+
+
+def make_embedder(provider: str, emulator: Emulator, **options: Any) -> Embedder:
+    """An Embedder for ``provider`` talking to ``emulator`` with a canary key."""
+    if provider == "vertex":
+        options.setdefault("project_id", "test-project")
+    options.setdefault("max_retries", 2)
+    return Embedder(provider, base_url=emulator.url, api_key=CANARY_KEY, **options)
+
+
+@pytest.fixture
+def embedder_for(mmembed_emulator: Emulator) -> Iterator[Callable[..., Embedder]]:
+    made: list[Embedder] = []
+
+    def factory(provider: str, **options: Any) -> Embedder:
+        embedder = make_embedder(provider, mmembed_emulator, **options)
+        made.append(embedder)
+        return embedder
+
+    yield factory
+    for embedder in made:
+        embedder.close()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
