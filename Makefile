@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo record bench clean
+.PHONY: venv test lint demo record record-emulator bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,11 @@ demo: $(STAMP)
 
 # Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GOOGLE_API_KEY + project).
 record: $(STAMP)
-	MMEMBED_RECORD=1 $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
+	MMEMBED_RECORD=live $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
+
+# Re-record the cassettes against the offline emulator (what the committed cassettes are).
+record-emulator: $(STAMP)
+	MMEMBED_RECORD=emulator $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
