@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import jpeg_bytes
 from vcr.request import Request as VcrRequest
 
+from conftest import jpeg_bytes
 from mmembed import Embedder
 from mmembed.testing import Emulator, colour_photo
 
@@ -137,7 +137,9 @@ def test_cassettes_hold_no_credentials() -> None:
     """Nothing shaped like a live credential, and no auth header values, in any committed cassette."""
     import re
 
-    shaped = re.compile(rb"(nk-[A-Za-z0-9_-]{20,}|jina_[A-Za-z0-9]{30,}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{20,})")
+    shaped = re.compile(
+        rb"(nk-[A-Za-z0-9_-]{20,}|jina_[A-Za-z0-9]{30,}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{20,})"
+    )
     files = list(CASSETTES.rglob("*.yaml"))
     assert files, "no cassettes committed"
     for path in files:

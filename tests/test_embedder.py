@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes, png_bytes
 from PIL import Image
 
+from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes, png_bytes
 from mmembed import ConfigurationError, Embedder, InputError, TextTooLongWarning
 from mmembed.testing import Emulator, colour_photo
 
