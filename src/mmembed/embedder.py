@@ -190,6 +190,8 @@ class _Run:
         self.open: dict[str, _Batch] = {}
         self.in_flight: set[Future[None]] = set()
         self.window = threading.Semaphore(self.provider.concurrency + 1)
+        # Images read but not yet encoded: enough to keep every core busy, few enough to bound memory.
+        self.prep_slots = threading.Semaphore(2 * (os.cpu_count() or 2))
 
     def execute(self, items: Iterable[object]) -> np.ndarray:
         try:
@@ -235,12 +237,25 @@ class _Run:
         if batch is None:
             batch = self.open[route] = _Batch(route)
         batch.indexes.append(index)
-        batch.items.append(item)
         batch.keys.append(key)
-        needs_cpu = isinstance(item, ImageItem) and item.raw is not None
-        batch.prepared.append(self.prep_pool.submit(self.provider.prepare, item) if needs_cpu else None)
+        if isinstance(item, ImageItem) and item.raw is not None:
+            # Decode on the CPU pool now; the batch keeps only a pixel-less stand-in, so a caller's big
+            # in-memory image is released as soon as it is encoded.
+            self.prep_slots.acquire()
+            future = self.prep_pool.submit(self._prepare, item)
+            batch.items.append(ImageItem(source=item.source))
+            batch.prepared.append(future)
+        else:
+            batch.items.append(item)
+            batch.prepared.append(None)
         if len(batch.items) >= self.provider.cap(route):
             self._dispatch(self.open.pop(route))
+
+    def _prepare(self, item: Item) -> Ready:
+        try:
+            return self.provider.prepare(item)
+        finally:
+            self.prep_slots.release()
 
     def _dispatch(self, batch: _Batch) -> None:
         self.window.acquire()
