@@ -1,0 +1,441 @@
+"""The ``mmembed`` command: ingest a folder of texts and images into Chroma, search it, run the emulator.
+
+::
+
+    mmembed ingest ./photos ./notes --provider jina --collection media
+    mmembed search "a red bicycle" --collection media -n 5 --html hits.html
+    mmembed emulator --port 8765
+
+Ingest walks folders, embeds images and text files (long ones split into passages) into one mixed
+collection, and skips what is already stored unchanged (ids are stable: path + passage number; the
+content hash sits in the metadata). A file that cannot be embedded is reported by name at the end and
+the exit status is 1, while everything else is stored. Search ranks texts and images each on their own
+and fuses the rankings (see :func:`mmembed.chroma.query_mixed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import html
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import EmbeddingError, InputError
+
+__all__ = ["main"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+PASSAGE_CHARS = 1200
+CHUNK = 64  # records added per Chroma call
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
+
+
+def default_db() -> Path:
+    """Where the embedded Chroma store lives unless ``--db`` or ``MMEMBED_DB`` says otherwise."""
+    if os.environ.get("MMEMBED_DB"):
+        return Path(os.environ["MMEMBED_DB"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mmembed" / "chroma"
+
+
+@dataclass
+class Record:
+    """One thing to store: an image file or one passage of a text file."""
+
+    id: str
+    item: object  # str (a passage) or Path (an image)
+    source: str
+    modality: str
+    digest: str
+    passage: int = 0
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+# -- walking and splitting --------------------------------------------------------------------------
+def walk(paths: Sequence[str]) -> Iterator[Path]:
+    """Files under ``paths`` (sorted, hidden ones skipped) that look like images or texts."""
+    for raw in paths:
+        root = Path(raw).expanduser()
+        if root.is_file():
+            yield root.resolve()
+            continue
+        if not root.is_dir():
+            raise FileNotFoundError(f"no such file or folder: {raw}")
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+                if path.suffix.lower() in IMAGE_SUFFIXES | TEXT_SUFFIXES:
+                    yield path.resolve()
+
+
+def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
+    """Split on blank lines into passages of at most ``limit`` characters (long paragraphs are cut)."""
+    passages: list[str] = []
+    current = ""
+    for paragraph in (p.strip() for p in text.replace("\r\n", "\n").split("\n\n")):
+        if not paragraph:
+            continue
+        while len(paragraph) > limit:
+            cut = paragraph.rfind(" ", 0, limit)
+            cut = cut if cut > limit // 2 else limit
+            if current:
+                passages.append(current)
+                current = ""
+            passages.append(paragraph[:cut].strip())
+            paragraph = paragraph[cut:].strip()
+        if current and len(current) + 2 + len(paragraph) > limit:
+            passages.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph
+    if current:
+        passages.append(current)
+    return passages
+
+
+def records_for(path: Path) -> list[Record]:
+    """The records one file yields; raises InputError for an unreadable text file."""
+    base = hashlib.sha256(str(path).encode()).hexdigest()[:20]
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        digest = _file_digest(path)
+        return [Record(f"{base}:0", path, str(path), "image", digest)]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read text: {exc}", source=str(path)) from exc
+    return [
+        Record(f"{base}:{i}", passage, str(path), "text", hashlib.sha256(passage.encode()).hexdigest(), i)
+        for i, passage in enumerate(split_passages(text))
+    ]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- Chroma ----------------------------------------------------------------------------------------
+def open_client(args: argparse.Namespace) -> Any:
+    import chromadb
+
+    if args.chroma_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(args.chroma_url)
+        return chromadb.HttpClient(
+            host=parts.hostname or "localhost",
+            port=parts.port or (443 if parts.scheme == "https" else 8000),
+            ssl=parts.scheme == "https",
+        )
+    db = Path(args.db).expanduser() if args.db else default_db()
+    db.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(db))
+
+
+def embedding_function(args: argparse.Namespace) -> Any:
+    from . import chroma
+
+    classes = {
+        "nomic": chroma.NomicMultimodalEmbeddingFunction,
+        "jina": chroma.JinaMultimodalEmbeddingFunction,
+        "vertex": chroma.VertexMultimodalEmbeddingFunction,
+    }
+    options: dict[str, Any] = {"dimensions": args.dimensions, "base_url": args.base_url, "cache": args.cache}
+    if args.model:
+        options["text_model" if args.provider == "nomic" else "model"] = args.model
+    if args.provider == "vertex":
+        options.update(project_id=args.project_id, location=args.location)
+    return classes[args.provider](**{k: v for k, v in options.items() if v is not None})
+
+
+def ingest(args: argparse.Namespace) -> int:
+    from . import chroma
+
+    try:
+        files = list(walk(args.paths))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    function = embedding_function(args)
+    client = open_client(args)
+    collection = client.get_or_create_collection(args.collection, embedding_function=function)
+    report = IngestReport()
+    records: list[Record] = []
+    for path in files:
+        try:
+            records.extend(records_for(path))
+        except InputError as err:
+            report.failed.append((str(path), err.reason))
+    todo = _changed(collection, records, report)
+    progress = _progress(len(todo), args.quiet)
+    try:
+        for start in range(0, len(todo), CHUNK):
+            _add_chunk(chroma, collection, todo[start : start + CHUNK], report)
+            progress.update(min(CHUNK, len(todo) - start))
+    except EmbeddingError as err:
+        progress.close()
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    progress.close()
+    print(
+        f"{report.added} records added, {report.unchanged} unchanged, {len(report.failed)} files failed "
+        f"— collection {args.collection!r} now holds {collection.count()} records"
+    )
+    for source, reason in report.failed:
+        print(f"failed: {source}: {reason}", file=sys.stderr)
+    return EXIT_FAILED_ITEMS if report.failed else EXIT_OK
+
+
+def _changed(collection: Any, records: list[Record], report: IngestReport) -> list[Record]:
+    """Records whose id is new or whose content hash differs from the stored one."""
+    stored: dict[str, str] = {}
+    for start in range(0, len(records), 500):
+        got = collection.get(ids=[r.id for r in records[start : start + 500]], include=["metadatas"])
+        for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+            stored[rid] = str((meta or {}).get("sha256", ""))
+    todo = [r for r in records if stored.get(r.id) != r.digest]
+    report.unchanged = len(records) - len(todo)
+    stale = [r.id for r in todo if r.id in stored]
+    if stale:
+        collection.delete(ids=stale)
+    return todo
+
+
+def _add_chunk(chroma: Any, collection: Any, chunk: list[Record], report: IngestReport) -> None:
+    """Add a chunk; an item that cannot be embedded is reported and dropped, the rest still stored."""
+    failed_sources = {s for s, _ in report.failed}
+    chunk = [r for r in chunk if r.source not in failed_sources]
+    while chunk:
+        try:
+            chroma.add_mixed(
+                collection,
+                ids=[r.id for r in chunk],
+                items=[r.item for r in chunk],
+                metadatas=[{"source": r.source, "sha256": r.digest, "passage": r.passage} for r in chunk],
+            )
+        except InputError as err:
+            if err.index is None or not 0 <= err.index < len(chunk):
+                raise
+            bad = chunk[err.index]
+            report.failed.append((bad.source, err.reason))
+            chunk = [r for r in chunk if r.source != bad.source]
+            continue
+        report.added += len(chunk)
+        return
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, quiet: bool) -> Any:
+    if quiet or total == 0:
+        return _NoProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoProgress()
+    return tqdm(total=total, unit="item", desc="embedding", file=sys.stderr, disable=None)
+
+
+# -- search ----------------------------------------------------------------------------------------
+def search(args: argparse.Namespace) -> int:
+    from . import chroma
+    from .inputs import ImageSource
+
+    if not args.query and not args.image:
+        print("error: give a QUERY text, --image PATH, or both", file=sys.stderr)
+        return EXIT_ERROR
+    client = open_client(args)
+    collection = client.get_collection(args.collection)
+    if args.base_url:
+        stored = chroma.embedding_function_of(collection)
+        config = {**stored.get_config(), "base_url": args.base_url}
+        collection = client.get_collection(args.collection, embedding_function=type(stored).build_from_config(config))
+    try:
+        result = chroma.query_mixed(
+            collection,
+            query_texts=[args.query] if args.query else None,
+            query_images=[ImageSource(args.image)] if args.image else None,
+            n_results=args.n,
+        )
+    except EmbeddingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    labels = [*([f"text {args.query!r}"] if args.query else []), *([f"image {args.image}"] if args.image else [])]
+    pages = []
+    for q, label in enumerate(labels):
+        hits = _hits(result, q)
+        if len(labels) > 1:
+            print(f"\nquery: {label}")
+        print(_table(hits))
+        pages.append((label, hits))
+    if args.html:
+        Path(args.html).write_text(_html_page(pages), encoding="utf-8")
+        print(f"wrote {args.html}")
+    return EXIT_OK
+
+
+@dataclass
+class Hit:
+    rank: int
+    modality: str
+    source: str
+    score: float
+    distance: float
+    text: str | None
+
+
+def _hits(result: Any, q: int) -> list[Hit]:
+    """The fused hits of query ``q`` (the texts' and images' rankings merged)."""
+    hits = []
+    ids = result["ids"][q] if result["ids"] else []
+    for i in range(len(ids)):
+        meta = (result["metadatas"][q][i] if result["metadatas"] else None) or {}
+        doc = result["documents"][q][i] if result["documents"] else None
+        hits.append(
+            Hit(
+                rank=i + 1,
+                modality=str(meta.get("modality", "?")),
+                source=str(meta.get("source") or (result["uris"][q][i] if result["uris"] else "") or ids[i]),
+                score=float(result["rrf_scores"][q][i]),
+                distance=float(result["distances"][q][i]),
+                text=doc,
+            )
+        )
+    return hits
+
+
+def _table(hits: list[Hit]) -> str:
+    if not hits:
+        return "no results"
+    rows = [("rank", "modality", "score", "similarity", "source")]
+    rows += [(str(h.rank), h.modality, f"{h.score:.4f}", f"{1 - h.distance:.3f}", _short(h.source)) for h in hits]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    return "\n".join("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def _html_page(pages: list[tuple[str, list[Hit]]]) -> str:
+    sections = "".join(
+        f"<h1>Results for {html.escape(label)}</h1><ol>{''.join(_card(hit) for hit in hits)}</ol>"
+        for label, hits in pages
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>mmembed search</title>"
+        "<style>body{font-family:sans-serif}li{margin:1em 0;list-style:none}img{max-width:240px}</style>"
+        + sections
+    )
+
+
+def _card(hit: Hit) -> str:
+    body = html.escape((hit.text or "")[:400])
+    if hit.modality == "image":
+        thumb = _thumbnail(hit.source)
+        body = f'<img src="{thumb}" alt="">' if thumb else "(image not readable here)"
+    return (
+        f"<li><b>#{hit.rank}</b> {hit.modality} · score {hit.score:.4f} · "
+        f"similarity {1 - hit.distance:.3f}<br><code>{html.escape(hit.source)}</code><br>{body}</li>"
+    )
+
+
+def _thumbnail(source: str) -> str | None:
+    from PIL import Image
+
+    from .images import ImageSpec, prepare_image
+
+    try:
+        path = Path(source)
+        if not path.is_file():
+            return None
+        encoded = prepare_image(path, ImageSpec(min_side=160, formats=frozenset({"JPEG", "PNG"})))
+    except (OSError, InputError, Image.DecompressionBombError):
+        return None
+    return f"data:{encoded.media_type};base64,{base64.b64encode(encoded.data).decode()}"
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmembed", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def store_options(p: argparse.ArgumentParser) -> None:
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--db", help=f"embedded Chroma folder (default {default_db()}, or $MMEMBED_DB)")
+        where.add_argument("--chroma-url", help="a Chroma server, e.g. http://localhost:8000")
+        p.add_argument("--collection", required=True, help="collection name")
+        p.add_argument("--base-url", help="provider base URL (scheme + host), e.g. the emulator's")
+
+    ing = sub.add_parser("ingest", help="embed folders of images and text files into a collection")
+    ing.add_argument("paths", nargs="+", help="files or folders")
+    ing.add_argument("--provider", choices=("nomic", "jina", "vertex"), required=True)
+    ing.add_argument("--model", help="model (Jina/Vertex) or text model (Nomic)")
+    ing.add_argument("--dimensions", type=int, help="vector size for texts and images alike")
+    ing.add_argument("--cache", help="SQLite embedding cache file (re-runs send nothing)")
+    ing.add_argument("--project-id", help="Vertex project (default $GOOGLE_CLOUD_PROJECT)")
+    ing.add_argument("--location", help="Vertex location (default $GOOGLE_CLOUD_LOCATION or us-central1)")
+    ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    store_options(ing)
+    ing.set_defaults(func=ingest)
+
+    sea = sub.add_parser("search", help="search a collection; texts and images ranked fairly")
+    sea.add_argument("query", nargs="?", help="query text")
+    sea.add_argument("--image", help="query image (path or URL)")
+    sea.add_argument("-n", type=int, default=10, help="number of results (default 10)")
+    sea.add_argument("--html", help="also write an HTML page with thumbnails of the image hits")
+    store_options(sea)
+    sea.set_defaults(func=search)
+
+    emu = sub.add_parser("emulator", help="run the offline emulator of the three provider APIs")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    emu.add_argument("--rate-limit", type=float, help="requests per second before 429s")
+    emu.set_defaults(func=run_emulator)
+    return parser
+
+
+def run_emulator(args: argparse.Namespace) -> int:
+    from .testing.__main__ import main as emulator_main
+
+    argv = ["--host", args.host, "--port", str(args.port), "--latency", str(args.latency)]
+    if args.rate_limit:
+        argv += ["--rate-limit", str(args.rate_limit)]
+    return emulator_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EmbeddingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except ImportError as err:
+        print(f"error: {err} (install mmembed[cli])", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

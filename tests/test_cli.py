@@ -1,0 +1,154 @@
+"""The mmembed command against the emulator: ingest a folder, report bad files, search fairly, rerun free."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ChromaServer
+
+from mmembed.cli import main, split_passages
+from mmembed.testing import Emulator, colour_photo
+
+PHOTO_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    (root / "photos").mkdir(parents=True)
+    for i, colour in enumerate(PHOTO_COLOURS):
+        colour_photo(colour, size=(900, 600), seed=i).save(root / "photos" / f"{colour}.jpg", quality=88)
+    (root / "banana.txt").write_text("A banana is a long curved fruit with soft sweet flesh.\n")
+    (root / "notes.md").write_text("# Sailing\n\nNotes about sailing across the wide sea at dawn.\n")
+    good = (root / "photos" / "red.jpg").read_bytes()
+    (root / "photos" / "broken.jpg").write_bytes(good[: len(good) // 3])  # a truncated JPEG
+    (root / ".hidden.txt").write_text("never ingested")
+    (root / "ignored.csv").write_text("a,b\n")
+    return root
+
+
+def store_args(tmp_path: Path, emulator: Emulator) -> list[str]:
+    return ["--collection", "media", "--db", str(tmp_path / "db"), "--base-url", emulator.url]
+
+
+def test_ingest_stores_everything_but_the_corrupt_file_and_says_so(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    status = main(["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "broken.jpg" in err and "failed" in err
+    assert "8 records added" in out and "1 files failed" in out
+    assert "holds 8 records" in out
+    sent = [inp for r in mmembed_emulator.requests for inp in r.json["input"]]
+    assert sum("text" in i for i in sent) == 2 and sum("image" in i for i in sent) == 6
+
+    # search: the purple photo in the top two, the banana text for "banana"
+    assert main(["search", "purple", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("purple.jpg" in line for line in lines[1:3]), lines
+    assert main(["search", "banana", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
+    out = capsys.readouterr().out
+    assert "banana.txt" in out.splitlines()[1], out
+    assert "text" in out and "image" in out  # both modalities in one fused ranking
+
+    # a second ingest of the unchanged folder sends nothing to the provider
+    before = len(mmembed_emulator.requests)
+    status = main(["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)])
+    out, _ = capsys.readouterr()
+    assert status == 1  # the corrupt file is still reported
+    assert len(mmembed_emulator.requests) == before
+    assert "0 records added, 8 unchanged" in out
+
+
+def test_changed_file_is_re_embedded(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    args = ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)]
+    assert main(args) == 0
+    (folder / "banana.txt").write_text("Bananas are yellow.\n")
+    mmembed_emulator.clear()
+    assert main(args) == 0
+    assert "1 records added, 7 unchanged" in capsys.readouterr().out
+    (request,) = mmembed_emulator.requests
+    assert request.json["input"] == [{"text": "Bananas are yellow."}]
+
+
+def test_html_page_has_thumbnails(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOMIC_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    base = store_args(tmp_path, mmembed_emulator)
+    assert main(["ingest", str(folder), "--provider", "nomic", "-q", *base]) == 0
+    page = tmp_path / "hits.html"
+    assert main(["search", "red", "-n", "3", "--html", str(page), *base]) == 0
+    text = page.read_text()
+    assert "<img src=\"data:image/jpeg;base64," in text
+    assert "red.jpg" in text
+
+
+def test_image_query(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    base = store_args(tmp_path, mmembed_emulator)
+    assert main(["ingest", str(folder), "--provider", "jina", "-q", *base]) == 0
+    query = tmp_path / "query.png"
+    colour_photo("green", size=(300, 200), seed=42).save(query)
+    capsys.readouterr()
+    assert main(["search", "--image", str(query), "-n", "2", *base]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("green.jpg" in line for line in lines[1:3]), lines
+
+
+def test_missing_key_is_a_clear_error(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["ingest", str(folder), "--provider", "nomic", "--collection", "c", "--db", str(tmp_path / "d")])
+    assert status == 2
+    assert "NOMIC_API_KEY" in capsys.readouterr().err
+
+
+def test_chroma_url_against_a_real_server(
+    folder: Path, chroma_server: ChromaServer, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    base = ["--collection", "cli-media", "--chroma-url", chroma_server.url, "--base-url", mmembed_emulator.url]
+    assert main(["ingest", str(folder), "--provider", "jina", "-q", *base]) == 0
+    assert main(["search", "purple", "-n", "2", *base]) == 0
+    assert "purple.jpg" in capsys.readouterr().out
+    # A second process finds the collection and its stored function (key from the environment).
+    env = {"JINA_API_KEY": "test-key", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmembed.cli", "search", "banana", "-n", "2", *base],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "banana.txt" in proc.stdout
+
+
+def test_console_script_help() -> None:
+    script = Path(sys.executable).with_name("mmembed")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert "ingest" in proc.stdout and "search" in proc.stdout and "emulator" in proc.stdout
+
+
+def test_split_passages() -> None:
+    text = "\n\n".join(["word " * 100] * 5)
+    passages = split_passages(text, limit=1200)
+    assert all(len(p) <= 1200 for p in passages)
+    assert " ".join(" ".join(passages).split()) == " ".join(text.split())
+    assert split_passages("short") == ["short"]
+    assert split_passages("   \n\n  ") == []
