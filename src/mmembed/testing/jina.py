@@ -1,0 +1,160 @@
+"""The emulated Jina endpoint: ``POST /v1/embeddings`` (texts and images in one ``input`` list)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import struct
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .imagedata import ImageDataError, decode_base64, decode_image, fetch_url
+from .models import JINA_DEFAULT_MODEL, ModelSpec, find_model
+from .space import count_tokens, embed
+from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
+
+__all__ = ["Jina"]
+
+EMBEDDING_TYPES = ("float", "base64", "binary", "ubinary")
+# Approximate billing: text tokens plus a start and end token; images by 512-px tiles (224 px for clip-v1).
+IMAGE_TILE = {"jina-clip-v1": (224, 1000)}
+DEFAULT_TILE = (512, 4000)
+_CODES = {
+    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 402: "PAYMENT_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR", 429: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL_SERVER_ERROR", 502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT",
+}
+
+Item = tuple[str, Any]  # ("text", str) or ("image", PIL image)
+
+
+def shuffled_order(n: int) -> list[int]:
+    """A deterministic non-identity order of ``n`` items, so clients that do not sort by index get caught."""
+    order = list(range(n))
+    random.Random(n).shuffle(order)
+    if n > 1 and order == sorted(order):
+        order = order[1:] + order[:1]
+    return order
+
+
+def encode_embedding(vector: list[float], kind: str) -> Any:
+    """``vector`` as Jina sends it for ``embedding_type`` ``kind``."""
+    if kind == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    if kind in ("binary", "ubinary"):
+        packed = np.packbits(np.asarray(vector) > 0)
+        return [int(b) for b in (packed.view(np.int8) if kind == "binary" else packed)]
+    return vector
+
+
+class Jina(Endpoint):
+    """``{model, input, task?, dimensions?, normalized?, embedding_type?}`` → ``{model, object, usage, data}``."""
+
+    provider: ClassVar[str] = "jina"
+
+    def matches(self, path: str) -> bool:
+        return path == "/v1/embeddings"
+
+    def error(self, err: ApiError, request_id: str) -> Reply:
+        code = err.code or _CODES.get(err.status, "ERROR")
+        return Reply.json(err.status, {"detail": err.message, "code": code, "request_id": request_id})
+
+    def drop_one(self, payload: Any) -> Any:
+        last = len(payload["data"]) - 1
+        return {**payload, "data": [d for d in payload["data"] if d["index"] != last]}
+
+    def handle(self, req: Incoming, settings: Settings) -> Reply:
+        token = bearer(req.headers)
+        if not token:
+            raise ApiError(401, "Unauthorized: no API key given; send 'Authorization: Bearer <api key>'")
+        if not settings.accepts(token):
+            raise ApiError(401, "Unauthorized: invalid API key")
+        if req.body_error is not None:
+            raise ApiError(400, req.body_error)
+        body = req.json
+        if not isinstance(body, dict):
+            raise ApiError(422, "the request body must be a JSON object")
+        name = body.get("model", JINA_DEFAULT_MODEL)
+        spec = find_model("jina", name) if isinstance(name, str) else None
+        if spec is None:
+            raise ApiError(400, f"Model {name!r} is not supported", code="INVALID_MODEL")
+        raw = body.get("input")
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not raw:
+            raise ApiError(422, "'input' must be a non-empty list of strings or {text}/{image} objects")
+        if len(raw) > spec.max_inputs:
+            raise ApiError(400, f"input length is larger than the largest allowed size {spec.max_inputs}")
+        task = self._task(spec, body.get("task"))
+        dimensions = self._dimensions(spec, body.get("dimensions"))
+        normalized = body.get("normalized", True)
+        kind = body.get("embedding_type", "float")
+        if not isinstance(normalized, bool):
+            raise ApiError(422, "'normalized' must be a boolean")
+        if kind not in EMBEDDING_TYPES:
+            raise ApiError(422, f"'embedding_type' must be one of {', '.join(EMBEDDING_TYPES)}")
+        items = [self._item(spec, i, item) for i, item in enumerate(raw)]
+        unit = normalized and not settings.jina_unnormalized
+        data = []
+        for i in shuffled_order(len(items)):
+            modality, value = items[i]
+            if modality == "text":
+                vector = embed(spec, text=value, task=task, dimensions=dimensions, normalized=unit)
+            else:
+                vector = embed(spec, image=value, dimensions=dimensions, normalized=unit)
+            data.append({"object": "embedding", "index": i, "embedding": encode_embedding(vector, kind)})
+        tokens = sum(self._tokens(spec, item) for item in items)
+        usage = {"total_tokens": tokens, "prompt_tokens": tokens}
+        return Reply.json(200, {"model": spec.name, "object": "list", "usage": usage, "data": data})
+
+    @staticmethod
+    def _task(spec: ModelSpec, task: object) -> str | None:
+        if task is None:
+            return None
+        if not spec.tasks:
+            raise ApiError(422, f"{spec.name} does not accept a 'task'")
+        if task not in spec.tasks:
+            raise ApiError(422, f"'task' for {spec.name} must be one of {', '.join(sorted(spec.tasks))}")
+        return str(task)
+
+    @staticmethod
+    def _dimensions(spec: ModelSpec, value: object) -> int | None:
+        if value is None:
+            return None
+        if spec.dimensions is None:
+            raise ApiError(422, f"{spec.name} does not accept 'dimensions'")
+        if isinstance(value, bool) or not isinstance(value, int) or value not in spec.dimensions:
+            raise ApiError(422, f"'dimensions' must be an integer from 1 to {spec.dim} for {spec.name}")
+        return value
+
+    @staticmethod
+    def _item(spec: ModelSpec, index: int, item: object) -> Item:
+        if isinstance(item, dict) and len(item) == 1:
+            ((key, value),) = item.items()
+        elif isinstance(item, str):
+            key, value = "text", item
+        else:
+            key, value = "", None
+        if key not in ("text", "image", "url", "bytes") or not isinstance(value, str):
+            raise ApiError(422, f"input[{index}] must be a string, {{'text': str}} or {{'image': str}}")
+        if key == "text":
+            return "text", value
+        if "image" not in spec.modalities:
+            raise ApiError(400, f"input[{index}]: {spec.name} does not accept images")
+        is_url = key == "url" or (key == "image" and value.startswith(("http://", "https://")))
+        try:
+            data = fetch_url(value) if is_url else decode_base64(value)
+            return "image", decode_image(data)
+        except ImageDataError as exc:
+            raise ApiError(400, f"input[{index}]: {exc}") from None
+
+    @staticmethod
+    def _tokens(spec: ModelSpec, item: Item) -> int:
+        modality, value = item
+        if modality == "text":
+            return count_tokens(value) + 2
+        side, per_tile = IMAGE_TILE.get(spec.name, DEFAULT_TILE)
+        width, height = value.size
+        return int(per_tile * math.ceil(width / side) * math.ceil(height / side))

@@ -1,0 +1,74 @@
+"""The models the emulator answers for: one declarative row per model, limits included.
+
+Each row says which vector space a model embeds into (models that share a space can be compared, like
+``nomic-embed-text-v1.5`` and ``nomic-embed-vision-v1.5``), its full dimension, which modalities it takes, which
+``task`` values it accepts and which of them mark a query, which output sizes can be requested and how many
+inputs one request may carry. The endpoints derive their validation from these rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MODELS", "ModelSpec", "find_model"]
+
+PROVIDERS = ("nomic", "jina", "vertex")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one emulated model accepts and returns."""
+
+    provider: str
+    name: str
+    space: str
+    dim: int
+    modalities: frozenset[str]
+    tasks: frozenset[str] = frozenset()
+    query_tasks: frozenset[str] = frozenset()
+    # Sizes a request may ask for (None: the request may not ask); vectors are Matryoshka-truncated.
+    dimensions: tuple[int, ...] | range | None = None
+    max_inputs: int = 1
+    aliases: tuple[str, ...] = ()
+
+    def is_query(self, task: str | None) -> bool:
+        """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""
+        return task is not None and task in self.query_tasks
+
+
+_TEXT = frozenset({"text"})
+_IMAGE = frozenset({"image"})
+_BOTH = frozenset({"text", "image"})
+_NOMIC_TASKS = frozenset({"search_document", "search_query", "classification", "clustering"})
+_JINA_V4_TASKS = frozenset(
+    {"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"}
+)
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("nomic", "nomic-embed-text-v1.5", "nomic-v1.5", 768, _TEXT, _NOMIC_TASKS,
+              frozenset({"search_query"}), range(64, 769), max_inputs=10),
+    ModelSpec("nomic", "nomic-embed-text-v1", "nomic-v1", 768, _TEXT, _NOMIC_TASKS,
+              frozenset({"search_query"}), None, max_inputs=10),
+    ModelSpec("nomic", "nomic-embed-vision-v1.5", "nomic-v1.5", 768, _IMAGE, max_inputs=512),
+    ModelSpec("nomic", "nomic-embed-vision-v1", "nomic-v1", 768, _IMAGE, max_inputs=512),
+    ModelSpec("jina", "jina-clip-v2", "jina-clip-v2", 1024, _BOTH, frozenset({"retrieval.query"}),
+              frozenset({"retrieval.query"}), range(1, 1025), max_inputs=2048),
+    ModelSpec("jina", "jina-clip-v1", "jina-clip-v1", 768, _BOTH, max_inputs=2048),
+    ModelSpec("jina", "jina-embeddings-v4", "jina-embeddings-v4", 2048, _BOTH, _JINA_V4_TASKS,
+              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512),
+    # A text-only model, as in the 2023 recordings; handy for checking that clients refuse images for it.
+    ModelSpec("jina", "jina-embeddings-v2-base-en", "jina-embeddings-v2-base-en", 768, _TEXT,
+              max_inputs=2048),
+    ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
+              dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
+)
+
+JINA_DEFAULT_MODEL = "jina-clip-v2"
+
+
+def find_model(provider: str, name: str) -> ModelSpec | None:
+    """The row for ``name`` (or one of its aliases) at ``provider``, or None when the emulator does not know it."""
+    for spec in MODELS:
+        if spec.provider == provider and (name == spec.name or name in spec.aliases):
+            return spec
+    return None

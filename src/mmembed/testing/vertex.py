@@ -1,0 +1,145 @@
+"""The emulated Vertex AI endpoint: ``multimodalembedding@001:predict`` (one instance per request)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from .imagedata import ImageDataError, decode_base64, load_image
+from .models import ModelSpec, find_model
+from .space import embed
+from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
+
+__all__ = ["Vertex"]
+
+PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):predict$")
+IMAGE_FORMATS = frozenset({"BMP", "GIF", "JPEG", "PNG"})
+MIME_TYPES = frozenset({"image/bmp", "image/gif", "image/jpeg", "image/png"})
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+INSTANCE_KEYS = frozenset({"text", "image"})
+_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE",
+    503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+_INVALID_KEY_DETAILS = [{
+    "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+}]
+
+
+def _unknown_field(name: str, where: str) -> ApiError:
+    return ApiError(400, f'Invalid JSON payload received. Unknown name "{name}" at \'{where}\': Cannot find field.')
+
+
+class Vertex(Endpoint):
+    """``{instances: [{text?, image?}], parameters: {dimension}}`` → ``{predictions, deployedModelId}``.
+
+    As Google does, an API key that is not accepted gets 400 INVALID_ARGUMENT (reason ``API_KEY_INVALID``),
+    while a refused OAuth token, or no credential at all, gets 401 UNAUTHENTICATED.
+    """
+
+    provider: ClassVar[str] = "vertex"
+
+    def matches(self, path: str) -> bool:
+        return PATH.match(path) is not None
+
+    def error(self, err: ApiError, request_id: str) -> Reply:
+        status = err.code or _STATUS.get(err.status, "UNKNOWN")
+        error: dict[str, Any] = {"code": err.status, "message": err.message, "status": status}
+        if err.details:
+            error["details"] = err.details
+        return Reply.json(err.status, {"error": error})
+
+    def drop_one(self, payload: Any) -> Any:
+        return {**payload, "predictions": payload["predictions"][:-1]}
+
+    def authenticate(self, req: Incoming, settings: Settings) -> None:
+        key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
+        token = bearer(req.headers)
+        if key:
+            if not settings.accepts(key):
+                raise ApiError(400, "API key not valid. Please pass a valid API key.", details=_INVALID_KEY_DETAILS)
+        elif token:
+            if not settings.accepts(token):
+                raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
+                                    "token, login cookie or other valid authentication credential.")
+        else:
+            raise ApiError(401, "Method doesn't allow unregistered callers (callers without established "
+                                "identity). Please use API Key or other form of API consumer identity.")
+
+    def handle(self, req: Incoming, settings: Settings) -> Reply:
+        self.authenticate(req, settings)
+        match = PATH.match(req.path)
+        name = match.group(3) if match else ""
+        spec = find_model("vertex", name)
+        if spec is None:
+            raise ApiError(400, f"Publisher model {name!r} is not supported; use multimodalembedding@001")
+        if req.body_error is not None:
+            raise ApiError(400, f"Invalid JSON payload received. {req.body_error}")
+        body = req.json
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid JSON payload received. Expected an object.")
+        instances = body.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise ApiError(400, "'instances' must be a non-empty list")
+        if len(instances) > spec.max_inputs:
+            raise ApiError(400, f"Only {spec.max_inputs} instance is allowed per request; got {len(instances)}.")
+        dimension = self._dimension(body.get("parameters"), spec.dimensions or ())
+        prediction: dict[str, list[float]] = {}
+        instance = instances[0]
+        if not isinstance(instance, dict):
+            raise ApiError(400, "instances[0] must be an object")
+        for key in instance:
+            if key not in INSTANCE_KEYS:
+                raise _unknown_field(key, "instances[0]")
+        if "text" not in instance and "image" not in instance:
+            raise ApiError(400, "instances[0] needs 'text' and/or 'image'")
+        if "text" in instance:
+            if not isinstance(instance["text"], str):
+                raise ApiError(400, "instances[0].text must be a string")
+            prediction["textEmbedding"] = embed(spec, text=instance["text"], dimensions=dimension)
+        if "image" in instance:
+            prediction["imageEmbedding"] = self._image(spec, instance["image"], dimension)
+        return Reply.json(200, {"predictions": [prediction], "deployedModelId": "emulator"})
+
+    @staticmethod
+    def _dimension(parameters: object, allowed: tuple[int, ...] | range) -> int:
+        if parameters is None:
+            return 1408
+        if not isinstance(parameters, dict):
+            raise ApiError(400, "'parameters' must be an object")
+        value = parameters.get("dimension", 1408)
+        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+            options = ", ".join(str(d) for d in allowed)
+            raise ApiError(400, f"Invalid dimension {value!r}: it must be one of {options}.")
+        return value
+
+    @staticmethod
+    def _image(spec: ModelSpec, image: object, dimension: int) -> list[float]:
+        if not isinstance(image, dict):
+            raise ApiError(400, "instances[0].image must be an object")
+        for key in image:
+            if key not in ("bytesBase64Encoded", "gcsUri", "mimeType"):
+                raise _unknown_field(key, "instances[0].image")
+        mime = image.get("mimeType")
+        if mime is not None and mime not in MIME_TYPES:
+            raise ApiError(400, f"Unsupported mimeType {mime!r}; use one of {', '.join(sorted(MIME_TYPES))}")
+        if ("bytesBase64Encoded" in image) == ("gcsUri" in image):
+            raise ApiError(400, "instances[0].image needs exactly one of bytesBase64Encoded and gcsUri")
+        if "gcsUri" in image:
+            uri = image["gcsUri"]
+            if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) <= len("gs://"):
+                raise ApiError(400, f"Invalid gcsUri {uri!r}; expected gs://bucket/object")
+            return embed(spec, gcs_uri=uri, dimensions=dimension)
+        encoded = image["bytesBase64Encoded"]
+        if not isinstance(encoded, str):
+            raise ApiError(400, "bytesBase64Encoded must be a string")
+        try:
+            data = decode_base64(encoded)
+            if len(data) > MAX_IMAGE_BYTES:
+                raise ImageDataError(f"image is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES}")
+            picture = load_image(data, IMAGE_FORMATS, "instances[0].image")
+        except ImageDataError as exc:
+            raise ApiError(400, str(exc)) from None
+        return embed(spec, image=picture, dimensions=dimension)
