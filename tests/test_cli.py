@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ChromaServer
 
+from conftest import ChromaServer
 from mmembed.cli import main, split_passages
 from mmembed.testing import Emulator, colour_photo
 

@@ -225,8 +225,8 @@ class Transport:
         if 200 <= status < 300:
             try:
                 return parse(response), None, None
-            except InvalidResponseError as err:
-                return None, err, None
+            except InvalidResponseError as invalid:
+                return None, invalid, None
         message, request_id = self.describe_error(response)
         body = response.text
         if status in AUTH_STATUSES:
