@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from .errors import InputError, UnsafeURLError
 
 __all__ = ["ImageItem", "ImageSource", "Item", "TextItem", "to_item"]
 
@@ -125,6 +125,11 @@ def _from_source(src: ImageSource) -> ImageItem:
         return ImageItem(source=f"gs URI {src.uri}", gcs_uri=src.uri)
     if kind == "data":
         return ImageItem(source="data URI", raw=_decode_data_uri(src.uri))
+    scheme = urlsplit(src.uri).scheme.lower()
+    if "://" in src.uri and len(scheme) > 1 and scheme != "file":  # one letter: a Windows drive
+        raise UnsafeURLError(
+            f"unsupported URL scheme {scheme!r}: use http(s), data:, gs:// or a local path", source=_short(src.uri)
+        )
     path = pathlib.Path(src.uri[len("file://") :] if src.uri.startswith("file://") else src.uri).expanduser()
     return ImageItem(source=f"path {path}", raw=path)
 
