@@ -112,8 +112,8 @@ class JinaProvider(Provider):
             if not isinstance(data, list):
                 raise InvalidResponseError("response has no 'data' list", provider=self.name, body=response.text)
             try:
-                ordered = sorted(data, key=lambda d: int(d["index"]))
-                indexes = [int(d["index"]) for d in ordered]
+                ordered = sorted(data, key=_index)
+                indexes = [_index(d) for d in ordered]
                 vectors = [d["embedding"] for d in ordered]
             except (KeyError, TypeError, ValueError) as exc:
                 raise InvalidResponseError("malformed 'data' entries", provider=self.name) from exc
@@ -135,3 +135,11 @@ class JinaProvider(Provider):
             if code:
                 message = f"{message} ({code})"
         return message, request_id
+
+
+def _index(entry: Any) -> int:
+    """The ``index`` of a ``data`` entry; only a JSON integer will do (not "1", 1.5 or true)."""
+    index = entry["index"]
+    if type(index) is not int:
+        raise TypeError(f"index {index!r} is not an integer")
+    return index
