@@ -6,9 +6,11 @@ response ``parse`` rejects (:class:`InvalidResponseError`) is retried like a 5xx
 a wrong count never reaches the caller unless every retry failed.
 
 Retried: 408, 409, 429, every 5xx, connection errors, timeouts and untrustworthy 200s. Never retried:
-401/403 (:class:`AuthenticationError`) and other 4xx (validation errors). Back-off is exponential with
-full jitter; a ``Retry-After`` header (seconds or an HTTP date) wins, up to ``retry_after_cap``. A 429
-also pauses the shared :class:`RateLimiter`, so every worker of the client slows down together.
+401/403 or whatever else the provider's ``is_auth_error`` recognises (:class:`AuthenticationError`), and
+other 4xx (validation errors). Should a server echo a credential into an error body, it is redacted.
+Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date) wins, up to
+``retry_after_cap``. A 429 also pauses the shared :class:`RateLimiter`, so every worker of the client
+slows down together.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -119,6 +121,7 @@ class TransportStats:
 
 
 ErrorParser = Callable[[requests.Response], tuple[str, str | None]]
+AuthCheck = Callable[[requests.Response], bool]
 
 
 class Transport:
@@ -133,6 +136,7 @@ class Transport:
         limiter: RateLimiter | None = None,
         pool_size: int = 8,
         describe_error: ErrorParser | None = None,
+        is_auth_error: AuthCheck | None = None,
         user_agent: str = "mmembed",
     ) -> None:
         self.provider = provider
@@ -140,6 +144,7 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter or RateLimiter(None)
         self.describe_error = describe_error or default_error_description
+        self.is_auth_error = is_auth_error or default_is_auth_error
         self.stats = TransportStats()
         self._rng = random.Random()
         self.session = requests.Session()
@@ -200,7 +205,19 @@ class Transport:
         Non-retryable failures raise straight away.
         """
         req = prepared.copy()
-        req.headers.update(headers() if callable(headers) else headers)
+        credentials = headers() if callable(headers) else headers
+        req.headers.update(credentials)
+        try:
+            result, error, wait = self._exchange(req, parse, size)
+        except ProviderError as err:
+            _scrub(err, credentials.values())
+            raise
+        return result, None if error is None else _scrub(error, credentials.values()), wait
+
+    def _exchange(
+        self, req: requests.PreparedRequest, parse: Callable[[requests.Response], T], size: int
+    ) -> tuple[T | None, ProviderError | None, float | None]:
+        """Send ``req`` once and classify the answer (as :meth:`_attempt` describes)."""
         started = time.monotonic()
         self._in_flight.acquire()
         self.stats.begin(size)
@@ -216,7 +233,7 @@ class Transport:
         log.debug(
             "%s: POST %s -> %s in %.3fs (%d B sent)",
             self.provider,
-            _path(prepared.url),
+            _path(req.url),
             response.status_code,
             time.monotonic() - started,
             size,
@@ -229,7 +246,7 @@ class Transport:
                 return None, invalid, None
         message, request_id = self.describe_error(response)
         body = response.text
-        if status in AUTH_STATUSES:
+        if self.is_auth_error(response):
             raise AuthenticationError(
                 message, provider=self.provider, status=status, request_id=request_id, body=body
             )
@@ -273,11 +290,31 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def default_is_auth_error(response: requests.Response) -> bool:
+    """401 and 403: the credentials were refused."""
+    return response.status_code in AUTH_STATUSES
+
+
 def default_error_description(response: requests.Response) -> tuple[str, str | None]:
     """A short message and the request id from an error response, whatever its body."""
     request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
     reason = response.reason or "error"
     return f"request failed: {reason}", request_id
+
+
+def _scrub(err: ProviderError, secrets: Iterable[str]) -> ProviderError:
+    """Blank out credentials the request carried, should a server echo them into its error body."""
+    parts = {part for value in secrets for part in (value, value.split(" ", 1)[-1]) if len(part) >= 8}
+
+    def clean(text: str) -> str:
+        for part in sorted(parts, key=len, reverse=True):
+            text = text.replace(part, "[redacted]")
+        return text
+
+    err.args = tuple(clean(arg) if isinstance(arg, str) else arg for arg in err.args)
+    if err.body:
+        err.body = clean(err.body)
+    return err
 
 
 def _exc_name(exc: BaseException) -> str:

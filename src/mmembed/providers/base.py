@@ -107,8 +107,12 @@ class Provider(ABC):
             limiter=RateLimiter(rpm),
             pool_size=self.concurrency,
             describe_error=self.describe_error,
+            is_auth_error=self.is_auth_error,
         )
-        self.download_policy = DownloadPolicy(allow_private=options.allow_private_urls)
+        # The caller's timeout bounds client-side downloads too (never above the policy's own default).
+        self.download_policy = DownloadPolicy(
+            allow_private=options.allow_private_urls, timeout=min(options.timeout, DownloadPolicy.timeout)
+        )
         self.dimensions = options.dimensions
 
     def __repr__(self) -> str:
@@ -147,6 +151,10 @@ class Provider(ABC):
             return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
         detail = body.get("detail") if isinstance(body, dict) else None
         return (str(detail) if detail else f"HTTP {response.status_code}"), request_id
+
+    def is_auth_error(self, response: requests.Response) -> bool:
+        """Whether an error response means the credentials were refused (401/403; never retried)."""
+        return response.status_code in (401, 403)
 
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         """Whether ``item`` may join an open batch of its route (default: under the count cap)."""

@@ -160,6 +160,20 @@ class VertexProvider(Provider):
 
         return parse
 
+    def is_auth_error(self, response: requests.Response) -> bool:
+        """401/403, and Google's answer to a bad API key: 400 INVALID_ARGUMENT with reason API_KEY_INVALID."""
+        if super().is_auth_error(response):
+            return True
+        if response.status_code != 400:
+            return False
+        try:
+            details = response.json()["error"]["details"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        return isinstance(details, list) and any(
+            isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in details
+        )
+
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         request_id = response.headers.get("x-request-id")
         try:
