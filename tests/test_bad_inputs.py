@@ -72,6 +72,11 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     return sizes
 
 
+def test_the_decode_spy_sees_decodes(embedder_for: Callable[..., Embedder], loads: list[tuple[int, int]]) -> None:
+    embedder_for("jina").embed([GOOD_JPEG])
+    assert (120, 90) in loads  # so an empty list in the test below means "nothing huge was decoded"
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_item_raises_input_error_with_its_index(
