@@ -67,7 +67,8 @@ def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow
         address = address.ipv4_mapped
     if address in METADATA_ADDRESSES or address.is_link_local:
         raise UnsafeURLError(f"refusing link-local / metadata address {address}")
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
+    # ::1 sits in the reserved ::/8 block; it is loopback, allowed like 127.0.0.1 when private URLs are.
+    if (address.is_multicast or address.is_unspecified or address.is_reserved) and not address.is_loopback:
         raise UnsafeURLError(f"refusing non-routable address {address}")
     if not address.is_global and not allow_private:
         raise UnsafeURLError(
