@@ -1,7 +1,7 @@
 """A content-addressed embedding cache in SQLite, safe to share between threads and processes.
 
-The key covers provider, model, dimensions, task and the item's content (see
-:meth:`mmembed.Embedder.cache_key`), so a changed setting never returns a stale vector. Vectors are
+The key covers provider, model, dimensions, task, the item's content and, for images, the upload size
+(see :meth:`mmembed.Embedder.cache_key`), so a changed setting never returns a stale vector. Vectors are
 written as each request completes: a call that fails half-way keeps what it already paid for, and a
 retry sends only the rest.
 """

@@ -139,9 +139,14 @@ class Embedder:
         return await asyncio.to_thread(self._run, list(items), "query", None)
 
     def cache_key(self, item: Item, task: Task) -> str:
-        """The content-addressed key of ``item``: provider, model, dimensions, task and content."""
+        """The content-addressed key of ``item``: provider, model, dimensions, task and content.
+
+        An image's key also holds the size it is shrunk to for upload: other pixels, another vector.
+        """
         p = self.provider
         parts = [p.name, p.model_for(item), str(p.dimensions), p.task_key(item, task), item.content_key()]
+        if isinstance(item, ImageItem):
+            parts.append(f"side={p.image_spec().min_side}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def close(self) -> None:
