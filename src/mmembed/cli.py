@@ -171,6 +171,15 @@ def ingest(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     function = embedding_function(args)
+    try:
+        return _ingest_files(args, files, function)
+    finally:
+        function.close()
+
+
+def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any) -> int:
+    from . import chroma
+
     client = open_client(args)
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
@@ -266,10 +275,11 @@ def search(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     client = open_client(args)
     collection = client.get_collection(args.collection)
+    override = None
     if args.base_url:
         stored = chroma.embedding_function_of(collection)
-        config = {**stored.get_config(), "base_url": args.base_url}
-        collection = client.get_collection(args.collection, embedding_function=type(stored).build_from_config(config))
+        override = type(stored)(**{**stored.get_config(), "base_url": args.base_url})
+        collection = client.get_collection(args.collection, embedding_function=override)
     try:
         result = chroma.query_mixed(
             collection,
@@ -280,6 +290,9 @@ def search(args: argparse.Namespace) -> int:
     except EmbeddingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if override is not None:
+            override.close()
     labels = [*([f"text {args.query!r}"] if args.query else []), *([f"image {args.image}"] if args.image else [])]
     pages = []
     for q, label in enumerate(labels):
