@@ -1,0 +1,462 @@
+"""Chroma adapters: multimodal embedding functions, a lazy image loader, and mixed-modality add and query.
+
+Importing this module registers three embedding functions with Chroma, so a collection reopened with
+``client.get_collection(name)`` rebuilds its function from the stored config:
+
+* :class:`NomicMultimodalEmbeddingFunction`, ``mmembed_nomic``: config ``text_model``, ``vision_model``;
+* :class:`JinaMultimodalEmbeddingFunction`, ``mmembed_jina``: config ``model``;
+* :class:`VertexMultimodalEmbeddingFunction`, ``mmembed_vertex``: config ``model``, ``project_id``, ``location``.
+
+Every config also holds ``dimensions`` (resolved: the real vector size), ``image_side``, ``base_url`` and
+``api_key_env_var`` — what decides the vectors and where to get them. Never a key: an ``api_key=`` passed
+explicitly lives in memory only, and a reopened collection reads the key from the environment variable named
+in its config. Local settings (``cache``, ``allow_private_urls``, ``credentials``, timeouts, retries,
+concurrency, rate) are not persisted either; to use them on a reopened collection, pass the function again:
+``get_collection(name, embedding_function=NomicMultimodalEmbeddingFunction(cache="vectors.db"))``.
+
+:class:`ImageURILoader` turns ``uris=`` into lazy :class:`~mmembed.ImageSource` references: local files are
+read and shrunk to the model's input size by the core, http(s) URLs go to Nomic and Jina as URLs (they fetch
+them) and are downloaded for Vertex, ``gs://`` URIs go to Vertex as such. Nothing is decoded at full size.
+
+:func:`add_mixed` and :func:`query_mixed` keep texts and images in one collection usable: cross-modal
+similarities are far smaller than same-modality ones, so a plain query ranks every text above every image;
+``query_mixed`` ranks each modality on its own and fuses the rankings (reciprocal rank fusion, k=60).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import pathlib
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal, cast
+
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from .cache import EmbeddingCache
+from .embedder import Embedder
+from .errors import ConfigurationError, InputError
+from .inputs import ImageSource
+
+__all__ = [
+    "MODALITY_KEY",
+    "RRF_K",
+    "ImageURILoader",
+    "JinaMultimodalEmbeddingFunction",
+    "MixedQueryResult",
+    "MultimodalEmbeddingFunction",
+    "NomicMultimodalEmbeddingFunction",
+    "VertexMultimodalEmbeddingFunction",
+    "add_mixed",
+    "embedding_function_of",
+    "query_mixed",
+]
+
+MODALITY_KEY = "modality"
+RRF_K = 60
+Modality = Literal["text", "image"]
+MODALITIES: tuple[Modality, ...] = ("text", "image")
+
+# Config keys every function stores, besides its provider's model keys; all but the env var may be None.
+COMMON_KEYS = ("dimensions", "image_side", "base_url", "api_key_env_var")
+# Changing these would put new vectors in a space built from the old ones.
+FROZEN_KEYS = ("dimensions",)
+
+
+class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
+    """Base of the mmembed Chroma embedding functions; a subclass declares its provider and model options.
+
+    Takes the options of :class:`mmembed.Embedder`. ``__call__`` embeds documents (str) and images (Chroma's
+    arrays, :class:`ImageURILoader` references, paths, bytes, PIL images) with the document task;
+    :meth:`embed_query` uses the query task. Vectors are unit length, so every space ranks alike; cosine is
+    the default.
+    """
+
+    provider: ClassVar[str]
+    model_keys: ClassVar[tuple[str, ...]]  # persisted options that name models (frozen once a collection exists)
+    extra_keys: ClassVar[tuple[str, ...]] = ()  # other persisted provider options
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        text_model: str | None = None,
+        vision_model: str | None = None,
+        dimensions: int | None = None,
+        api_key: str | None = None,
+        api_key_env_var: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        max_concurrency: int | None = None,
+        requests_per_minute: float | None = None,
+        cache: str | os.PathLike[str] | EmbeddingCache | None = None,
+        allow_private_urls: bool = False,
+        image_side: int | None = None,
+        project_id: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+    ) -> None:
+        if not hasattr(self, "provider"):
+            raise TypeError("use NomicMultimodalEmbeddingFunction, JinaMultimodalEmbeddingFunction or the Vertex one")
+        embedder = Embedder(
+            self.provider,
+            model=model,
+            text_model=text_model,
+            vision_model=vision_model,
+            dimensions=dimensions,
+            api_key=api_key,
+            api_key_env_var=api_key_env_var,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            cache=cache,
+            allow_private_urls=allow_private_urls,
+            image_side=image_side,
+            project_id=project_id,
+            location=location,
+            credentials=credentials,
+        )
+        provider = embedder.provider
+        resolved = {**provider.model_names(), **{key: getattr(provider, key) for key in self.extra_keys}}
+        config = {key: resolved[key] for key in (*self.model_keys, *self.extra_keys)}
+        config.update(
+            dimensions=embedder.dimensions,  # resolved, so the config shows (and freezes) the real vector size
+            image_side=image_side,
+            base_url=base_url,
+            api_key_env_var=provider.api_key_env_var,
+        )
+        self._setup(config, embedder)
+
+    def _setup(self, config: dict[str, Any], embedder: Embedder | None) -> None:
+        self._config = config
+        self._embedder = embedder
+        self._owns_embedder = embedder is not None
+        self._lock = threading.Lock()
+
+    # -- Chroma's contract --------------------------------------------------------------------------
+    @classmethod
+    def name(cls) -> str:
+        return f"mmembed_{cls.provider}"
+
+    def __call__(self, input: Embeddable) -> Embeddings:
+        return list(self.embedder.embed(input))
+
+    def embed_query(self, input: Embeddable) -> Embeddings:
+        return list(self.embedder.embed_query(input))
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip", "l2"]  # unit vectors: all three rank alike
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @classmethod
+    def build_from_config(cls, config: dict[str, Any]) -> MultimodalEmbeddingFunction:
+        """The function a stored config describes; its client is made on first use, with the key from the env.
+
+        Chroma rebuilds the function of a reopened collection on every embedding call, so rebuilt functions
+        with one config share one :class:`~mmembed.Embedder` (one connection pool, one rate limiter).
+        """
+        cls.validate_config(config)
+        ef = cls.__new__(cls)
+        ef._setup({key: config.get(key) for key in cls.config_keys()}, None)
+        return ef
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        """Raise :class:`~mmembed.ConfigurationError` unless ``config`` is one this class wrote."""
+        if not isinstance(config, Mapping):
+            raise ConfigurationError(f"{cls.name()}: config must be a dict, not {type(config).__name__}")
+        unknown = sorted(set(config) - set(cls.config_keys()))
+        if unknown:
+            raise ConfigurationError(f"{cls.name()}: unknown config keys {unknown}; known: {list(cls.config_keys())}")
+        for key in (*cls.model_keys, "api_key_env_var"):
+            if not isinstance(config.get(key), str) or not config[key].strip():
+                raise ConfigurationError(f"{cls.name()}: config needs {key!r} (a non-empty string)")
+        for key in cls.extra_keys:
+            if config.get(key) is not None and not isinstance(config[key], str):
+                raise ConfigurationError(f"{cls.name()}: config {key!r} must be a string or null")
+        for key in ("dimensions", "image_side"):
+            value = config.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"{cls.name()}: config {key!r} must be a positive integer or null")
+        base_url = config.get("base_url")
+        if base_url is not None and (not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))):
+            raise ConfigurationError(f"{cls.name()}: config 'base_url' must be an http(s) URL or null")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        """Refuse a new model or size: the stored vectors would no longer share a space with new ones."""
+        for key in (*self.model_keys, *FROZEN_KEYS):
+            if key in new_config and new_config[key] != old_config.get(key):
+                raise ConfigurationError(
+                    f"{self.name()}: {key} cannot change from {old_config.get(key)!r} to {new_config[key]!r} in an "
+                    "existing collection (old and new vectors would not compare); create a new collection instead"
+                )
+
+    def is_legacy(self) -> bool:
+        return False
+
+    # -- ours ---------------------------------------------------------------------------------------
+    @classmethod
+    def config_keys(cls) -> tuple[str, ...]:
+        return (*cls.model_keys, *cls.extra_keys, *COMMON_KEYS)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The :class:`~mmembed.Embedder` behind this function (made on first use for rebuilt functions)."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = _shared_embedder(self.provider, self._config)
+            return self._embedder
+
+    def close(self) -> None:
+        """Close the connections of an embedder this function made (shared ones close at exit)."""
+        if self._owns_embedder and self._embedder is not None:
+            self._embedder.close()
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{key}={value!r}" for key, value in self._config.items())
+        return f"{type(self).__name__}({options})"
+
+
+@register_embedding_function
+class NomicMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
+    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d, one space); key ``NOMIC_API_KEY``."""
+
+    provider: ClassVar[str] = "nomic"
+    model_keys: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
+
+
+@register_embedding_function
+class JinaMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
+    """Jina AI: jina-clip-v2 by default (1024-d, Matryoshka); key ``JINA_API_KEY``."""
+
+    provider: ClassVar[str] = "jina"
+    model_keys: ClassVar[tuple[str, ...]] = ("model",)
+
+
+@register_embedding_function
+class VertexMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
+    """Vertex AI multimodalembedding@001 (1408-d; 128/256/512); key ``GOOGLE_API_KEY`` or ADC."""
+
+    provider: ClassVar[str] = "vertex"
+    model_keys: ClassVar[tuple[str, ...]] = ("model",)
+    extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location")
+
+
+_shared: dict[tuple[str, str, str], Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_embedder(provider: str, config: Mapping[str, Any]) -> Embedder:
+    """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call."""
+    key_value = os.environ.get(str(config["api_key_env_var"]), "")
+    fingerprint = hashlib.sha256(key_value.encode()).hexdigest()  # a rotated key gets a new client
+    key = (provider, json.dumps(dict(config), sort_keys=True), fingerprint)
+    with _shared_lock:
+        embedder = _shared.get(key)
+        if embedder is None:
+            embedder = _shared[key] = Embedder(provider, **config)
+        return embedder
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _shared_lock:
+        for embedder in _shared.values():
+            embedder.close()
+        _shared.clear()
+
+
+# -- data loader ------------------------------------------------------------------------------------
+_SCHEMES = frozenset({"http", "https", "gs", "file", "data"})
+
+
+class ImageURILoader:
+    """A Chroma data loader for ``uris=``: local paths, http(s) URLs and ``gs://`` URIs, never decoded here.
+
+    It returns one :class:`~mmembed.ImageSource` per URI (None for None); an mmembed embedding function then
+    uploads a local file shrunk to the model's input size, lets Nomic and Jina fetch http(s) URLs themselves,
+    downloads them for Vertex, and passes ``gs://`` to Vertex. Chroma hands a loader's output straight to the
+    embedding function without checking it (chromadb 1.5 validates a loader's output nowhere), so no image is
+    ever decoded at full resolution. ``include=["data"]`` also yields these references, not arrays. Chroma's
+    ``DataLoader`` protocol is typed for arrays, so a strict type checker flags ``data_loader=ImageURILoader()``;
+    the return type here says what really comes back.
+    """
+
+    def __call__(self, uris: Sequence[str | None]) -> list[ImageSource | None]:
+        return [None if uri is None else _source(uri, i) for i, uri in enumerate(uris)]
+
+    def __repr__(self) -> str:
+        return "ImageURILoader()"
+
+
+def _source(uri: str, index: int) -> ImageSource:
+    scheme, sep, _ = str(uri).partition("://")
+    if sep and scheme.lower() not in _SCHEMES:
+        raise InputError(f"unsupported URI scheme {scheme}://; use a path, http(s):// or gs://", index=index)
+    return ImageSource(uri)
+
+
+# -- mixed collections ------------------------------------------------------------------------------
+class MixedQueryResult(QueryResult):
+    """A Chroma query result plus ``rrf_scores``: the fused score of each hit (higher is better)."""
+
+    rrf_scores: list[list[float]]
+
+
+def add_mixed(
+    collection: Collection,
+    ids: Sequence[str],
+    items: Sequence[object],
+    metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+) -> None:
+    """Add texts and images to ``collection`` in one call, recording each item's modality in its metadata.
+
+    ``items`` may mix texts (``str``) and images (``Path``, bytes, PIL, numpy arrays, ``ImageSource``); all
+    are embedded in one pass by the collection's mmembed embedding function and added with ``embeddings=``.
+    Texts become the records' documents; paths and URL/gs:// sources become their ``uris``. Each metadata
+    gets ``"modality": "text" | "image"`` (user keys are kept; a conflicting ``modality`` is an error).
+    """
+    ids, items = list(ids), list(items)
+    metas = list(metadatas) if metadatas is not None else [None] * len(items)
+    if not len(ids) == len(items) == len(metas):
+        raise ValueError(f"ids, items and metadatas differ in length ({len(ids)}, {len(items)}, {len(metas)})")
+    if not items:
+        raise ValueError("add_mixed needs at least one item")
+    vectors = embedding_function_of(collection)(cast(Embeddable, items))
+    modalities: list[Modality] = ["text" if isinstance(item, str) else "image" for item in items]
+    documents = [item if isinstance(item, str) else None for item in items]
+    uris = [_uri_of(item) for item in items]
+    # Chroma's hints say list[str], but with embeddings= it stores None documents and uris as "absent".
+    collection.add(
+        ids=ids,
+        embeddings=vectors,
+        documents=cast("list[str]", documents) if any(d is not None for d in documents) else None,
+        uris=cast("list[str]", uris) if any(u is not None for u in uris) else None,
+        metadatas=[
+            _with_modality(m, modality, i) for i, (m, modality) in enumerate(zip(metas, modalities, strict=True))
+        ],
+    )
+
+
+def query_mixed(
+    collection: Collection,
+    query_texts: Sequence[str] | None = None,
+    query_images: Sequence[object] | None = None,
+    n_results: int = 10,
+    where: Mapping[str, Any] | None = None,
+) -> MixedQueryResult:
+    """Query a mixed collection so that texts and images compete fairly; one result list per query.
+
+    Cross-modal similarities are far smaller than same-modality ones (≈0.1 against ≈0.7), so one plain
+    query ranks every text above every image. Here each modality is ranked on its own (``where`` restricted
+    to it, combined with the caller's ``where`` by ``$and``) and the rankings are merged by reciprocal rank
+    fusion: a hit's score is the sum over rankings of ``1 / (RRF_K + rank)`` with ranks from 1 and
+    ``RRF_K = 60``, the constant of Cormack et al. (2009) and Elasticsearch's default. Each record sits in
+    exactly one ranking, so the result interleaves the best text with the best image, the second with the
+    second, and so on; equal scores go to the smaller distance. Queries are the texts, then the images.
+
+    Returns Chroma's query shape (``ids``, ``distances`` — each hit's own distance, cosine by default —,
+    ``metadatas``, ``documents``, ``uris``) plus ``rrf_scores``, the fused scores, highest first.
+    """
+    queries: list[object] = [*(query_texts or []), *(query_images or [])]
+    if not queries:
+        raise ValueError("query_mixed needs query_texts or query_images")
+    if isinstance(n_results, bool) or not isinstance(n_results, int) or n_results < 1:
+        raise ValueError(f"n_results must be a positive integer, got {n_results!r}")
+    vectors = embedding_function_of(collection).embed_query(cast(Embeddable, queries))
+    rankings = [
+        collection.query(
+            query_embeddings=vectors,
+            n_results=n_results,
+            where=_restrict(where, modality),
+            include=["metadatas", "documents", "distances", "uris"],
+        )
+        for modality in MODALITIES
+    ]
+    fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
+    return MixedQueryResult(
+        ids=[[hit[0] for hit, _ in hits] for hits in fused],
+        distances=[[hit[1] for hit, _ in hits] for hits in fused],
+        metadatas=[[hit[2] for hit, _ in hits] for hits in fused],
+        documents=[[hit[3] for hit, _ in hits] for hits in fused],
+        uris=[[hit[4] for hit, _ in hits] for hits in fused],
+        embeddings=None,
+        data=None,
+        included=["metadatas", "documents", "distances", "uris"],
+        rrf_scores=[[score for _, score in hits] for hits in fused],
+    )
+
+
+def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction:
+    """The mmembed embedding function a collection embeds with (the one passed to Chroma, else the stored one)."""
+    # Chroma keeps the function passed to create/get_collection only in this attribute; the stored config
+    # would rebuild it without its local settings (an explicit key, cache, allow_private_urls).
+    passed = getattr(collection, "_embedding_function", None)
+    if isinstance(passed, MultimodalEmbeddingFunction):
+        return passed
+    stored = collection.configuration.get("embedding_function")
+    if isinstance(stored, MultimodalEmbeddingFunction):
+        return stored
+    raise ConfigurationError(
+        f"collection {collection.name!r} does not use an mmembed embedding function; create it with "
+        "embedding_function=NomicMultimodalEmbeddingFunction() (or Jina/Vertex)"
+    )
+
+
+def _uri_of(item: object) -> str | None:
+    if isinstance(item, pathlib.PurePath):
+        return str(item)
+    if isinstance(item, ImageSource) and item.kind != "data":  # a data URI would copy the image into Chroma
+        return item.uri
+    return None
+
+
+def _with_modality(meta: Mapping[str, Any] | None, modality: Modality, index: int) -> dict[str, Any]:
+    merged = dict(meta or {})
+    if merged.setdefault(MODALITY_KEY, modality) != modality:
+        raise ValueError(
+            f"item {index}: metadata says {MODALITY_KEY}={merged[MODALITY_KEY]!r} but the item is {modality}"
+        )
+    return merged
+
+
+def _restrict(where: Mapping[str, Any] | None, modality: Modality) -> dict[str, Any]:
+    clause = {MODALITY_KEY: modality}
+    return {"$and": [dict(where), clause]} if where else clause
+
+
+_Hit = tuple[str, float, Any, Any, Any]  # id, distance, metadata, document, uri
+
+
+def _hits(ranking: QueryResult, q: int) -> list[_Hit]:
+    ids = ranking["ids"][q]
+    columns: list[list[list[Any]] | None] = [
+        cast("list[list[Any]] | None", ranking.get(key)) for key in ("distances", "metadatas", "documents", "uris")
+    ]
+    rows = [col[q] if col is not None else [None] * len(ids) for col in columns]
+    return list(zip(ids, *rows, strict=True))
+
+
+def _fuse(rankings: list[list[_Hit]], n_results: int) -> list[tuple[_Hit, float]]:
+    """Reciprocal rank fusion of ``rankings``: the best ``n_results`` hits with their fused scores."""
+    scores: dict[str, float] = {}
+    hits: dict[str, _Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit[0]] = scores.get(hit[0], 0.0) + 1.0 / (RRF_K + rank)
+            hits.setdefault(hit[0], hit)
+    order = sorted(scores, key=lambda id_: (-scores[id_], hits[id_][1], id_))[:n_results]
+    return [(hits[id_], scores[id_]) for id_ in order]
