@@ -163,7 +163,6 @@ def embedding_function(args: argparse.Namespace) -> Any:
 
 
 def ingest(args: argparse.Namespace) -> int:
-    from . import chroma
 
     try:
         files = list(walk(args.paths))
