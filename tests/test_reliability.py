@@ -7,6 +7,7 @@ Timing assertions are upper bounds only, generous enough for a loaded 2-core mac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -30,7 +31,7 @@ from mmembed import (
     RateLimitError,
     TransportError,
 )
-from mmembed.testing import COLOURS, Emulator, Fault, colour_photo
+from mmembed.testing import COLOURS, Emulator, Fault, RecordedRequest, colour_photo
 from mmembed.transport import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_retries=12, backoff_base=0.01, backoff_max=0.05, retry_after_cap=0.5)
@@ -72,6 +73,12 @@ def mixed_items(count: int) -> list[object]:
 @pytest.fixture(scope="module")
 def items300() -> list[object]:
     return mixed_items(300)
+
+
+def fingerprint(request: RecordedRequest) -> str:
+    """What a request carried (JSON, form fields, file parts), to spot the same batch sent twice."""
+    files = [(name, hashlib.sha256(data).hexdigest()) for name, _, _, data in request.files]
+    return json.dumps([request.path, request.json, request.form, files], sort_keys=True)
 
 
 def small_batches(embedder: Embedder, size: int = 10) -> Embedder:
@@ -142,7 +149,7 @@ def test_each_fault_in_turn_then_success(provider: str, mmembed_emulator_factory
     assert [r.status for r in log[:6]] == [429, 429, 500, 502, 503, 504]
     assert log[6].status is None  # reset: no answer
     assert log[-1].status == 200
-    assert len({json.dumps(r.json, sort_keys=True) for r in log}) == 1  # the very same request every time
+    assert len({fingerprint(r) for r in log}) == 1  # the very same request every time
 
 
 def test_exhausted_retries_give_the_last_typed_error(mmembed_emulator: Emulator) -> None:
@@ -341,7 +348,10 @@ def test_a_refused_key_is_an_authentication_error_at_once(
         with pytest.raises(AuthenticationError):
             small_batches(embedder).embed(items300[:60])
         assert embedder.provider.transport.stats.retries == 0
-        assert len(emulator.requests) <= 3  # max_concurrency + the one batch waiting for a worker
+        sent = [fingerprint(r) for r in emulator.requests]
+        assert len(set(sent)) == len(sent)  # no batch was sent twice
+        # At most the window (max_concurrency + 1 batches) plus one dispatched as the first refusal came back.
+        assert len(sent) <= 4
 
 
 @pytest.mark.parametrize(
