@@ -1,0 +1,215 @@
+"""The contenders: each one is set up untimed and returns a ``run()`` that does the measured work.
+
+Competitors hard-code the real hosts; each is pointed at the emulator by the least invasive means it allows:
+
+* official ``nomic`` client: the ``ATLAS_API_PATH`` environment variable (read by ``nomic.dataset.AtlasClass``)
+  and ``nomic.login(key)``, whose credentials file goes to a temporary ``HOME``;
+* llama-index's ``NomicEmbedding``: the same (it calls the ``nomic`` client). Its module imports ``torch`` and
+  the HuggingFace integration at the top for a *local* class the remote path never touches; they are
+  replaced by empty stand-ins (see :func:`_stub_local_inference`) instead of installing ~3 GB of CUDA wheels;
+* chromadb's ``JinaEmbeddingFunction``: no ``base_url`` argument, so its ``_api_url`` attribute is set;
+* llama-index's ``JinaEmbedding``: its ``base_url`` is not passed through by the constructor, so the
+  ``api_url`` attribute of its API caller is set.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import time
+import types
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+Spec = dict[str, Any]
+Shape = tuple[int, int]  # (vectors returned, dimensions)
+# The timed work; it returns the shape, or a check to run after the clock stops (e.g. reading Chroma back).
+Run = Callable[[], "Shape | Callable[[], Shape]"]
+
+NOMIC_KEY = "nk-benchmark-key"
+JINA_KEY = "jina_benchmark_key"
+
+
+def _shape(vectors: Any) -> Shape:
+    vectors = list(vectors)
+    return len(vectors), (len(vectors[0]) if vectors else 0)
+
+
+# -- Nomic: 200 texts + 40 photos ------------------------------------------------------------------------
+def mmembed_nomic(spec: Spec) -> Run:
+    from mmembed import Embedder
+
+    embedder = Embedder("nomic", base_url=spec["url"], api_key=NOMIC_KEY, **spec.get("options", {}))
+    items: list[object] = [*spec["texts"], *map(Path, spec["photos"])]
+
+    def run() -> Shape:
+        vectors = embedder.embed(items)
+        stats = embedder.provider.transport.stats
+        spec["extra"] = {"client_requests": stats.requests, "client_max_in_flight": stats.max_in_flight}
+        return vectors.shape[0], vectors.shape[1]
+
+    return run
+
+
+def nomic_client(spec: Spec) -> Run:
+    import nomic
+    from nomic import embed
+
+    nomic.login(NOMIC_KEY)  # writes $HOME/.nomic/credentials; HOME is a temporary directory here
+    texts, photos = spec["texts"], [str(p) for p in spec["photos"]]
+
+    def run() -> Shape:
+        out = embed.text(texts, model="nomic-embed-text-v1.5")["embeddings"]
+        if photos:
+            out += embed.image(photos, model="nomic-embed-vision-v1.5")["embeddings"]
+        return _shape(out)
+
+    return run
+
+
+def llama_index_nomic(spec: Spec) -> Run:
+    _stub_local_inference()
+    from llama_index.embeddings.nomic import NomicEmbedding
+
+    model = NomicEmbedding(
+        api_key=NOMIC_KEY, model_name="nomic-embed-text-v1.5", vision_model_name="nomic-embed-vision-v1.5"
+    )
+    texts, photos = spec["texts"], [str(p) for p in spec["photos"]]
+
+    def run() -> Shape:
+        out = model.get_text_embedding_batch(texts)
+        out += model.get_image_embedding_batch(photos)
+        return _shape(out)
+
+    return run
+
+
+def _stub_local_inference() -> None:
+    """Empty stand-ins for ``torch`` and llama-index's HuggingFace integration (local inference only)."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    def module(name: str, **attrs: Any) -> None:
+        mod = types.ModuleType(name)
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        mod.__dict__.update(attrs)
+        sys.modules.setdefault(name, mod)
+
+    class Pooling(str, Enum):
+        CLS = "cls"
+        MEAN = "mean"
+
+    module("torch")
+    module("llama_index.embeddings.huggingface", HuggingFaceEmbedding=BaseEmbedding)
+    module("llama_index.embeddings.huggingface.pooling", Pooling=Pooling)
+
+
+# -- Jina through Chroma: 100 texts + 12 big photos ---------------------------------------------------------
+def _collection(spec: Spec, ef: Any, loader: Any) -> Any:
+    import chromadb
+
+    client = chromadb.PersistentClient(path=spec["chroma_dir"])
+    return client.create_collection(spec["collection"], embedding_function=ef, data_loader=loader)
+
+
+def _chroma_run(collection: Any, spec: Spec) -> Run:
+    photos, texts = [str(p) for p in spec["photos"]], spec["texts"]
+
+    def run() -> Callable[[], Shape]:
+        collection.add(ids=[f"img{i}" for i in range(len(photos))], uris=photos)
+        collection.add(ids=[f"txt{i}" for i in range(len(texts))], documents=texts)
+        return lambda: (collection.count(), len(collection.get(include=["embeddings"], limit=1)["embeddings"][0]))
+
+    return run
+
+
+def mmembed_chroma_jina(spec: Spec) -> Run:
+    from mmembed.chroma import ImageURILoader, JinaMultimodalEmbeddingFunction
+
+    ef = JinaMultimodalEmbeddingFunction(api_key=JINA_KEY, base_url=spec["url"], cache=spec.get("cache"))
+    _time_embedding(ef.embedder, spec)
+    return _chroma_run(_collection(spec, ef, ImageURILoader()), spec)
+
+
+def _time_embedding(embedder: Any, spec: Spec) -> None:
+    """Add the seconds spent inside ``embedder.embed`` to ``spec["extra"]["embed_s"]`` (Chroma's own work excluded)."""
+    embed = embedder.embed
+    extra = spec.setdefault("extra", {"embed_s": 0.0})
+
+    def timed(items: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return embed(items, **kwargs)
+        finally:
+            extra["embed_s"] += time.perf_counter() - started
+
+    embedder.embed = timed
+
+
+def chroma_only(spec: Spec) -> Run:
+    """Chroma's own share: the same two add() calls with ready-made vectors (no embedding at all)."""
+    import numpy as np
+
+    collection = _collection(spec, None, None)
+    photos, texts = [str(p) for p in spec["photos"]], spec["texts"]
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(photos) + len(texts), 1024)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def run() -> Callable[[], Shape]:
+        collection.add(ids=[f"img{i}" for i in range(len(photos))], uris=photos, embeddings=vectors[: len(photos)])
+        collection.add(ids=[f"txt{i}" for i in range(len(texts))], documents=texts, embeddings=vectors[len(photos) :])
+        return lambda: (collection.count(), vectors.shape[1])
+
+    return run
+
+
+def chromadb_jina(spec: Spec) -> Run:
+    from chromadb.utils.data_loaders import ImageLoader
+    from chromadb.utils.embedding_functions import JinaEmbeddingFunction
+
+    ef = JinaEmbeddingFunction(model_name="jina-clip-v2")  # key from JINA_API_KEY
+    ef._api_url = spec["url"] + "/v1/embeddings"
+    return _chroma_run(_collection(spec, ef, ImageLoader()), spec)
+
+
+def llama_index_jina(spec: Spec) -> Run:
+    from llama_index.embeddings.jinaai import JinaEmbedding
+
+    model = JinaEmbedding(model="jina-clip-v2", api_key=JINA_KEY)
+    model._api.api_url = spec["url"] + "/v1/embeddings"
+    texts, photos = spec["texts"], [str(p) for p in spec["photos"]]
+
+    def run() -> Shape:
+        out = model.get_image_embedding_batch(photos)
+        out += model.get_text_embedding_batch(texts)
+        return _shape(out)
+
+    return run
+
+
+# -- Streaming: 10,000 photo paths from a generator ----------------------------------------------------------
+def mmembed_stream(spec: Spec) -> Run:
+    from mmembed import Embedder
+
+    embedder = Embedder(spec["provider"], base_url=spec["url"], api_key=NOMIC_KEY)
+    paths = spec["photos"]
+
+    def run() -> Shape:
+        vectors = embedder.embed(Path(p) for p in paths)  # a generator: nothing is listed up front
+        return vectors.shape[0], vectors.shape[1]
+
+    return run
+
+
+CONTENDERS: dict[str, Callable[[Spec], Run]] = {
+    "mmembed_nomic": mmembed_nomic,
+    "nomic_client": nomic_client,
+    "llama_index_nomic": llama_index_nomic,
+    "mmembed_chroma_jina": mmembed_chroma_jina,
+    "chromadb_jina": chromadb_jina,
+    "chroma_only": chroma_only,
+    "llama_index_jina": llama_index_jina,
+    "mmembed_stream": mmembed_stream,
+}
