@@ -141,10 +141,11 @@ class Embedder:
     def cache_key(self, item: Item, task: Task) -> str:
         """The content-addressed key of ``item``: provider, model, dimensions, task and content.
 
-        An image's key also holds the size it is shrunk to for upload: other pixels, another vector.
+        An image's key also holds the size it is shrunk to for upload: other pixels, another vector. The
+        base URL is part of it too, so vectors from the emulator or a gateway never answer for the live API.
         """
         p = self.provider
-        parts = [p.name, p.model_for(item), str(p.dimensions), p.task_key(item, task), item.content_key()]
+        parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), item.content_key()]
         if isinstance(item, ImageItem):
             parts.append(f"side={p.image_spec().min_side}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
