@@ -152,3 +152,17 @@ def test_split_passages() -> None:
     assert " ".join(" ".join(passages).split()) == " ".join(text.split())
     assert split_passages("short") == ["short"]
     assert split_passages("   \n\n  ") == []
+
+
+def test_a_bad_file_does_not_make_the_rest_go_out_twice(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nomic sends texts and images in separate requests: the texts may be answered before the corrupt image
+    # stops the chunk. The default cache keeps them, so the retry of the chunk without the bad file sends
+    # only the images again.
+    monkeypatch.setenv("NOMIC_API_KEY", "test-key")
+    base = store_args(tmp_path, mmembed_emulator)
+    assert main(["ingest", str(folder), "--provider", "nomic", "-q", *base]) == 1
+    text_requests = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/text"]
+    assert sum(len(r.json["texts"]) for r in text_requests) == 2
+    assert (tmp_path / "db" / "embedding-cache.sqlite").exists()

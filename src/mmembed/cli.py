@@ -154,12 +154,27 @@ def embedding_function(args: argparse.Namespace) -> Any:
         "jina": chroma.JinaMultimodalEmbeddingFunction,
         "vertex": chroma.VertexMultimodalEmbeddingFunction,
     }
-    options: dict[str, Any] = {"dimensions": args.dimensions, "base_url": args.base_url, "cache": args.cache}
+    options: dict[str, Any] = {"dimensions": args.dimensions, "base_url": args.base_url, "cache": cache_path(args)}
     if args.model:
         options["text_model" if args.provider == "nomic" else "model"] = args.model
     if args.provider == "vertex":
         options.update(project_id=args.project_id, location=args.location)
     return classes[args.provider](**{k: v for k, v in options.items() if v is not None})
+
+
+def cache_path(args: argparse.Namespace) -> str | None:
+    """The embedding cache: ``--cache``, else beside the embedded store (or in the user cache dir for a server).
+
+    It is what makes a failed or interrupted ingest cheap to resume: batches already answered are not resent.
+    """
+    if args.no_cache:
+        return None
+    if args.cache:
+        return str(args.cache)
+    if args.chroma_url:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "mmembed", "embedding-cache.sqlite")
+    return str((Path(args.db).expanduser() if args.db else default_db()) / "embedding-cache.sqlite")
 
 
 def ingest(args: argparse.Namespace) -> int:
@@ -404,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--provider", choices=("nomic", "jina", "vertex"), required=True)
     ing.add_argument("--model", help="model (Jina/Vertex) or text model (Nomic)")
     ing.add_argument("--dimensions", type=int, help="vector size for texts and images alike")
-    ing.add_argument("--cache", help="SQLite embedding cache file (re-runs send nothing)")
+    ing.add_argument("--cache", help="SQLite embedding cache (default: embedding-cache.sqlite in the store folder)")
+    ing.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
     ing.add_argument("--project-id", help="Vertex project (default $GOOGLE_CLOUD_PROJECT)")
     ing.add_argument("--location", help="Vertex location (default $GOOGLE_CLOUD_LOCATION or us-central1)")
     ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

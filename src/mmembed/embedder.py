@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pathlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -196,7 +197,8 @@ class _Run:
         self.open: dict[str, _Batch] = {}
         self.in_flight: set[Future[None]] = set()
         self.window = threading.Semaphore(self.provider.concurrency + 1)
-        # Images read but not yet encoded: enough to keep every core busy, few enough to bound memory.
+        # Caller images held in memory but not yet encoded: enough to keep every core busy, few enough to
+        # bound memory. Paths take no slot (see _add).
         self.prep_slots = threading.Semaphore(2 * (os.cpu_count() or 2))
 
     def execute(self, items: Iterable[object]) -> np.ndarray:
@@ -246,9 +248,14 @@ class _Run:
         batch.keys.append(key)
         if isinstance(item, ImageItem) and item.raw is not None:
             # Decode on the CPU pool now; the batch keeps only a pixel-less stand-in, so a caller's big
-            # in-memory image is released as soon as it is encoded.
-            self.prep_slots.acquire()
-            future = self.prep_pool.submit(self._prepare, item)
+            # in-memory image is released as soon as it is encoded. A path holds no pixels until a worker
+            # reads it, so it takes no slot: reading the input never waits for decoding, and the items after
+            # a run of photos (texts for another endpoint) are sent while the photos are still being shrunk.
+            # The queue stays bounded by the batch window.
+            holds_pixels = not isinstance(item.raw, pathlib.Path)
+            if holds_pixels:
+                self.prep_slots.acquire()
+            future = self.prep_pool.submit(self._prepare, item, holds_pixels)
             batch.items.append(ImageItem(source=item.source))
             batch.prepared.append(future)
         else:
@@ -257,16 +264,18 @@ class _Run:
         if len(batch.items) >= self.provider.cap(route):
             self._dispatch(self.open.pop(route))
 
-    def _prepare(self, item: Item) -> Ready:
+    def _prepare(self, item: Item, holds_slot: bool) -> Ready:
         try:
             return self.provider.prepare(item)
         finally:
-            self.prep_slots.release()
+            if holds_slot:
+                self.prep_slots.release()
 
     def _dispatch(self, batch: _Batch) -> None:
         self.window.acquire()
         future = self.send_pool.submit(self._send, batch)
         future.add_done_callback(lambda _f: self.window.release())
+        future.add_done_callback(lambda f: _cancel_preparation(batch) if f.cancelled() else None)
         self.in_flight.add(future)
 
     def _send(self, batch: _Batch) -> None:
@@ -303,10 +312,8 @@ class _Run:
     def _abort(self) -> None:
         """After an error: cancel what has not started; let running requests finish (and fill the cache)."""
         for batch in self.open.values():
-            for prepared in batch.prepared:
-                if prepared is not None:
-                    prepared.cancel()
-        for future in self.in_flight:
+            _cancel_preparation(batch)
+        for future in self.in_flight:  # a batch whose request never started cancels its images too
             future.cancel()
         wait(self.in_flight)
 
@@ -326,6 +333,13 @@ class _Run:
         if len(sizes) > 1:
             raise EmbeddingError(f"vectors of mixed sizes {sorted(sizes)} (a changed cache or model?)")
         return np.stack(vectors).astype(np.float32, copy=False)
+
+
+def _cancel_preparation(batch: _Batch) -> None:
+    """Cancel the image preparations of a batch that will never be sent (running ones finish)."""
+    for prepared in batch.prepared:
+        if prepared is not None:
+            prepared.cancel()
 
 
 def _make_provider(
