@@ -42,7 +42,8 @@ def mmembed_nomic(spec: Spec) -> Run:
     from mmembed import Embedder
 
     embedder = Embedder("nomic", base_url=spec["url"], api_key=NOMIC_KEY, **spec.get("options", {}))
-    items: list[object] = [*spec["texts"], *map(Path, spec["photos"])]
+    texts, photos = spec["texts"], [Path(p) for p in spec["photos"]]
+    items: list[object] = [*photos, *texts] if spec.get("photos_first") else [*texts, *photos]
 
     def run() -> Shape:
         vectors = embedder.embed(items)

@@ -269,8 +269,12 @@ def nomic_scenario(bench: Bench) -> Section:
     requests_at_cap = math.ceil(n_texts / NOMIC_TEXT_CAP) + math.ceil(n_photos / NOMIC_IMAGE_CAP)
     bound = requests_at_cap / rps + latency
     print(f"Nomic: {n_texts} texts + {n_photos} photos, {latency * 1000:.0f} ms, {rps:g} req/s; bound {bound:.2f} s")
+    many = {"texts": spec["texts"], "photos_first": True,
+            "photos": [str(p) for p in photos.photo_set("nomic", 5 * n_photos, (1600, 1200))]}
     with EmulatorProcess(latency, rps) as emu:
         mm = bench.measure("mmembed `Embedder('nomic')`, defaults", "mmembed_nomic", emu, spec, bound=bound)
+        first = bench.measure(f"mmembed, {5 * n_photos} photos listed before the texts", "mmembed_nomic", emu, many,
+                              bound=bound, note="same 21 requests; 5x the image preparation, all of it up front")
         official = bench.measure(f"official `nomic` {version('nomic')}: `embed.text` + `embed.image`", "nomic_client",
                                  emu, spec, bound=bound, needs="nomic",
                                  note="pointed by `ATLAS_API_PATH`; its extra `GET /v1/user` is not counted")
@@ -284,7 +288,7 @@ def nomic_scenario(bench: Bench) -> Section:
         f"Emulator: {latency * 1000:.0f} ms per request, {rps:g} requests/s (429 with `Retry-After` above it). "
         f"Bound = {requests_at_cap} requests at Nomic's caps ({NOMIC_TEXT_CAP} texts, {NOMIC_IMAGE_CAP} images) "
         f"÷ {rps:g}/s + one latency = **{bound:.2f} s**.",
-        [mm, official, llama],
+        [mm, official, llama, first],
         targets=[
             Check(f"1a. Nomic, {n_texts} texts + {n_photos} photos, 150 ms, 4 req/s: wall ≤ 1.25 x bound "
                   f"({1.25 * bound:.2f} s)",
@@ -301,8 +305,10 @@ def nomic_scenario(bench: Bench) -> Section:
                   f"{mm.emu.get('embed_requests')} requests, all at the caps",
                   mm.ok and mm.emu.get("rate_limited") == 0),
             Check("image preparation on the CPU pool overlaps network waits",
-                  f"{n_photos} 1600x1200 photos decoded and shrunk ({prep_cpu:.2f} CPU s in all) while texts were "
-                  f"sent; wall {mm.wall / bound:.2f} x bound", mm.ok and mm.wall <= 1.05 * bound),
+                  f"photos after texts: {n_photos} photos shrunk ({prep_cpu:.2f} CPU s in all), wall "
+                  f"{mm.wall / bound:.2f} x bound; {first.images} photos before the texts "
+                  f"({first.data.get('cpu_s', math.nan):.2f} CPU s), wall {first.wall / bound:.2f} x bound",
+                  mm.ok and first.ok and max(mm.wall, first.wall) <= 1.05 * bound),
         ],
     )
 
