@@ -9,6 +9,7 @@ stream of any length is embedded in bounded memory, and image decoding overlaps 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import pathlib
@@ -272,14 +273,49 @@ class _Run:
                 self.prep_slots.release()
 
     def _dispatch(self, batch: _Batch) -> None:
+        """Close ``batch``; its request goes to the network pool as soon as its images are prepared.
+
+        A sender never waits for CPU work: all ``max_concurrency`` senders talk to the provider, and requests
+        that follow one another reuse one idle thread instead of parking a thread per batch (every thread's
+        allocator keeps its own high-water mark of request and response bodies).
+        """
         self.window.acquire()
-        future = self.send_pool.submit(self._send, batch)
-        future.add_done_callback(lambda _f: self.window.release())
-        future.add_done_callback(lambda f: _cancel_preparation(batch) if f.cancelled() else None)
-        self.in_flight.add(future)
+        outcome: Future[None] = Future()
+        outcome.add_done_callback(lambda _f: self.window.release())
+        outcome.add_done_callback(lambda _f: _cancel_preparation(batch))  # failed or cancelled: the rest is moot
+        self.in_flight.add(outcome)
+        preparing = [f for f in batch.prepared if f is not None]
+        if not preparing:
+            self._submit(batch, outcome)
+            return
+        remaining, submitted, lock = [len(preparing)], [False], threading.Lock()
+
+        def prepared(future: Future[Ready]) -> None:
+            failed = not future.cancelled() and future.exception() is not None  # report a bad image early
+            with lock:
+                remaining[0] -= 1
+                go = not submitted[0] and (remaining[0] == 0 or failed)
+                submitted[0] = submitted[0] or go
+            if go:
+                self._submit(batch, outcome)
+
+        for future in preparing:
+            future.add_done_callback(prepared)
+
+    def _submit(self, batch: _Batch, outcome: Future[None]) -> None:
+        if not outcome.set_running_or_notify_cancel():
+            return  # cancelled after an error, and its preparations with it
+        try:
+            sent = self.send_pool.submit(self._send, batch)
+        except BaseException as exc:  # e.g. the embedder was closed meanwhile: never leave `outcome` pending
+            outcome.set_exception(exc)
+            return
+        sent.add_done_callback(functools.partial(_settle, outcome))
 
     def _send(self, batch: _Batch) -> None:
         ready = [self._ready(batch, i) for i in range(len(batch.items))]
+        # The request holds the encoded images now; the batch, which outlives it (in_flight), drops them.
+        batch.prepared.clear()
         vectors = self.provider.send(batch.route, ready, self.task)
         for index, vector in zip(batch.indexes, vectors, strict=True):
             self.results[index] = vector
@@ -335,8 +371,17 @@ class _Run:
         return np.stack(vectors).astype(np.float32, copy=False)
 
 
+def _settle(outcome: Future[None], sent: Future[None]) -> None:
+    """Give ``outcome`` the result of the request it stands for (nothing cancels a submitted request)."""
+    error = sent.exception()
+    if error is None:
+        outcome.set_result(None)
+    else:
+        outcome.set_exception(error)
+
+
 def _cancel_preparation(batch: _Batch) -> None:
-    """Cancel the image preparations of a batch that will never be sent (running ones finish)."""
+    """Cancel the image preparations a batch still waits for (running ones finish; a sent batch has none)."""
     for prepared in batch.prepared:
         if prepared is not None:
             prepared.cancel()
