@@ -454,7 +454,8 @@ def render(sections: list[Section], command: str, elapsed: float) -> str:
         "",
         "Every contender talks to mmembed's offline emulator (real wire formats, fake vectors) running in a separate "
         "process, and runs in a subprocess of its own. *requests*: embedding requests the emulator received, retries "
-        "included. *upload KB/image*: image payload as sent (file part, or base64 text) per image of the workload. "
+        "included. *upload KB/image*: image payload as sent (file part, or base64 text; retries included) per "
+        "image of the workload. "
         "*client CPU s*: the contender's own CPU time in the timed section. *peak RSS*: its process's peak. "
         "*emulator CPU s*: what the emulator spent meanwhile on the same 2 cores (decoding uploads, making vectors). "
         "*x bound*: wall time over the provider's physical limit (requests at its largest legal batch ÷ its rate "
