@@ -194,10 +194,14 @@ def test_bad_item_is_named_by_index(embedder_for: Callable[..., Embedder]) -> No
     assert "item 1" in str(info.value)
 
 
-def test_single_string_is_refused() -> None:
+@pytest.mark.parametrize("single", ["a lone string", b"bytes", np.zeros((4, 4, 3), np.uint8), Path("x.jpg")])
+def test_a_single_item_instead_of_a_list_is_refused(single: object) -> None:
+    from mmembed import ImageSource
+
     embedder = Embedder("jina", api_key="k")
-    with pytest.raises(TypeError):
-        embedder.embed("a lone string")  # type: ignore[arg-type]
+    for item in (single, ImageSource("x.jpg")):
+        with pytest.raises(TypeError, match="wrap a single item in a list"):
+            embedder.embed(item)  # type: ignore[arg-type]
 
 
 def test_empty_input_gives_empty_array(embedder_for: Callable[..., Embedder]) -> None:

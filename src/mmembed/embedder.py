@@ -24,7 +24,7 @@ from PIL import Image
 
 from .cache import EmbeddingCache
 from .errors import ConfigurationError, EmbeddingError, InputError
-from .inputs import ImageItem, Item, to_item
+from .inputs import ImageItem, ImageSource, Item, to_item
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 
 __all__ = ["Embedder"]
@@ -176,7 +176,7 @@ class Embedder:
             return self._send_pool, self._prep_pool
 
     def _run(self, items: Iterable[object], task: Task, progress: Progress | None) -> np.ndarray:
-        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike)):
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
             raise TypeError("embed() takes a list (or any iterable) of items; wrap a single item in a list")
         run = _Run(self, task, progress)
         return run.execute(items)
