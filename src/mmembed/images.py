@@ -79,7 +79,7 @@ _PASSTHROUGH_MODES = frozenset({"RGB", "L", "RGBA"})
 _PASSTHROUGH_SLACK = 64 * 1024  # bytes of headers/metadata tolerated on top of raw RGBA size
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _TRANSPARENT_LUT = [255] + [0] * 255  # alpha → mask: 255 exactly where alpha == 0
-_REDUCING_GAP = 3.0  # box-reduce first when shrinking a lot; indistinguishable from pure LANCZOS
+_REDUCING_GAP = 2.0  # box-reduce first when shrinking a lot (Pillow: indistinguishable in most cases)
 _PNG_COMPRESS_LEVEL = 6
 _WARNINGS_LOCK = threading.Lock()
 
@@ -309,7 +309,9 @@ def _fit(img: Image.Image, spec: ImageSpec) -> Image.Image:
     img = _to_rgb_or_rgba(_upright(img))
     size = target_size(*img.size, spec.min_side)
     if size != img.size:
-        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+        # Bicubic is what CLIP-style preprocessors resize with; with the box pre-reduction it is ~3x cheaper
+        # than Lanczos on a big PNG and the model cannot tell the difference at its input size.
+        img = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=_REDUCING_GAP)
     return _whiten_transparent(img) if img.mode == "RGBA" else img
 
 
