@@ -239,6 +239,9 @@ class Provider(ABC):
                 f"{self.name}: {model.name} is not trained for truncation; omit dimensions "
                 f"(it gives {model.dimensions})"
             )
+        if model.api_dimensions is not None and not model.api_dimensions[0] <= dims <= model.api_dimensions[1]:
+            low, high = model.api_dimensions
+            raise ConfigurationError(f"{self.name}: {model.name} supports dimensions {low}-{high}")
 
     def close(self) -> None:
         self.transport.close()

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import requests
 
-from ..errors import ConfigurationError, InvalidResponseError
+from ..errors import InvalidResponseError
 from ..inputs import ImageItem, Item
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
@@ -56,9 +56,6 @@ class JinaProvider(Provider):
         self.model = model or "jina-clip-v2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
         self.check_dimensions(self.info)
-        api = self.info.api_dimensions
-        if self.dimensions is not None and api and not api[0] <= self.dimensions <= api[1]:
-            raise ConfigurationError(f"jina: {self.model} supports dimensions {api[0]}-{api[1]}")
         if self.dimensions is None:
             self.dimensions = self.info.dimensions
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import requests
 
-from ..errors import ConfigurationError, InvalidResponseError
+from ..errors import InvalidResponseError
 from ..inputs import Item, TextItem
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
@@ -63,10 +63,6 @@ class NomicProvider(Provider):
         )
         self.check_dimensions(self._text_info)
         self.check_dimensions(self._vision_info)
-        if self._text_info.api_dimensions and self.dimensions is not None:
-            low, high = self._text_info.api_dimensions
-            if not low <= self.dimensions <= high:
-                raise ConfigurationError(f"nomic: {self.text_model} supports dimensions {low}-{high}")
         if self.dimensions is None:
             self.dimensions = self._text_info.dimensions
 
