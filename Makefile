@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo record record-emulator bench clean
+.PHONY: venv test lint demo record record-emulator check-recorded bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests checks examples benchmarks
 	$(BIN)/mypy src
 
 test: lint
@@ -31,6 +31,10 @@ record: $(STAMP)
 # Re-record the cassettes against the offline emulator (what the committed cassettes are).
 record-emulator: $(STAMP)
 	MMEMBED_RECORD=emulator $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
+
+# Replay the real Nomic/Jina recordings in ../shared/reference/recorded through our clients (not part of `test`).
+check-recorded: $(STAMP)
+	$(BIN)/python -m pytest -q checks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -94,7 +94,8 @@ class Emulator:
     a space with a modality gap, a colour named in a text matches pictures of that colour (see
     :mod:`mmembed.testing.samples`), vectors are Matryoshka-truncatable and identical across runs.
 
-    Point a client's ``base_url`` at :attr:`url`; paths, bodies, limits and error formats are the real APIs'.
+    Point a client's ``base_url`` at :attr:`url`; paths, bodies, limits and error formats are the real APIs'
+    (answers of 1 KB or more are gzip-compressed when the client accepts it, as Nomic's are).
     ``api_keys=None`` accepts any non-empty key. ``latency`` adds seconds per request; ``rate_limit``
     (requests/second over all endpoints) and ``max_concurrency`` answer 429 beyond them (with ``Retry-After``
     unless ``retry_after=False``); ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and

@@ -7,6 +7,7 @@ with a TCP reset instead of an answer.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import socketserver
 import struct
@@ -26,11 +27,20 @@ from .wire import Incoming, Reply
 __all__ = ["MAX_BODY", "EmulatorServer"]
 
 MAX_BODY = 256 * 1024 * 1024
+GZIP_MIN = 1024  # like the real APIs, compress answers worth it when the client accepts gzip
 App = Callable[[Incoming], "Reply | None"]  # None: reset the connection instead of answering
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def _accepts_gzip(headers: dict[str, str]) -> bool:
+    for coding in headers.get("accept-encoding", "").lower().split(","):
+        name, _, params = coding.strip().partition(";")
+        if name.strip() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -83,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:
             self._reset()
         else:
-            self._send(reply, req.request_id)
+            self._send(reply, req.request_id, gzip_ok=_accepts_gzip(headers))
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
         if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -112,17 +122,21 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline(1024)
 
-    def _send(self, reply: Reply, request_id: str) -> None:
+    def _send(self, reply: Reply, request_id: str, *, gzip_ok: bool = False) -> None:
         try:
             phrase = HTTPStatus(reply.status).phrase
         except ValueError:
             phrase = ""
+        body, encoding = reply.body, []
+        if gzip_ok and len(body) >= GZIP_MIN:
+            body, encoding = gzip.compress(body, compresslevel=1), ["Content-Encoding: gzip"]
         lines = [
             f"{self.protocol_version} {reply.status} {phrase}",
             f"Server: {self.version_string()}",
             f"Date: {self.date_time_string()}",
             f"Content-Type: {reply.content_type}",
-            f"Content-Length: {len(reply.body)}",
+            f"Content-Length: {len(body)}",
+            *encoding,
             f"x-request-id: {request_id}",
             *(f"{name}: {value}" for name, value in reply.headers),
         ]
@@ -131,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
             # Head and body in one write: two small writes would meet Nagle + delayed ACK (a 40 ms stall).
-            self.wfile.write(head + reply.body)
+            self.wfile.write(head + body)
         except OSError:  # the client went away (it timed out, or reset us)
             self.close_connection = True
 

@@ -1,7 +1,9 @@
 """Real traffic recorded from the live Nomic and Jina APIs parses to exactly the recorded vectors.
 
-The recordings live beside the project in ``../shared/reference/recorded`` (reference data, not ours to
-copy); the test skips when that folder is absent. Each recording is replayed through a full
+Run with ``make check-recorded``; it is not part of ``make test``. The recordings live beside the project in
+``../shared/reference/recorded`` (reference data: not ours to copy, and the project's tests do not depend on
+it); ``MMEMBED_RECORDED`` points elsewhere. ``tests/test_wire_facts.py`` pins what they show against the
+emulator, so ``make test`` keeps checking those facts on any machine. Each recording is replayed through a full
 :class:`mmembed.Embedder` with vcrpy, matching on method and path only (our request bodies differ from
 the recording clients': we send task_type, {"text": ...} items and our own multipart).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,10 @@ import yaml
 
 from mmembed import Embedder
 
-RECORDED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "recorded"
-pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason="../shared/reference/recorded is absent")
+DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "recorded"
+RECORDED = Path(os.environ.get("MMEMBED_RECORDED", DEFAULT))
+if not RECORDED.is_dir():
+    raise pytest.UsageError(f"no recordings at {RECORDED}: set MMEMBED_RECORDED to the folder of real recordings")
 
 # decode_compressed_response: vcrpy's urllib3-2 stubs hand back gzip bytes undecoded otherwise.
 replayer = vcr.VCR(record_mode="none", match_on=["method", "path"], decode_compressed_response=True)
