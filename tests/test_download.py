@@ -496,16 +496,14 @@ def test_other_schemes_are_refused_through_the_embedder(url: str, mmembed_emulat
     assert mmembed_emulator.requests == []
 
 
-# -- the known gap ---------------------------------------------------------------------------------------
+# -- DNS rebinding -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: DNS rebinding between the address check and the connect")
 def test_dns_rebinding_between_check_and_connect(
     site: Site, monkeypatch: pytest.MonkeyPatch, guard: ConnectGuard
 ) -> None:
-    """The name is resolved once to check it and again (by urllib3) to connect; a hostile DNS server can
-    answer a loopback/public address first and the metadata address second. The guard stops the connection
-    here; in production nothing would."""
+    """A hostile DNS server answers an allowed address to the first look-up and the metadata address to the
+    next: the connection checks what it resolves itself, so it refuses before any socket is opened."""
     port = int(site.url.rsplit(":", 1)[1])
     answers = iter(["127.0.0.1"] + ["169.254.169.254"] * 5)
 
@@ -513,9 +511,89 @@ def test_dns_rebinding_between_check_and_connect(
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(UnsafeURLError, match=r"metadata address 169\.254\.169\.254"):
+        download(f"http://rebind.example:{port}/photo.jpg", PRIVATE_OK)
+    assert guard.attempts == []  # refused before any socket was opened
+
+
+def _self_signed(name: str, folder: Any) -> tuple[str, str]:
+    """A certificate for DNS name ``name`` only (no IP address in it), and its key: PEM file paths."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_https_checks_the_certificate_against_the_name_not_the_pinned_address(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, fake_dns: Callable[[dict[str, list[str]]], list[str]],
+    guard: ConnectGuard,
+) -> None:
+    """The socket goes to the checked address, but TLS still sends the name (SNI) and verifies it."""
+    import ssl
+
+    cert, key = _self_signed("photos.test", tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.hits = []  # type: ignore[attr-defined]
+    server.stopping = threading.Event()  # type: ignore[attr-defined]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen_names: list[str | None] = []
+
+    def remember_sni(sock: Any, name: str | None, ctx: Any) -> None:
+        seen_names.append(name)
+
+    context.sni_callback = remember_sni
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    port = server.server_address[1]
     try:
-        with pytest.raises(InputError):
-            download(f"http://rebind.example:{port}/photo.jpg", PRIVATE_OK)
-        assert guard.blocked == [], f"connected to {guard.blocked} after checking 127.0.0.1"
+        fake_dns({"photos.test": ["127.0.0.1"]})
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+        assert download(f"https://photos.test:{port}/photo.jpg", PRIVATE_OK) == PHOTO
+        assert seen_names == ["photos.test"]
+        assert guard.attempts == [("127.0.0.1", port)]
+
+        fake_dns({"other.test": ["127.0.0.1"]})  # same address, a name the certificate does not hold
+        with pytest.raises(InputError, match="download failed"):
+            download(f"https://other.test:{port}/photo.jpg", PRIVATE_OK)
     finally:
-        guard.blocked.clear()  # the guard did its job; do not fail the teardown as well
+        server.stopping.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_name_with_several_addresses_falls_back_to_the_next_checked_one(
+    site: Site, fake_dns: Callable[[dict[str, list[str]]], list[str]], guard: ConnectGuard
+) -> None:
+    port = int(site.url.rsplit(":", 1)[1])
+    looked_up = fake_dns({"two.test": ["127.0.0.2", "127.0.0.1"]})  # nothing listens on 127.0.0.2
+
+    assert download(f"http://two.test:{port}/photo.jpg", PRIVATE_OK) == PHOTO
+    assert guard.attempts == [("127.0.0.2", port), ("127.0.0.1", port)]
+    assert looked_up.count("two.test") == 2  # once by the URL check, once by the connection itself

@@ -4,20 +4,32 @@ Policy: http and https only; every address the host resolves to is checked, and 
 hop. Link-local and cloud-metadata addresses are always refused; loopback, private and other
 non-global addresses are refused unless ``allow_private=True`` (our own emulator and tests need it).
 The body is streamed with a size cap and a timeout, and must declare an image content type.
+
+The check is made again where the socket is opened, on the addresses that connection resolves, and the
+socket goes to one of exactly those addresses: a DNS server that answers a public address to the first
+look-up and a metadata address to the second (DNS rebinding) gets nowhere. Through an HTTP(S) proxy the
+proxy resolves the name, so only the first check applies there.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .errors import InputError, UnsafeURLError
 
-__all__ = ["DownloadPolicy", "check_url", "download"]
+__all__ = ["DownloadPolicy", "check_url", "download", "download_session"]
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"})
 METADATA_ADDRESSES = frozenset(
@@ -76,9 +88,22 @@ def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow
         )
 
 
+def download_session(policy: DownloadPolicy) -> requests.Session:
+    """A session whose connections check, at connect time, the very addresses they connect to."""
+    session = requests.Session()
+    adapter = _CheckedAdapter(policy.allow_private)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "mmembed"
+    return session
+
+
 def download(url: str, policy: DownloadPolicy, session: requests.Session | None = None) -> bytes:
-    """Fetch an image's bytes under ``policy``; raises :class:`InputError` / :class:`UnsafeURLError`."""
-    http = session or requests.Session()
+    """Fetch an image's bytes under ``policy``; raises :class:`InputError` / :class:`UnsafeURLError`.
+
+    ``session`` should come from :func:`download_session` with the same policy (one is made otherwise).
+    """
+    http = session or download_session(policy)
     try:
         for _ in range(policy.max_redirects + 1):
             check_url(url, allow_private=policy.allow_private)
@@ -119,3 +144,63 @@ def _read_body(response: requests.Response, policy: DownloadPolicy) -> bytes:
     if not total:
         raise InputError("download returned no bytes")
     return b"".join(chunks)
+
+
+# -- the connect-time check ---------------------------------------------------------------------------------
+class _CheckedAdapter(HTTPAdapter):
+    """Mounts connection pools whose connections resolve, check and connect in one step."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private  # before super().__init__, which builds the pool manager
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._allow_private)
+
+
+@functools.cache
+def _pool_classes(allow_private: bool) -> dict[str, type[HTTPConnectionPool]]:
+    class CheckedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect_checked(self, super()._new_conn, allow_private)
+
+    class CheckedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect_checked(self, super()._new_conn, allow_private)
+
+    class CheckedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = CheckedHTTPConnection
+
+    class CheckedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = CheckedHTTPSConnection
+
+    return {"http": CheckedHTTPPool, "https": CheckedHTTPSPool}
+
+
+def _connect_checked(
+    conn: HTTPConnection, connect: Callable[[], socket.socket], allow_private: bool
+) -> socket.socket:
+    """Resolve ``conn``'s host once, refuse if any address is not allowed, then connect to those addresses only.
+
+    urllib3 connects to ``conn._dns_host``; pointing it at each checked address in turn (and back to the name
+    before TLS, which needs the name for SNI and certificate matching) leaves no second look-up to rebind.
+    """
+    if conn.proxy is not None:
+        return connect()  # the proxy resolves the name
+    host = conn._dns_host
+    addresses = list(dict.fromkeys(_resolve(host.rstrip("."), conn.port or 80)))
+    for address in addresses:
+        _check_address(address, allow_private)
+    last: Exception | None = None
+    for address in addresses:
+        conn._dns_host = str(address)
+        try:
+            return connect()
+        except (NewConnectionError, ConnectTimeoutError) as exc:
+            last = exc
+        finally:
+            conn._dns_host = host
+    if last is None:  # getaddrinfo answered no address at all
+        raise InputError(f"cannot resolve host {host!r}")
+    raise last

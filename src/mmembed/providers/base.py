@@ -10,6 +10,7 @@ fetch, batching, truncating and normalising vectors — is derived here, so a fo
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import requests
 
-from ..download import DownloadPolicy, download
+from ..download import DownloadPolicy, download, download_session
 from ..errors import ConfigurationError, InputError, InvalidResponseError
 from ..images import EncodedImage, ImageSpec, prepare_image
 from ..inputs import Item, TextItem
@@ -113,6 +114,8 @@ class Provider(ABC):
         self.download_policy = DownloadPolicy(
             allow_private=options.allow_private_urls, timeout=min(options.timeout, DownloadPolicy.timeout)
         )
+        self._downloads: requests.Session | None = None  # made on the first download, on a worker thread
+        self._download_lock = threading.Lock()
         self.dimensions = options.dimensions
 
     def __repr__(self) -> str:
@@ -184,7 +187,7 @@ class Provider(ABC):
         if item.url is not None:
             if self.server_fetches_urls:
                 return Ready(url=item.url)
-            data = download(item.url, self.download_policy, self.transport.session)
+            data = download(item.url, self.download_policy, self._download_session())
             return Ready(image=prepare_image(data, self.image_spec()))
         if item.gcs_uri is not None:
             if not self.accepts_gcs:
@@ -243,8 +246,18 @@ class Provider(ABC):
             low, high = model.api_dimensions
             raise ConfigurationError(f"{self.name}: {model.name} supports dimensions {low}-{high}")
 
+    def _download_session(self) -> requests.Session:
+        with self._download_lock:
+            if self._downloads is None:
+                self._downloads = download_session(self.download_policy)
+            return self._downloads
+
     def close(self) -> None:
         self.transport.close()
+        with self._download_lock:
+            if self._downloads is not None:
+                self._downloads.close()
+                self._downloads = None
 
 
 def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
