@@ -181,6 +181,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._stream(BIG)
 
+    def route_trickle(self) -> None:  # a real image, a few bytes at a time: every read is quick
+        self._trickle(with_length=True)
+
+    def route_trickle_until_close(self) -> None:  # the same, with no length: the body ends when we hang up
+        self._trickle(with_length=False)
+
+    def _trickle(self, with_length: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        if with_length:
+            self.send_header("Content-Length", str(len(PHOTO)))
+        self.end_headers()
+        self.close_connection = True
+        for start in range(0, len(PHOTO), 8):
+            if self.server.stopping.wait(0.05):
+                return
+            self.wfile.write(PHOTO[start : start + 8])
+            self.wfile.flush()
+
     def route_hang(self) -> None:
         self.server.stopping.wait(10)
         self.close_connection = True
@@ -597,3 +616,14 @@ def test_a_name_with_several_addresses_falls_back_to_the_next_checked_one(
     assert download(f"http://two.test:{port}/photo.jpg", PRIVATE_OK) == PHOTO
     assert guard.attempts == [("127.0.0.2", port), ("127.0.0.1", port)]
     assert looked_up.count("two.test") == 2  # once by the URL check, once by the connection itself
+
+
+@pytest.mark.parametrize("route", ["/trickle", "/trickle-until-close"])
+def test_a_trickling_download_ends_at_the_timeout(site: Site, route: str) -> None:
+    """Each read gets bytes in time, so only the deadline on the whole download ends it (and nothing cut short
+    passes for a whole image)."""
+    assert len(PHOTO) // 8 * 0.05 > 3  # the whole photo would take seconds to arrive
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"timed out, no complete answer within 0\.5 s"):
+        download(site.url + route, DownloadPolicy(allow_private=True, timeout=0.5))
+    assert time.monotonic() - started < 1.5

@@ -712,6 +712,19 @@ def test_hang_fault_times_the_client_out_and_stop_releases_it(
     assert isinstance(outcome[0], requests.ConnectionError)
 
 
+def test_trickle_fault_sends_the_whole_answer_slowly(mmembed_emulator: Emulator, http: requests.Session) -> None:
+    body = {"input": ["a red car"]}  # 1024 floats: an answer that is gzipped when not trickled
+    clean = http.post(mmembed_emulator.url + JINA, json=body, headers=JINA_AUTH)
+    mmembed_emulator.inject(Fault("trickle", delay=0.001))
+    started = time.monotonic()
+    slow = http.post(mmembed_emulator.url + JINA, json=body, headers=JINA_AUTH, timeout=5)
+    pieces = len(slow.content) // 16
+    assert time.monotonic() - started >= pieces * 0.001
+    assert clean.headers["Content-Encoding"] == "gzip"
+    assert slow.status_code == 200 and "Content-Encoding" not in slow.headers  # sent as it is, piece by piece
+    assert slow.json()["data"] == clean.json()["data"]
+
+
 def test_malformed_html_and_wrong_count_faults(mmembed_emulator: Emulator, http: requests.Session) -> None:
     emu = mmembed_emulator
     emu.inject("malformed")

@@ -172,6 +172,34 @@ def test_timeout_bounds_a_call_against_a_server_that_never_answers(mmembed_emula
     assert time.monotonic() - started < 1.5
 
 
+def test_a_trickling_answer_is_cut_at_the_timeout_and_retried(mmembed_emulator: Emulator) -> None:
+    """Every read gets a few bytes in time, so only the deadline on the whole attempt can end it."""
+    texts = [f"text {i}" for i in range(8)]
+    clean = jina(mmembed_emulator).embed(texts)
+    mmembed_emulator.clear()
+    mmembed_emulator.inject(Fault("trickle", delay=0.05))  # ~16 bytes per 50 ms: a 40 KB answer takes minutes
+    embedder = jina(mmembed_emulator, timeout=1.0, max_retries=1)
+    embedder.provider.transport.retry = RetryPolicy(max_retries=1, backoff_base=0.05)
+
+    started = time.monotonic()
+    again = embedder.embed(texts)
+    assert 1.0 <= time.monotonic() - started < 3.0
+    assert (again == clean).all()
+    assert [r.status for r in mmembed_emulator.requests] == [200, 200]  # the first one, cut off mid-body
+    assert embedder.provider.transport.stats.retries == 1
+
+
+def test_an_answer_that_never_completes_raises_a_timeout_naming_the_deadline(mmembed_emulator: Emulator) -> None:
+    mmembed_emulator.inject(Fault("trickle", delay=0.05), times=5)
+    embedder = jina(mmembed_emulator, timeout=0.5, max_retries=1)
+    embedder.provider.transport.retry = RetryPolicy(max_retries=1, backoff_base=0.05)
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match=r"timed out: no complete answer within 0\.5 s") as info:
+        embedder.embed(["hello"])
+    assert time.monotonic() - started < 2.0
+    assert info.value.provider == "jina" and CANARY_KEY not in str(info.value)
+
+
 def test_debug_logs_never_hold_the_key(mmembed_emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 

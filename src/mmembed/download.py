@@ -18,16 +18,14 @@ import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .errors import InputError, UnsafeURLError
+from .transport import AttemptWatch, DeadlineAdapter, WatchedHTTPConnection, WatchedHTTPSConnection, attempt_deadline
 
 __all__ = ["DownloadPolicy", "check_url", "download", "download_session"]
 
@@ -107,22 +105,29 @@ def download(url: str, policy: DownloadPolicy, session: requests.Session | None 
     try:
         for _ in range(policy.max_redirects + 1):
             check_url(url, allow_private=policy.allow_private)
-            try:
-                response = http.get(url, stream=True, timeout=policy.timeout, allow_redirects=False)
-            except requests.RequestException as exc:
-                raise InputError(f"download failed ({type(exc).__name__})") from exc
-            with response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("Location", ""))
-                    continue
-                return _read_body(response, policy)
+            with attempt_deadline(policy.timeout) as watch:
+                try:
+                    response = http.get(url, stream=True, timeout=policy.timeout, allow_redirects=False)
+                except requests.RequestException as exc:
+                    raise _failed(exc, watch.expired, policy) from exc
+                with response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        continue
+                    return _read_body(response, policy, watch)
         raise UnsafeURLError(f"more than {policy.max_redirects} redirects")
     finally:
         if session is None:
             http.close()
 
 
-def _read_body(response: requests.Response, policy: DownloadPolicy) -> bytes:
+def _failed(exc: requests.RequestException, expired: bool, policy: DownloadPolicy) -> InputError:
+    if expired:
+        return InputError(f"download failed: timed out, no complete answer within {policy.timeout:g} s")
+    return InputError(f"download failed ({type(exc).__name__})")
+
+
+def _read_body(response: requests.Response, policy: DownloadPolicy, watch: AttemptWatch) -> bytes:
     if response.status_code != 200:
         raise InputError(f"download failed: HTTP {response.status_code}")
     ctype = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -140,42 +145,40 @@ def _read_body(response: requests.Response, policy: DownloadPolicy) -> bytes:
                 raise UnsafeURLError(f"image is over the {policy.max_bytes} B download cap")
             chunks.append(chunk)
     except requests.RequestException as exc:
-        raise InputError(f"download failed ({type(exc).__name__})") from exc
+        raise _failed(exc, watch.expired, policy) from exc
+    if watch.expired:  # read until the connection closed: cut short by the deadline, not complete
+        raise _failed(requests.ConnectionError(), True, policy)
     if not total:
         raise InputError("download returned no bytes")
     return b"".join(chunks)
 
 
 # -- the connect-time check ---------------------------------------------------------------------------------
-class _CheckedAdapter(HTTPAdapter):
-    """Mounts connection pools whose connections resolve, check and connect in one step."""
+class _CheckedAdapter(DeadlineAdapter):
+    """Mounts connections that resolve, check and connect in one step (and answer to the attempt deadline).
+
+    Always urllib3's real connection classes: the check lives in their ``_new_conn``.
+    """
 
     def __init__(self, allow_private: bool) -> None:
-        self._allow_private = allow_private  # before super().__init__, which builds the pool manager
+        self._classes = _checked_classes(allow_private)  # before super().__init__, which builds the pools
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._allow_private)
+    def connection_class(self, scheme: str, current: type) -> type:
+        return self._classes[1] if scheme == "https" else self._classes[0]
 
 
 @functools.cache
-def _pool_classes(allow_private: bool) -> dict[str, type[HTTPConnectionPool]]:
-    class CheckedHTTPConnection(HTTPConnection):
+def _checked_classes(allow_private: bool) -> tuple[type[HTTPConnection], type[HTTPSConnection]]:
+    class CheckedHTTPConnection(WatchedHTTPConnection):
         def _new_conn(self) -> socket.socket:
             return _connect_checked(self, super()._new_conn, allow_private)
 
-    class CheckedHTTPSConnection(HTTPSConnection):
+    class CheckedHTTPSConnection(WatchedHTTPSConnection):
         def _new_conn(self) -> socket.socket:
             return _connect_checked(self, super()._new_conn, allow_private)
 
-    class CheckedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = CheckedHTTPConnection
-
-    class CheckedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = CheckedHTTPSConnection
-
-    return {"http": CheckedHTTPPool, "https": CheckedHTTPSPool}
+    return CheckedHTTPConnection, CheckedHTTPSConnection
 
 
 def _connect_checked(

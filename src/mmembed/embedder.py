@@ -55,7 +55,7 @@ class Embedder:
 
     Options: ``model`` (Jina, Vertex) or ``text_model`` + ``vision_model`` (Nomic); ``dimensions`` (both
     modalities); ``api_key`` (never stored anywhere but memory) or ``api_key_env_var``; ``base_url``
-    (replaces scheme and host only); ``timeout`` (seconds per attempt) and ``max_retries``;
+    (replaces scheme and host only); ``timeout`` (seconds an attempt may take in all) and ``max_retries``;
     ``max_concurrency`` and ``requests_per_minute`` (defaults follow each provider's documented limits);
     ``cache`` (a path to a SQLite file: re-runs send nothing); ``allow_private_urls`` (let client-side
     downloads reach loopback/private hosts); ``image_side`` (override the upload size); for Vertex also

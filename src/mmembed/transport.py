@@ -11,21 +11,30 @@ other 4xx (validation errors). Should a server echo a credential into an error b
 Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date) wins, up to
 ``retry_after_cap``. A 429 also pauses the shared :class:`RateLimiter`, so every worker of the client
 slows down together.
+
+``timeout`` bounds each attempt as a whole, not only each read: :func:`attempt_deadline` shuts the socket of
+an attempt that outlives it, so a server that trickles its answer a byte at a time cannot hold a worker.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import (
     AuthenticationError,
@@ -35,7 +44,17 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["RateLimiter", "RetryPolicy", "Transport", "parse_retry_after"]
+__all__ = [
+    "AttemptWatch",
+    "DeadlineAdapter",
+    "RateLimiter",
+    "RetryPolicy",
+    "Transport",
+    "WatchedHTTPConnection",
+    "WatchedHTTPSConnection",
+    "attempt_deadline",
+    "parse_retry_after",
+]
 
 log = logging.getLogger("mmembed.transport")
 T = TypeVar("T")
@@ -80,6 +99,140 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
             self._tokens = 0.0
             self._stamp = max(self._stamp, self._paused_until)
+
+
+# -- a deadline for a whole attempt --------------------------------------------------------------------------
+# requests' timeouts bound each connect and each read; a server that keeps sending a byte now and then never
+# trips them. A watch, set per thread around one attempt, learns which connection the attempt uses and shuts
+# its socket when the time is up; the blocked read then fails at once.
+_watching = threading.local()
+
+
+class AttemptWatch:
+    """The socket one attempt uses, and whether its time ran out."""
+
+    def __init__(self) -> None:
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+@contextmanager
+def attempt_deadline(seconds: float) -> Iterator[AttemptWatch]:
+    """Give the HTTP exchange made in this block, on this thread, ``seconds`` in all; then its socket is shut.
+
+    Only connections of a :class:`DeadlineAdapter` take part; the watch's ``expired`` says why an error came.
+    """
+    watch = AttemptWatch()
+    timer = threading.Timer(seconds, watch.expire)
+    timer.daemon = True
+    previous = getattr(_watching, "watch", None)
+    _watching.watch = watch
+    timer.start()
+    try:
+        yield watch
+    finally:
+        timer.cancel()
+        _watching.watch = previous
+
+
+def _report_to_watch(conn: HTTPConnection) -> None:
+    # The socket itself, not the connection: http.client hands a read-until-close answer's socket over to the
+    # response and forgets it (conn.sock becomes None) while the body is still being read.
+    watch: AttemptWatch | None = getattr(_watching, "watch", None)
+    sock = getattr(conn, "sock", None)
+    if watch is not None and isinstance(sock, socket.socket):  # not a test double's fake socket
+        watch.attach(sock)
+
+
+if TYPE_CHECKING:
+    _Connection = HTTPConnection
+else:
+    _Connection = object
+
+
+class _Watched(_Connection):
+    """Tells the thread's :func:`attempt_deadline` which socket it is using (a reused one, or a new one)."""
+
+    def connect(self) -> None:
+        super().connect()
+        _report_to_watch(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _report_to_watch(self)
+        super().request(*args, **kwargs)
+
+
+class WatchedHTTPConnection(_Watched, HTTPConnection):
+    """An HTTP connection that answers to :func:`attempt_deadline`."""
+
+
+class WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    """An HTTPS connection that answers to :func:`attempt_deadline`."""
+
+
+@functools.cache
+def watched(cls: type) -> type:
+    """``cls`` (an HTTP connection class) with the hooks :func:`attempt_deadline` needs (itself if it has them)."""
+    if issubclass(cls, _Watched):
+        return cls
+    return type(f"Watched{cls.__name__}", (_Watched, cls), {})
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections (direct or through an HTTP proxy) answer to :func:`attempt_deadline`."""
+
+    def connection_class(self, scheme: str, current: type) -> type:
+        """The class a new ``scheme`` pool connects with, given urllib3's ``current`` one for it.
+
+        It is looked up when the pool is made, not when the adapter is, so a stand-in patched into urllib3
+        (vcrpy's, while a cassette plays) is the one that gets watched.
+        """
+        return watched(current)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self._use_watched_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        manager = cast(PoolManager, super().proxy_manager_for(proxy, **proxy_kwargs))
+        if not proxy.lower().startswith("socks"):  # SOCKS pools bring their own connection classes
+            self._use_watched_pools(manager)
+        return manager
+
+    def _use_watched_pools(self, manager: PoolManager) -> None:
+        pick = self.connection_class
+
+        class WatchedHTTPPool(HTTPConnectionPool):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.ConnectionCls = pick("http", HTTPConnectionPool.ConnectionCls)
+
+        class WatchedHTTPSPool(HTTPSConnectionPool):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.ConnectionCls = pick("https", HTTPSConnectionPool.ConnectionCls)
+
+        manager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
 
 @dataclass(frozen=True)
@@ -147,8 +300,10 @@ class Transport:
         self.is_auth_error = is_auth_error or default_is_auth_error
         self.stats = TransportStats()
         self._rng = random.Random()
+        # A whole attempt gets the (read) timeout: connecting, sending and reading the answer together.
+        self.deadline = sum(timeout) if isinstance(timeout, tuple) else float(timeout)
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent
@@ -222,11 +377,12 @@ class Transport:
         self._in_flight.acquire()
         self.stats.begin(size)
         try:
-            response = self.session.send(req, timeout=self.timeout)
-        except requests.Timeout as exc:
-            return None, TransportError(f"timed out ({_exc_name(exc)})", provider=self.provider), None
-        except requests.ConnectionError as exc:
-            return None, TransportError(f"connection failed ({_exc_name(exc)})", provider=self.provider), None
+            with attempt_deadline(self.deadline) as watch:
+                response = self.session.send(req, timeout=self.timeout)
+            if watch.expired:  # an answer read until the connection closed: cut short, not complete
+                raise requests.ConnectionError("the attempt's deadline shut the connection")
+        except requests.RequestException as exc:
+            return None, self._failed(exc, watch.expired), None
         finally:
             self.stats.end()
             self._in_flight.release()
@@ -270,6 +426,19 @@ class Transport:
             err = ProviderError(message, provider=self.provider, status=status, request_id=request_id, body=body)
             return None, err, retry_after
         raise ProviderError(message, provider=self.provider, status=status, request_id=request_id, body=body)
+
+
+    def _failed(self, exc: requests.RequestException, expired: bool) -> TransportError:
+        """A retryable error for an exchange that got no whole answer."""
+        if expired:
+            why = f"timed out: no complete answer within {self.deadline:g} s"
+        elif isinstance(exc, requests.Timeout):
+            why = f"timed out ({_exc_name(exc)})"
+        elif isinstance(exc, requests.ConnectionError):
+            why = f"connection failed ({_exc_name(exc)})"
+        else:  # a broken body: truncated chunks, bad compression
+            why = f"the answer broke off ({_exc_name(exc)})"
+        return TransportError(why, provider=self.provider)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -330,6 +330,8 @@ class Emulator:
         self._stopping.wait(max(0.0, req.started + self.latency - time.monotonic()))
         if fault is None or fault.kind in ("status", "html", "hang"):
             return reply
+        if fault.kind == "trickle":
+            return dataclasses.replace(reply, trickle=fault.trickle_seconds)
         if fault.kind == "malformed":
             return Reply(200, reply.body[: max(1, len(reply.body) // 2)], "application/json")
         if reply.status == 200:  # wrong_count

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultPlan"]
 
-FAULT_KINDS = ("status", "reset", "hang", "malformed", "html", "wrong_count")
+FAULT_KINDS = ("status", "reset", "hang", "trickle", "malformed", "html", "wrong_count")
 DEFAULT_HANG = 30.0
+DEFAULT_TRICKLE = 0.5  # seconds between the pieces of a trickled answer
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Fault:
       ``Retry-After`` header (seconds, or an HTTP date string);
     * ``"reset"`` — close the socket without answering (SO_LINGER 0: the client sees a connection reset);
     * ``"hang"`` — wait ``delay`` seconds (default 30) before answering, so the client's timeout fires;
+    * ``"trickle"`` — a correct 200 whose body comes a few bytes at a time, ``delay`` seconds (default 0.5)
+      apart: every read succeeds, so only a deadline on the whole attempt ends it;
     * ``"malformed"`` — 200 with a truncated JSON body;
     * ``"html"`` — 502 (or ``status``) with an HTML page, as a proxy in front of the API would send;
     * ``"wrong_count"`` — 200 with one embedding fewer than the request asked for.
@@ -67,6 +70,10 @@ class Fault:
     @property
     def hang_seconds(self) -> float:
         return DEFAULT_HANG if self.delay is None else self.delay
+
+    @property
+    def trickle_seconds(self) -> float:
+        return DEFAULT_TRICKLE if self.delay is None else self.delay
 
 
 class FaultPlan:

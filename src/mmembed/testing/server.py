@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = ""
         body, encoding = reply.body, []
-        if gzip_ok and len(body) >= GZIP_MIN:
+        if gzip_ok and len(body) >= GZIP_MIN and not reply.trickle:
             body, encoding = gzip.compress(body, compresslevel=1), ["Content-Encoding: gzip"]
         lines = [
             f"{self.protocol_version} {reply.status} {phrase}",
@@ -144,10 +144,21 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            # Head and body in one write: two small writes would meet Nagle + delayed ACK (a 40 ms stall).
-            self.wfile.write(head + body)
+            if reply.trickle:
+                self._trickle(head, body, reply.trickle)
+            else:
+                # Head and body in one write: two small writes would meet Nagle + delayed ACK (a 40 ms stall).
+                self.wfile.write(head + body)
         except OSError:  # the client went away (it timed out, or reset us)
             self.close_connection = True
+
+    def _trickle(self, head: bytes, body: bytes, gap: float) -> None:
+        """Send ``body`` 16 bytes at a time, ``gap`` seconds apart (ends early if the client hangs up)."""
+        self.wfile.write(head)
+        for start in range(0, len(body), 16):
+            time.sleep(gap)
+            self.wfile.write(body[start : start + 16])
+            self.wfile.flush()
 
     def _reset(self) -> None:
         """Close with SO_LINGER 0: the kernel sends RST, so the client sees 'connection reset by peer'."""

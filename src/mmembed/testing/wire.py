@@ -47,6 +47,7 @@ class Reply:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     payload: Any = None
+    trickle: float = 0.0  # > 0: send the body a few bytes at a time, this many seconds apart
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
