@@ -627,3 +627,44 @@ def test_a_trickling_download_ends_at_the_timeout(site: Site, route: str) -> Non
     with pytest.raises(InputError, match=r"timed out, no complete answer within 0\.5 s"):
         download(site.url + route, DownloadPolicy(allow_private=True, timeout=0.5))
     assert time.monotonic() - started < 1.5
+
+
+def test_through_an_http_proxy_the_proxy_resolves_the_name(
+    site: Site, monkeypatch: pytest.MonkeyPatch, fake_dns: Callable[[dict[str, list[str]]], list[str]],
+    guard: ConnectGuard,
+) -> None:
+    """Pinning steps aside for a proxy (it is the one that connects); the URL check still runs first."""
+    site_port = int(site.url.rsplit(":", 1)[1])
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)  # absolute form: http://photos.test:PORT/photo.jpg
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(PHOTO)))
+            self.end_headers()
+            self.wfile.write(PHOTO)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        for var in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        fake_dns({"photos.test": ["127.0.0.1"]})
+
+        assert download(f"http://photos.test:{site_port}/photo.jpg", PRIVATE_OK) == PHOTO
+        assert seen == [f"http://photos.test:{site_port}/photo.jpg"]
+        assert guard.attempts == [("127.0.0.1", proxy.server_address[1])]
+
+        fake_dns({"photos.test": ["169.254.169.254"]})  # the first check still refuses before the proxy is asked
+        with pytest.raises(UnsafeURLError, match="metadata"):
+            download(f"http://photos.test:{site_port}/photo.jpg", PRIVATE_OK)
+        assert len(seen) == 1
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
