@@ -133,6 +133,20 @@ def mmembed_chroma_jina(spec: Spec) -> Run:
     return _chroma_run(_collection(spec, ef, ImageURILoader()), spec)
 
 
+def mmembed_embed_jina(spec: Spec) -> Run:
+    """The same 100 texts + 12 photos through ``Embedder.embed`` (one mixed call, no Chroma), with ``cache=``."""
+    from mmembed import Embedder, ImageSource
+
+    embedder = Embedder("jina", base_url=spec["url"], api_key=JINA_KEY, cache=spec["cache"])
+    items: list[object] = [*(ImageSource(p) for p in spec["photos"]), *spec["texts"]]
+
+    def run() -> Shape:
+        vectors = embedder.embed(items)
+        return vectors.shape[0], vectors.shape[1]
+
+    return run
+
+
 def _time_embedding(embedder: Any, spec: Spec) -> None:
     """Add the seconds spent inside ``embedder.embed`` to ``spec["extra"]["embed_s"]`` (Chroma's own work excluded)."""
     embed = embedder.embed
@@ -209,6 +223,7 @@ CONTENDERS: dict[str, Callable[[Spec], Run]] = {
     "nomic_client": nomic_client,
     "llama_index_nomic": llama_index_nomic,
     "mmembed_chroma_jina": mmembed_chroma_jina,
+    "mmembed_embed_jina": mmembed_embed_jina,
     "chromadb_jina": chromadb_jina,
     "chroma_only": chroma_only,
     "llama_index_jina": llama_index_jina,

@@ -361,6 +361,11 @@ def chroma_scenario(bench: Bench) -> Section:
                              "mmembed_chroma_jina", emu, {**spec, "collection": "mm_cold", "cache": cache}, bound=bound)
         warm = bench.measure("… the same items again: `cache=` warm, new collection", "mmembed_chroma_jina", emu,
                              {**spec, "collection": "mm_warm", "cache": cache}, bound=None)
+        embed_cache = str(bench.work / "jina-embed-cache.sqlite")
+        plain_cold = bench.measure("mmembed `Embedder('jina').embed(items)`, no Chroma, `cache=` empty",
+                                   "mmembed_embed_jina", emu, {**spec, "cache": embed_cache}, bound=latency)
+        plain_warm = bench.measure("… the same items again: `cache=` warm", "mmembed_embed_jina", emu,
+                                   {**spec, "cache": embed_cache}, bound=None)
         chroma = bench.measure(f"chromadb {version('chromadb')} `JinaEmbeddingFunction` + `ImageLoader`",
                                "chromadb_jina", emu, {**spec, "collection": "chroma_jina"}, bound=bound,
                                note="its `_api_url` attribute set to the emulator")
@@ -375,15 +380,17 @@ def chroma_scenario(bench: Bench) -> Section:
     cold_kb = cold.emu.get("image_bytes", 0) / n_photos / 1024
     chroma_kb = chroma.emu.get("image_bytes", 0) / n_photos / 1024
     cold_ef, warm_ef = cold.extra.get("embed_s", math.nan), warm.extra.get("embed_s", math.nan)
-    both, cached = cold.ok and chroma.ok, cold.ok and warm.ok
-    no_requests = warm.emu.get("requests") == 0
+    both, cached = cold.ok and chroma.ok, cold.ok and warm.ok and plain_cold.ok and plain_warm.ok
+    no_requests = warm.emu.get("requests") == 0 and plain_warm.emu.get("requests") == 0
+    plain_ratio = ratio(plain_cold.wall, plain_warm.wall)
     return Section(
         f"2-3. Jina through Chroma: {n_texts} texts + {n_photos} JPEG photos (2400x1800)",
         f"`PersistentClient` in a temporary directory; `collection.add(ids, uris=paths)`, then "
         f"`collection.add(ids, documents=texts)`. Emulator: {latency * 1000:.0f} ms per request, no rate limit. "
-        f"Bound = two sequential `add()` calls x one latency = **{bound:.2f} s**. llama-index has no Chroma path for "
-        f"images, so it embeds the same items with `get_image_embedding_batch` + `get_text_embedding_batch`.",
-        [cold, warm, chroma, llama, floor],
+        f"Bound = two sequential `add()` calls x one latency = **{bound:.2f} s** (one latency for the single mixed "
+        f"`Embedder.embed` call, which has its own cache file). llama-index has no Chroma path for images, so it "
+        f"embeds the same items with `get_image_embedding_batch` + `get_text_embedding_batch`.",
+        [cold, warm, plain_cold, plain_warm, chroma, llama, floor],
         targets=[
             Check("2a. Chroma + Jina, 100 texts + 12 photos 2400x1800: ≥ 10 x faster than chromadb's "
                   "`JinaEmbeddingFunction` + `ImageLoader`",
@@ -392,11 +399,13 @@ def chroma_scenario(bench: Bench) -> Section:
             Check("2b. … with ≥ 100 x fewer upload bytes per image",
                   f"{ratio(chroma_kb, cold_kb):.0f} x ({chroma_kb:,.0f} KB vs {cold_kb:,.1f} KB per image)"
                   if both else why(cold, chroma), ratio(chroma_kb, cold_kb) >= 100 if both else None),
-            Check("3. The same items again with `cache=` (new process, new collection): zero requests, and "
-                  "≥ 20 x faster than the first run, timed where the cache acts: the embedding function",
-                  f"{warm.emu.get('requests')} requests; embedding function {ratio(cold_ef, warm_ef):.0f} x faster "
-                  f"({warm_ef * 1000:.0f} ms vs {cold_ef * 1000:,.0f} ms)" if cached else why(cold, warm),
-                  no_requests and ratio(cold_ef, warm_ef) >= 20 if cached else None),
+            Check("3. The same items again with `cache=` (a new process): zero requests, and ≥ 20 x faster than "
+                  "the first run: the whole `Embedder.embed` call, and the embedding function inside Chroma's `add()`",
+                  f"0 requests in both; `Embedder.embed` {plain_ratio:.0f} x faster ({plain_warm.wall * 1000:.0f} ms "
+                  f"vs {plain_cold.wall * 1000:,.0f} ms); Chroma's embedding function {ratio(cold_ef, warm_ef):.0f} x "
+                  f"faster ({warm_ef * 1000:.0f} ms vs {cold_ef * 1000:,.0f} ms)" if cached and no_requests
+                  else why(cold, warm, plain_cold, plain_warm) or "requests were sent",
+                  no_requests and plain_ratio >= 20 and ratio(cold_ef, warm_ef) >= 20 if cached else None),
             Check("3, for scale: the whole `add()` calls (embedding + Chroma's own storage)",
                   f"{ratio(cold.wall, warm.wall):.1f} x ({warm.wall * 1000:.0f} ms vs {cold.wall * 1000:,.0f} ms); "
                   f"Chroma alone takes {floor.wall * 1000:.0f} ms for these two `add()` calls with ready-made "
@@ -407,7 +416,9 @@ def chroma_scenario(bench: Bench) -> Section:
         ],
         features=[
             Check("SQLite cache (`cache=path`)",
-                  f"second run: {warm.emu.get('requests')} requests, {warm_ef * 1000:.0f} ms in the embedding function",
+                  f"second run: {warm.emu.get('requests')} + {plain_warm.emu.get('requests')} requests, "
+                  f"{warm_ef * 1000:.0f} ms in the embedding function, {plain_warm.wall * 1000:.0f} ms for "
+                  "`Embedder.embed`",
                   cached and no_requests),
         ],
     )

@@ -268,3 +268,96 @@ def test_a_changed_setting_misses_the_cache(
         assert np.array_equal(after[0], before[0]) and not np.array_equal(after[1], before[1])
     else:
         assert len(request.json["input"]) == 2
+
+
+# -- file digests: a rerun over unchanged files does not read them -------------------------------------------
+
+
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every image file whose bytes get hashed (read in full), in order."""
+    import mmembed.inputs as inputs
+
+    real = inputs._hash_raw
+    seen: list[Path] = []
+
+    def spy(raw: Any) -> str:
+        if isinstance(raw, Path):
+            seen.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(inputs, "_hash_raw", spy)
+    return seen
+
+
+def photo_files(folder: Path, colours: tuple[str, ...] = ("red", "green", "blue")) -> list[Path]:
+    paths = []
+    for colour in colours:
+        path = folder / f"{colour}.jpg"
+        path.write_bytes(jpeg_bytes(colour_photo(colour, size=(96, 64))))
+        paths.append(path)
+    return paths
+
+
+def test_unchanged_files_are_not_read_again(
+    tmp_path: Path, mmembed_emulator: Emulator, hashed: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmembed.cache
+
+    monkeypatch.setattr(mmembed.cache, "RACY_SECONDS", 0.0)  # the files were written a moment ago
+    paths = photo_files(tmp_path)
+    cache = tmp_path / "cache.sqlite"
+    first = make_embedder("nomic", mmembed_emulator, cache=cache).embed(paths)
+    assert hashed == paths
+    hashed.clear()
+    mmembed_emulator.clear()
+
+    again = make_embedder("nomic", mmembed_emulator, cache=cache).embed(paths)
+    assert hashed == []  # neither read to hash them nor sent
+    assert mmembed_emulator.requests == []
+    assert (again == first).all()
+
+
+def test_a_file_changed_behind_an_unchanged_mtime_is_read_and_sent_again(
+    tmp_path: Path, mmembed_emulator: Emulator, hashed: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, and the old mtime put back: the change time (which nothing can set back) still moved."""
+    import os
+
+    import mmembed.cache
+
+    monkeypatch.setattr(mmembed.cache, "RACY_SECONDS", 0.0)
+    red = tmp_path / "photo.bmp"  # uncompressed: another picture of the same size has the same length
+    colour_photo("red", size=(96, 64)).save(red, "BMP")
+    cache = tmp_path / "cache.sqlite"
+    first = make_embedder("nomic", mmembed_emulator, cache=cache).embed([red])
+    old = os.stat(red)
+    colour_photo("green", size=(96, 64)).save(red, "BMP")
+    os.utime(red, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert os.stat(red).st_size == old.st_size and os.stat(red).st_mtime_ns == old.st_mtime_ns
+    hashed.clear()
+    mmembed_emulator.clear()
+
+    second = make_embedder("nomic", mmembed_emulator, cache=cache).embed([red])
+    assert hashed == [red]
+    assert len(mmembed_emulator.requests) == 1
+    assert not np.allclose(first, second)  # the green picture's vector, not the red one's from the cache
+
+
+def test_a_file_hashed_in_the_tick_of_its_last_change_is_hashed_again(
+    tmp_path: Path, mmembed_emulator: Emulator, hashed: list[Path]
+) -> None:
+    """Written and hashed within RACY_SECONDS: a same-tick rewrite could hide, so the memo is not trusted."""
+    paths = photo_files(tmp_path, ("red",))
+    cache = tmp_path / "cache.sqlite"
+    make_embedder("nomic", mmembed_emulator, cache=cache).embed(paths)
+    make_embedder("nomic", mmembed_emulator, cache=cache).embed(paths)
+    assert hashed == paths * 2
+    assert len(mmembed_emulator.requests) == 1  # the vector itself still came from the cache
+
+
+def test_a_file_that_vanished_is_named(tmp_path: Path, mmembed_emulator: Emulator) -> None:
+    gone = tmp_path / "gone.jpg"
+    with pytest.raises(InputError, match="cannot read file") as info:
+        make_embedder("nomic", mmembed_emulator, cache=tmp_path / "cache.sqlite").embed(["a text", gone])
+    assert info.value.index == 1 and "gone.jpg" in str(info.value)

@@ -82,6 +82,33 @@ def test_changed_file_is_re_embedded(
     assert request.json["input"] == [{"text": "Bananas are yellow."}]
 
 
+def test_a_rerun_does_not_read_unchanged_photos_but_sees_a_changed_one(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mmembed.cache
+    import mmembed.cli
+
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    monkeypatch.setattr(mmembed.cache, "RACY_SECONDS", 0.0)  # the photos were written a moment ago
+    (folder / "photos" / "broken.jpg").unlink()
+    read: list[str] = []
+    real = mmembed.cli._file_digest
+    monkeypatch.setattr(mmembed.cli, "_file_digest", lambda path: read.append(path.name) or real(path))
+    args = ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)]
+    assert main(args) == 0
+    assert sorted(read) == sorted(f"{c}.jpg" for c in PHOTO_COLOURS)
+
+    read.clear()
+    mmembed_emulator.clear()
+    colour_photo("blue", size=(900, 600)).save(folder / "photos" / "red.jpg", quality=88)  # red.jpg changes
+    assert main(args) == 0
+    assert read == ["red.jpg"]  # the five unchanged photos were not read at all
+    assert "1 records added, 7 unchanged" in capsys.readouterr().out.splitlines()[-1]
+    (request,) = mmembed_emulator.requests
+    assert len(request.json["input"]) == 1
+
+
 def test_html_page_has_thumbnails(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,12 @@ The key covers provider, model, dimensions, task, the item's content and, for im
 (see :meth:`mmembed.Embedder.cache_key`), so a changed setting never returns a stale vector. Vectors are
 written as each request completes: a call that fails half-way keeps what it already paid for, and a
 retry sends only the rest.
+
+The content of an image file is its SHA-256. So that a rerun over a folder of large photos need not read
+them all again, the cache also remembers each file's digest with its size, inode and modification and
+change times (as git's index does): a file whose stat data is unchanged is not read. A file changed in the
+same timestamp tick as it was hashed could keep its stat data, so a digest taken less than
+``RACY_SECONDS`` after the file's last change is never trusted; the file is simply hashed again.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +26,11 @@ import numpy as np
 __all__ = ["EmbeddingCache"]
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+FILES_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT NOT NULL, digest TEXT NOT NULL, "
+    "hashed_ns INTEGER NOT NULL)"
+)
+RACY_SECONDS = 2.0  # coarser than any file system's timestamp tick (FAT: 2 s)
 
 
 class EmbeddingCache:
@@ -31,6 +43,7 @@ class EmbeddingCache:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(SCHEMA)
+            conn.execute(FILES_SCHEMA)
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.path)!r})"
@@ -71,6 +84,23 @@ class EmbeddingCache:
             conn.execute("ROLLBACK")
             raise
 
+    def file_digest(self, path: Path, compute: Callable[[], str]) -> str:
+        """``compute()`` (the digest of the file at ``path``), or the one remembered while its stat is unchanged."""
+        key = str(path.absolute())
+        before = os.stat(path)
+        conn = self._connect()
+        row = conn.execute("SELECT stat, digest, hashed_ns FROM files WHERE path = ?", (key,)).fetchone()
+        if row is not None and row[0] == _stat_key(before) and _settled(before, row[2]):
+            return str(row[1])
+        hashed_ns = time.time_ns()
+        digest = compute()
+        if _stat_key(os.stat(path)) == _stat_key(before):  # not written to while we read it
+            conn.execute(
+                "INSERT OR REPLACE INTO files (path, stat, digest, hashed_ns) VALUES (?, ?, ?, ?)",
+                (key, _stat_key(before), digest, hashed_ns),
+            )
+        return digest
+
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
@@ -79,3 +109,13 @@ class EmbeddingCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _stat_key(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+
+
+def _settled(st: os.stat_result, hashed_ns: int) -> bool:
+    """Was the file last changed well before it was hashed? (Else a same-tick change could hide.)"""
+    last_change = max(st.st_mtime_ns, st.st_ctime_ns)
+    return last_change < hashed_ns - int(RACY_SECONDS * 1e9)

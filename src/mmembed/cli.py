@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmbeddingError, InputError
+from .inputs import FileDigest
 
 __all__ = ["main"]
 
@@ -104,11 +105,17 @@ def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
     return passages
 
 
-def records_for(path: Path) -> list[Record]:
-    """The records one file yields; raises InputError for an unreadable text file."""
+def records_for(path: Path, file_digest: FileDigest | None = None) -> list[Record]:
+    """The records one file yields; raises InputError for an unreadable file.
+
+    ``file_digest`` (the embedding cache's) lets an unchanged image go unread on a rerun.
+    """
     base = hashlib.sha256(str(path).encode()).hexdigest()[:20]
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        digest = _file_digest(path)
+        try:
+            digest = file_digest(path, lambda: _file_digest(path)) if file_digest else _file_digest(path)
+        except OSError as exc:
+            raise InputError(f"cannot read image: {exc.strerror or exc}", source=str(path)) from exc
         return [Record(f"{base}:0", path, str(path), "image", digest)]
     try:
         text = path.read_text(encoding="utf-8")
@@ -129,6 +136,15 @@ def _file_digest(path: Path) -> str:
 
 
 # -- Chroma ----------------------------------------------------------------------------------------
+def close_client(client: Any) -> None:
+    """Close a Chroma client, and the HTTP sessions chromadb 1.5's ``close()`` leaves open (HttpClient)."""
+    client.close()
+    for api in (getattr(client, "_server", None), getattr(getattr(client, "_admin_client", None), "_server", None)):
+        session = getattr(api, "_session", None)
+        if session is not None:
+            session.close()
+
+
 def open_client(args: argparse.Namespace) -> Any:
     import chromadb
 
@@ -185,22 +201,24 @@ def ingest(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     function = embedding_function(args)
+    client = open_client(args)
     try:
-        return _ingest_files(args, files, function)
+        return _ingest_files(args, files, function, client)
     finally:
+        close_client(client)
         function.close()
 
 
-def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any) -> int:
+def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, client: Any) -> int:
     from . import chroma
 
-    client = open_client(args)
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
     records: list[Record] = []
+    cache = function.embedder.cache
     for path in files:
         try:
-            records.extend(records_for(path))
+            records.extend(records_for(path, cache.file_digest if cache is not None else None))
         except InputError as err:
             report.failed.append((str(path), err.reason))
     todo = _changed(collection, records, report)
@@ -281,13 +299,20 @@ def _progress(total: int, quiet: bool) -> Any:
 
 # -- search ----------------------------------------------------------------------------------------
 def search(args: argparse.Namespace) -> int:
-    from . import chroma
-    from .inputs import ImageSource
-
     if not args.query and not args.image:
         print("error: give a QUERY text, --image PATH, or both", file=sys.stderr)
         return EXIT_ERROR
     client = open_client(args)
+    try:
+        return _search(args, client)
+    finally:
+        close_client(client)
+
+
+def _search(args: argparse.Namespace, client: Any) -> int:
+    from . import chroma
+    from .inputs import ImageSource
+
     collection = client.get_collection(args.collection)
     override = None
     if args.base_url:

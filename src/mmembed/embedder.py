@@ -147,7 +147,11 @@ class Embedder:
         base URL is part of it too, so vectors from the emulator or a gateway never answer for the live API.
         """
         p = self.provider
-        parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), item.content_key()]
+        if isinstance(item, ImageItem):
+            content = item.content_key(self.cache.file_digest if self.cache is not None else None)
+        else:
+            content = item.content_key()
+        parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), content]
         if isinstance(item, ImageItem):
             parts.append(f"side={p.image_spec().min_side}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

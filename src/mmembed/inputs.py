@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import io
 import pathlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -63,6 +64,7 @@ class TextItem:
 
 
 RawImage = bytes | pathlib.Path | Image.Image | np.ndarray
+FileDigest = Callable[[pathlib.Path, Callable[[], str]], str]  # (path, compute) -> the file's content digest
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,13 +76,22 @@ class ImageItem:
     url: str | None = None
     gcs_uri: str | None = None
 
-    def content_key(self) -> str:
-        """A key that changes when the image content changes (the URL itself for remote images)."""
+    def content_key(self, file_digest: FileDigest | None = None) -> str:
+        """A key that changes when the image content changes (the URL itself for remote images).
+
+        ``file_digest(path, compute)`` may answer a file's digest from a memo instead of ``compute()``.
+        """
         if self.url is not None:
             return "url:" + self.url
         if self.gcs_uri is not None:
             return "gcs:" + self.gcs_uri
-        return "image:" + _hash_raw(self.raw)
+        raw = self.raw
+        if isinstance(raw, pathlib.Path) and file_digest is not None:
+            try:
+                return "image:" + file_digest(raw, lambda: _hash_raw(raw))
+            except OSError as exc:
+                raise InputError(f"cannot read file: {exc.strerror or exc}", source=f"path {raw}") from exc
+        return "image:" + _hash_raw(raw)
 
 
 Item = TextItem | ImageItem
