@@ -109,6 +109,29 @@ def test_a_rerun_does_not_read_unchanged_photos_but_sees_a_changed_one(
     assert len(request.json["input"]) == 1
 
 
+def test_an_unreadable_photo_is_named_and_the_rest_stored(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import mmembed.cli
+
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    real = mmembed.cli._file_digest
+
+    def digest(path: Path) -> str:
+        if path.name == "green.jpg":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(mmembed.cli, "_file_digest", digest)
+    status = main(["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "green.jpg: cannot read image: Permission denied" in err
+    assert "7 records added" in out and "1 files failed" in out
+
+
 def test_html_page_has_thumbnails(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
