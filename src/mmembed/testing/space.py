@@ -4,7 +4,8 @@ These are NOT the real models' vectors. They are built from fixed pseudo-random 
 seeded from the sha256 of a name) so that tests can rely on the *shape* of real results:
 
 * text:  ``2.0·M_text + 1.0·C + 0.6·W (+ 0.15·Q for a query task)``, normalised, where ``C`` is the normalised sum
-  of the colour concepts the text names and ``W`` the normalised sum of its other (non-stopword) words;
+  of the colour concepts the text names (colour words, and a few things of a known colour such as "banana")
+  and ``W`` the normalised sum of its other (non-stopword) words;
 * image: ``2.0·M_image + 1.0·C_mix + 0.3·N``, normalised, where ``C_mix`` softly assigns the picture's dominant
   colour to the colour prototypes of :data:`~mmembed.testing.samples.COLOURS` and ``N`` projects an 8x8
   thumbnail onto fixed random directions (continuous, so one picture re-encoded or resized lands very near
@@ -68,6 +69,10 @@ COLOUR_SYNONYMS: dict[str, str] = {
     "gold": "yellow", "golden": "yellow", "lemon": "yellow", "amber": "orange", "tan": "brown",
     "chocolate": "brown", "olive": "green", "lime": "green", "emerald": "green", "ivory": "white",
     "snow": "white", "ebony": "black", "charcoal": "black",
+    # things whose colour a real model has learnt, so "banana" finds the yellow photo as it would live
+    "banana": "yellow", "bananas": "yellow", "sunflower": "yellow", "tomato": "red", "tomatoes": "red",
+    "strawberry": "red", "cherry": "red", "sea": "blue", "ocean": "blue", "sky": "blue", "grass": "green",
+    "forest": "green", "leaf": "green", "leaves": "green", "moss": "green", "plum": "purple", "grape": "purple",
 }
 STOPWORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were with "
