@@ -34,6 +34,13 @@ def store_args(tmp_path: Path, emulator: Emulator) -> list[str]:
     return ["--collection", "media", "--db", str(tmp_path / "db"), "--base-url", emulator.url]
 
 
+def clean_ingest(folder: Path, tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ingest arguments for the folder without its corrupt file, with a Jina key set."""
+    monkeypatch.setenv("JINA_API_KEY", "test-key")
+    (folder / "photos" / "broken.jpg").unlink()
+    return ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, emulator)]
+
+
 def test_ingest_stores_everything_but_the_corrupt_file_and_says_so(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -70,9 +77,7 @@ def test_changed_file_is_re_embedded(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("JINA_API_KEY", "test-key")
-    (folder / "photos" / "broken.jpg").unlink()
-    args = ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)]
+    args = clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)
     assert main(args) == 0
     (folder / "banana.txt").write_text("Bananas are yellow.\n")
     mmembed_emulator.clear()
@@ -89,13 +94,11 @@ def test_a_rerun_does_not_read_unchanged_photos_but_sees_a_changed_one(
     import mmembed.cache
     import mmembed.cli
 
-    monkeypatch.setenv("JINA_API_KEY", "test-key")
     monkeypatch.setattr(mmembed.cache, "RACY_SECONDS", 0.0)  # the photos were written a moment ago
-    (folder / "photos" / "broken.jpg").unlink()
     read: list[str] = []
     real = mmembed.cli._file_digest
     monkeypatch.setattr(mmembed.cli, "_file_digest", lambda path: read.append(path.name) or real(path))
-    args = ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)]
+    args = clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)
     assert main(args) == 0
     assert sorted(read) == sorted(f"{c}.jpg" for c in PHOTO_COLOURS)
 
@@ -115,8 +118,6 @@ def test_an_unreadable_photo_is_named_and_the_rest_stored(
 ) -> None:
     import mmembed.cli
 
-    monkeypatch.setenv("JINA_API_KEY", "test-key")
-    (folder / "photos" / "broken.jpg").unlink()
     real = mmembed.cli._file_digest
 
     def digest(path: Path) -> str:
@@ -125,7 +126,7 @@ def test_an_unreadable_photo_is_named_and_the_rest_stored(
         return real(path)
 
     monkeypatch.setattr(mmembed.cli, "_file_digest", digest)
-    status = main(["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, mmembed_emulator)])
+    status = main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch))
     out, err = capsys.readouterr()
     assert status == 1
     assert "green.jpg: cannot read image: Permission denied" in err
