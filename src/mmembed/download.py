@@ -189,7 +189,7 @@ def _connect_checked(
     urllib3 connects to ``conn._dns_host``; pointing it at each checked address in turn (and back to the name
     before TLS, which needs the name for SNI and certificate matching) leaves no second look-up to rebind.
     """
-    if conn.proxy is not None:
+    if getattr(conn, "proxy", None) is not None:
         return connect()  # the proxy resolves the name
     host = conn._dns_host
     addresses = list(dict.fromkeys(_resolve(host.rstrip("."), conn.port or 80)))
