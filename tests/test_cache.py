@@ -332,6 +332,8 @@ def test_a_file_changed_behind_an_unchanged_mtime_is_read_and_sent_again(
     cache = tmp_path / "cache.sqlite"
     first = make_embedder("nomic", mmembed_emulator, cache=cache).embed([red])
     old = os.stat(red)
+    if old.st_ctime_ns % 1_000_000_000 == 0:
+        pytest.skip("this file system keeps whole-second times: RACY_SECONDS, switched off here, covers it")
     colour_photo("green", size=(96, 64)).save(red, "BMP")
     os.utime(red, ns=(old.st_atime_ns, old.st_mtime_ns))
     assert os.stat(red).st_size == old.st_size and os.stat(red).st_mtime_ns == old.st_mtime_ns
