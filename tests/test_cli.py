@@ -96,8 +96,8 @@ def test_a_rerun_does_not_read_unchanged_photos_but_sees_a_changed_one(
 
     monkeypatch.setattr(mmembed.cache, "RACY_SECONDS", 0.0)  # the photos were written a moment ago
     read: list[str] = []
-    real = mmembed.cli._file_digest
-    monkeypatch.setattr(mmembed.cli, "_file_digest", lambda path: read.append(path.name) or real(path))
+    real = mmembed.cli.file_sha256
+    monkeypatch.setattr(mmembed.cli, "file_sha256", lambda path: read.append(path.name) or real(path))
     args = clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)
     assert main(args) == 0
     assert sorted(read) == sorted(f"{c}.jpg" for c in PHOTO_COLOURS)
@@ -118,14 +118,14 @@ def test_an_unreadable_photo_is_named_and_the_rest_stored(
 ) -> None:
     import mmembed.cli
 
-    real = mmembed.cli._file_digest
+    real = mmembed.cli.file_sha256
 
     def digest(path: Path) -> str:
         if path.name == "green.jpg":
             raise PermissionError(13, "Permission denied")
         return real(path)
 
-    monkeypatch.setattr(mmembed.cli, "_file_digest", digest)
+    monkeypatch.setattr(mmembed.cli, "file_sha256", digest)
     status = main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch))
     out, err = capsys.readouterr()
     assert status == 1

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmbeddingError, InputError
-from .inputs import FileDigest
+from .inputs import FileDigest, file_sha256
 
 __all__ = ["main"]
 
@@ -113,7 +113,7 @@ def records_for(path: Path, file_digest: FileDigest | None = None) -> list[Recor
     base = hashlib.sha256(str(path).encode()).hexdigest()[:20]
     if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
-            digest = file_digest(path, lambda: _file_digest(path)) if file_digest else _file_digest(path)
+            digest = file_digest(path, lambda: file_sha256(path)) if file_digest else file_sha256(path)
         except OSError as exc:
             raise InputError(f"cannot read image: {exc.strerror or exc}", source=str(path)) from exc
         return [Record(f"{base}:0", path, str(path), "image", digest)]
@@ -125,14 +125,6 @@ def records_for(path: Path, file_digest: FileDigest | None = None) -> list[Recor
         Record(f"{base}:{i}", passage, str(path), "text", hashlib.sha256(passage.encode()).hexdigest(), i)
         for i, passage in enumerate(split_passages(text))
     ]
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- Chroma ----------------------------------------------------------------------------------------

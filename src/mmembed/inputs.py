@@ -158,15 +158,22 @@ def _decode_data_uri(uri: str) -> bytes:
     return data
 
 
+def file_sha256(path: pathlib.Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB chunks: an image file's content key (raises OSError)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _hash_raw(raw: RawImage | None) -> str:
     digest = hashlib.sha256()
     if isinstance(raw, bytes):
         digest.update(raw)
     elif isinstance(raw, pathlib.Path):
         try:
-            with raw.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
+            return file_sha256(raw)
         except OSError as exc:
             raise InputError(f"cannot read file: {exc.strerror or exc}", source=f"path {raw}") from exc
     elif isinstance(raw, Image.Image):
