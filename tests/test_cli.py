@@ -34,11 +34,13 @@ def store_args(tmp_path: Path, emulator: Emulator) -> list[str]:
     return ["--collection", "media", "--db", str(tmp_path / "db"), "--base-url", emulator.url]
 
 
-def clean_ingest(folder: Path, tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ingest arguments for the folder without its corrupt file, with a Jina key set."""
-    monkeypatch.setenv("JINA_API_KEY", "test-key")
+def clean_ingest(
+    folder: Path, tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, provider: str = "jina"
+) -> list[str]:
+    """The ingest arguments for the folder without its corrupt file, with the provider's key set."""
+    monkeypatch.setenv(f"{provider.upper()}_API_KEY", "test-key")
     (folder / "photos" / "broken.jpg").unlink()
-    return ["ingest", str(folder), "--provider", "jina", "-q", *store_args(tmp_path, emulator)]
+    return ["ingest", str(folder), "--provider", provider, "-q", *store_args(tmp_path, emulator)]
 
 
 def test_ingest_stores_everything_but_the_corrupt_file_and_says_so(
@@ -136,10 +138,8 @@ def test_an_unreadable_photo_is_named_and_the_rest_stored(
 def test_html_page_has_thumbnails(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NOMIC_API_KEY", "test-key")
-    (folder / "photos" / "broken.jpg").unlink()
+    assert main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch, "nomic")) == 0
     base = store_args(tmp_path, mmembed_emulator)
-    assert main(["ingest", str(folder), "--provider", "nomic", "-q", *base]) == 0
     page = tmp_path / "hits.html"
     assert main(["search", "red", "-n", "3", "--html", str(page), *base]) == 0
     text = page.read_text()
@@ -151,10 +151,8 @@ def test_image_query(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("JINA_API_KEY", "test-key")
-    (folder / "photos" / "broken.jpg").unlink()
+    assert main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)) == 0
     base = store_args(tmp_path, mmembed_emulator)
-    assert main(["ingest", str(folder), "--provider", "jina", "-q", *base]) == 0
     query = tmp_path / "query.png"
     colour_photo("green", size=(300, 200), seed=42).save(query)
     capsys.readouterr()
