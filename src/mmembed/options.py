@@ -75,6 +75,14 @@ class EmbedderOptions(TypedDict, total=False):
     credentials: Annotated[
         Any, Doc("google-auth credentials to use instead of an API key or ADC.", secret=True, local=True)
     ]
+    truncation: Annotated[
+        bool | None,
+        Doc("Let the server shorten inputs over the model's length (Voyage, Cohere).", default=True, local=True),
+    ]
+    images_per_minute: Annotated[
+        float | None,
+        Doc("Cohere: images per minute (default 400, a production key's limit; trial keys allow 5).", local=True),
+    ]
 
 
 # Options every provider takes; the others are taken by the providers that name them in ``option_names``.

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
+from .cohere import CohereProvider
 from .jina import JinaProvider
 from .nomic import NomicProvider
 from .vertex import TextTooLongWarning, VertexProvider
+from .voyage import VoyageProvider
 
 __all__ = [
     "PROVIDERS",
+    "CohereProvider",
     "JinaProvider",
     "ModelInfo",
     "NomicProvider",
@@ -18,10 +21,13 @@ __all__ = [
     "Task",
     "TextTooLongWarning",
     "VertexProvider",
+    "VoyageProvider",
 ]
 
 PROVIDERS: dict[str, type[Provider]] = {
     "nomic": NomicProvider,
     "jina": JinaProvider,
     "vertex": VertexProvider,
+    "voyage": VoyageProvider,
+    "cohere": CohereProvider,
 }

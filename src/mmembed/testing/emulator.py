@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from .cohere import Cohere
 from .faults import Fault, FaultPlan
 from .jina import Jina
 from .models import PROVIDERS
@@ -30,6 +31,7 @@ from .nomic import NomicImage, NomicText
 from .server import MAX_BODY, EmulatorServer
 from .space import emulator_vector
 from .vertex import Vertex
+from .voyage import Voyage
 from .wire import ApiError, Endpoint, FilePart, Incoming, Reply, Settings, parse_body
 
 __all__ = ["Emulator", "EmulatorStats", "RecordedRequest"]
@@ -100,7 +102,7 @@ class Emulator:
     (requests/second over all endpoints) and ``max_concurrency`` answer 429 beyond them (with ``Retry-After``
     unless ``retry_after=False``); ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and
     :meth:`inject` queues specific ones. ``jina_unnormalized`` makes Jina answer non-unit vectors, as its 2023
-    API did.
+    API did. ``cohere_images_per_minute`` emulates Cohere's separate image limit (5 on trial keys).
 
     >>> with Emulator() as emu:
     ...     emu.url.startswith("http://127.0.0.1:")
@@ -118,6 +120,7 @@ class Emulator:
         max_concurrency: int | None = None,
         api_keys: Collection[str] | None = None,
         jina_unnormalized: bool = False,
+        cohere_images_per_minute: float | None = None,
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str | Fault] = (),
         seed: int = 0,
@@ -135,7 +138,9 @@ class Emulator:
         self.max_concurrency, self.jina_unnormalized = max_concurrency, jina_unnormalized
         self._settings = Settings.make(api_keys, jina_unnormalized)
         self._faults = FaultPlan(fault_rate, tuple(Fault.parse(k) for k in fault_kinds), seed)
-        self._endpoints: tuple[Endpoint, ...] = (NomicText(), NomicImage(), Jina(), Vertex())
+        self._endpoints: tuple[Endpoint, ...] = (
+            NomicText(), NomicImage(), Jina(), Vertex(), Voyage(), Cohere(cohere_images_per_minute)
+        )
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
         self._stats = EmulatorStats()

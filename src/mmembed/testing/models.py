@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 __all__ = ["MODELS", "ModelSpec", "find_model"]
 
-PROVIDERS = ("nomic", "jina", "vertex")
+PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ MODELS: tuple[ModelSpec, ...] = (
               max_inputs=2048),
     ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
               dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
+    ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH,
+              dimensions=(256, 512, 1024, 2048), max_inputs=1000),
+    ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, dimensions=(1024,),
+              max_inputs=1000),
+    ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, _BOTH, dimensions=(256, 512, 1024, 1536),
+              max_inputs=96),
 )
 
 JINA_DEFAULT_MODEL = "jina-clip-v2"

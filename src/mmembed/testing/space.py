@@ -159,8 +159,8 @@ class Space:
                     self._words[word] = cached
         return cached
 
-    def text(self, text: str, *, query: bool = False) -> Vector:
-        """The text vector (full dimension, unit norm)."""
+    def text(self, text: str, *, query: bool = False, modality: float = TEXT_WEIGHTS["modality"]) -> Vector:
+        """The text vector (full dimension, unit norm); ``modality`` sets how far it sits from images."""
         colours: list[str] = []
         words: list[str] = []
         for token in _WORD.findall(text.lower()):
@@ -169,14 +169,14 @@ class Space:
                 colours.append(token)
             elif token not in STOPWORDS:
                 words.append(token)
-        v = TEXT_WEIGHTS["modality"] * self.m_text
+        v = modality * self.m_text
         v = v + TEXT_WEIGHTS["colour"] * _unit(self._sum(self.colours[c] for c in colours))
         v = v + TEXT_WEIGHTS["words"] * _unit(self._sum(self.word(w) for w in words))
         if query:
             v = v + TEXT_WEIGHTS["query"] * self.query
         return _unit(v)
 
-    def image(self, image: Image.Image) -> Vector:
+    def image(self, image: Image.Image, *, modality: float = IMAGE_WEIGHTS["modality"]) -> Vector:
         """The image vector (full dimension, unit norm) of a decoded picture."""
         small = np.asarray(to_rgb(image).resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
         weights = colour_weights(small.reshape(-1, 3))
@@ -185,7 +185,7 @@ class Space:
         z = (thumbnail - thumbnail.mean(axis=(0, 1))).ravel()  # structure, not the colour itself
         n = z @ self._thumbnail_basis
         n = n / max(float(np.linalg.norm(n)), THUMBNAIL_CONTRAST)
-        v = IMAGE_WEIGHTS["modality"] * self.m_image + IMAGE_WEIGHTS["colour"] * colour
+        v = modality * self.m_image + IMAGE_WEIGHTS["colour"] * colour
         return _unit(v + IMAGE_WEIGHTS["thumbnail"] * n)
 
     def opaque_image(self, key: str) -> Vector:

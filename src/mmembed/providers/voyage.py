@@ -1,0 +1,211 @@
+"""Voyage AI: voyage-multimodal-3.5 (default) and voyage-multimodal-3 over ``/v1/multimodalembeddings``.
+
+Each item is one ``inputs[]`` entry whose ``content`` holds typed segments (``text``, ``image_base64`` as a data
+URI, ``image_url``); every input comes back as ONE vector, so texts and images travel together. Voyage refuses
+a request that mixes ``image_url`` and ``image_base64`` segments, so images the server fetches (http(s) URLs)
+go in requests of their own (route ``"url"``); texts and uploaded images share route ``"inline"``.
+
+Limits (PROVIDERS-NEXT §4): at most 1,000 inputs and 320,000 tokens per request, where a text costs about
+one token per 4 characters and an image one token per 560 pixels, each image counted between 50,000 and
+2,000,000 pixels (the model sees no more than 2 M). :meth:`VoyageProvider.fits` closes a batch before either
+cap with what is known when an item is admitted; :meth:`VoyageProvider.send` packs the prepared batch again
+with the exact pixel counts, so a request never goes over. Keys starting ``al-`` (MongoDB Atlas) go to
+``https://ai.mongodb.com``. Errors are ``{"detail": ...}`` with a ``request-id`` header. Vectors are
+normalised here (whether Voyage's are unit length is UNCONFIRMED).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import numpy as np
+import requests
+
+from ..errors import InvalidResponseError
+from ..images import prepare_image
+from ..inputs import ImageItem, Item, TextItem
+from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+
+__all__ = ["VoyageProvider"]
+
+# Shortest side 1024: a 4:3 page at 1365x1024 keeps small print legible, and every aspect ratio up to 1.9:1
+# stays under the 2 M pixels the model sees; wider images are shrunk further to that budget (see prepare).
+MODELS = {
+    "voyage-multimodal-3.5": ModelInfo(
+        "voyage-multimodal-3.5", 1024, image_side=1024, dimension_choices=(256, 512, 1024, 2048), max_batch=1000
+    ),
+    "voyage-multimodal-3": ModelInfo(
+        "voyage-multimodal-3", 1024, image_side=1024, dimension_choices=(1024,), max_batch=1000
+    ),
+}
+DEFAULT_MODEL = "voyage-multimodal-3.5"
+MONGODB_BASE_URL = "https://ai.mongodb.com"  # where Voyage keys issued by MongoDB Atlas ("al-...") are served
+INPUT_CAP = 1000
+TOKEN_CAP = 320_000
+TOKEN_BUDGET = 300_000  # the cap less headroom: the text estimate is an approximation of Voyage's tokenizer
+PIXELS_PER_TOKEN = 560
+MIN_PIXELS, MAX_PIXELS = 50_000, 2_000_000  # what Voyage counts (and sees) of one image
+PREFIX_TOKENS = 12  # the input_type prompt Voyage prepends ("Represent the query for retrieving ...: ")
+INPUT_TYPES: dict[str, str] = {"document": "document", "query": "query"}
+
+
+def image_tokens(pixels: int | None) -> int:
+    """What Voyage counts for one image of ``pixels`` (None, unknown: the most it counts)."""
+    seen = MAX_PIXELS if pixels is None else min(max(pixels, MIN_PIXELS), MAX_PIXELS)
+    return math.ceil(seen / PIXELS_PER_TOKEN)
+
+
+def text_tokens(text: str) -> int:
+    """An estimate of a text's tokens: one per 4 characters, rounded up, plus the input_type prompt."""
+    return math.ceil(len(text) / 4) + PREFIX_TOKENS
+
+
+class VoyageProvider(Provider):
+    """Voyage AI: voyage-multimodal-3.5 by default (1024-d; 256/512/2048), voyage-multimodal-3 (1024-d)."""
+
+    name: ClassVar[str] = "voyage"
+    title: ClassVar[str] = "Voyage"
+    env_var: ClassVar[str] = "VOYAGE_API_KEY"
+    option_names: ClassVar[tuple[str, ...]] = ("model", "truncation")
+    default_base_url: ClassVar[str] = "https://api.voyageai.com"
+    image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+    server_fetches_urls: ClassVar[bool] = True
+    # Voyage's limits are per tier (TPM/RPM on the dashboard; numbers UNCONFIRMED): tier-1-like defaults.
+    default_concurrency: ClassVar[int] = 4
+    default_requests_per_minute: ClassVar[float | None] = 300
+
+    def __init__(self, options: ProviderOptions, *, model: str | None = None, truncation: bool | None = None) -> None:
+        super().__init__(options)
+        if options.base_url is None and (self._api_key or "").startswith("al-"):
+            self.base_url = MONGODB_BASE_URL
+        self.model = model or DEFAULT_MODEL
+        self.truncation = True if truncation is None else bool(truncation)
+        self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=1024, known=False)
+        self.check_dimensions(self.info)
+        if self.dimensions is None:
+            self.dimensions = self.info.dimensions
+
+    def model_names(self) -> dict[str, str]:
+        return {"model": self.model}
+
+    def image_model(self) -> ModelInfo:
+        return self.info
+
+    def route(self, item: Item) -> str:
+        return "url" if isinstance(item, ImageItem) and item.url is not None else "inline"
+
+    def cap(self, route: str) -> int:
+        return self.info.max_batch or INPUT_CAP
+
+    def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
+        if len(batch) >= self.cap(route):
+            return False
+        # Images already in an open batch are pixel-less stand-ins: count them at the least Voyage counts, and
+        # let send() split the batch if their real sizes go over (it knows them exactly).
+        return sum(_least_tokens(b) for b in batch) + _least_tokens(item) <= TOKEN_BUDGET
+
+    def prepare(self, item: Item) -> Ready:
+        ready = super().prepare(item)
+        image = ready.image
+        pixels = 0 if image is None else image.width * image.height
+        if image is None or pixels <= MAX_PIXELS or not isinstance(item, ImageItem):
+            return ready
+        # Wider than ~1.9:1 at the chosen side: shrink to the pixel budget the model sees, not beyond.
+        side = max(1, math.floor(min(image.width, image.height) * math.sqrt(MAX_PIXELS / pixels)))
+        return Ready(image=prepare_image(image.data, replace(self.image_spec(), min_side=side)))
+
+    def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        vectors: list[np.ndarray] = []
+        for part in _packed(batch):
+            vectors.extend(self._post(part, task))
+        return vectors
+
+    def _post(self, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        body: dict[str, Any] = {
+            "inputs": [{"content": _content(r)} for r in batch],
+            "model": self.model,
+            "input_type": INPUT_TYPES[task],
+            "truncation": self.truncation,
+        }
+        if self.options.dimensions is not None and self.info.known:
+            body["output_dimension"] = self.options.dimensions
+        return self.transport.post(
+            f"{self.base_url}/v1/multimodalembeddings",
+            self._parser(len(batch)),
+            headers={"Authorization": f"Bearer {self._api_key}"},
+            json=body,
+        )
+
+    def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            body = json_body(response, self.name)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise InvalidResponseError("response has no 'data' list", provider=self.name, body=response.text)
+            try:
+                ordered = sorted(data, key=_index)
+                indexes = [_index(d) for d in ordered]
+                vectors = [d["embedding"] for d in ordered]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidResponseError("malformed 'data' entries", provider=self.name) from exc
+            if len(data) == expected and indexes != list(range(expected)):
+                raise InvalidResponseError("response indexes do not match the inputs", provider=self.name)
+            return self.finish(vectors, expected)
+
+        return parse
+
+    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+        message, request_id = super().describe_error(response)
+        return message, response.headers.get("request-id") or request_id
+
+
+def _content(ready: Ready) -> list[dict[str, str]]:
+    """The ``content`` segments of one input."""
+    if ready.text is not None:
+        return [{"type": "text", "text": ready.text}]
+    if ready.url is not None:
+        return [{"type": "image_url", "image_url": ready.url}]
+    if ready.image is None:
+        raise ValueError("voyage got an item with nothing to send")  # a bug, not user input
+    data = base64.b64encode(ready.image.data).decode("ascii")
+    return [{"type": "image_base64", "image_base64": f"data:{ready.image.media_type};base64,{data}"}]
+
+
+def _least_tokens(item: Item) -> int:
+    if isinstance(item, TextItem):
+        return text_tokens(item.text)
+    return image_tokens(None if item.url is not None else MIN_PIXELS)
+
+
+def _tokens(ready: Ready) -> int:
+    if ready.text is not None:
+        return text_tokens(ready.text)
+    if ready.image is not None:
+        return image_tokens(ready.image.width * ready.image.height)
+    return image_tokens(None)  # a URL: Voyage counts up to 2 M pixels of whatever it fetches
+
+
+def _packed(batch: Sequence[Ready]) -> list[list[Ready]]:
+    """``batch`` in consecutive requests of at most TOKEN_BUDGET estimated tokens (usually one)."""
+    parts: list[list[Ready]] = [[]]
+    total = 0
+    for ready in batch:
+        tokens = _tokens(ready)
+        if parts[-1] and total + tokens > TOKEN_BUDGET:
+            parts.append([])
+            total = 0
+        parts[-1].append(ready)
+        total += tokens
+    return parts
+
+
+def _index(entry: Any) -> int:
+    """The ``index`` of a ``data`` entry; only a JSON integer will do."""
+    index = entry["index"]
+    if type(index) is not int:
+        raise TypeError(f"index {index!r} is not an integer")
+    return index

@@ -1,0 +1,215 @@
+"""The emulated Cohere endpoint: ``POST /v2/embed`` (``texts``, ``images`` or ``inputs`` of typed segments).
+
+Strict, as the held-out stub of PROVIDERS-NEXT is: ``model`` and ``input_type`` are required, and exactly one
+of ``texts`` / ``images`` / ``inputs``; ``input_type: "image"`` goes with ``images`` only (and ``images`` with
+it); an ``image_url`` segment must be an object ``{"url": "data:..."}`` (a bare string is refused, as are extra
+keys); at most 96 texts or inputs, 20 MB of image data URIs per request; ``output_dimension`` ∈ {256, 512,
+1024, 1536}, ``truncate`` ∈ {NONE, START, END}. Each input gets ONE vector (several segments: the normalised
+mean of their fake vectors). Cohere limits images apart from texts: ``images_per_minute`` (an emulator knob,
+None: unlimited) answers 429 once more images than that arrive within 60 s. Errors are ``{"id", "message"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .imagedata import ImageDataError, decode_base64, load_image
+from .models import ModelSpec, find_model
+from .space import count_tokens, get_space, to_wire, truncate
+from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
+
+__all__ = ["Cohere"]
+
+KEYS = frozenset(
+    {"model", "input_type", "texts", "images", "inputs", "embedding_types", "output_dimension", "max_tokens",
+     "truncate", "priority"}
+)
+INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
+EMBEDDING_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "base64"})
+IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
+MAX_INPUTS = 96
+MAX_IMAGE_BYTES = 20_000_000
+MODALITY_WEIGHT = 1.0  # a natively multimodal model: a smaller modality gap than CLIP's
+
+
+class Cohere(Endpoint):
+    """``{model, input_type, embedding_types, texts|images|inputs, ...}`` → ``{id, embeddings: {float: ...}}``."""
+
+    provider: ClassVar[str] = "cohere"
+
+    def __init__(self, images_per_minute: float | None = None) -> None:
+        self.images_per_minute = images_per_minute
+        self._images: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def matches(self, path: str) -> bool:
+        return path == "/v2/embed"
+
+    def error(self, err: ApiError, request_id: str) -> Reply:
+        return Reply.json(err.status, {"id": request_id, "message": err.message})
+
+    def drop_one(self, payload: Any) -> Any:
+        embeddings = {kind: vectors[:-1] for kind, vectors in payload["embeddings"].items()}
+        return {**payload, "embeddings": embeddings}
+
+    def handle(self, req: Incoming, settings: Settings) -> Reply:
+        token = bearer(req.headers)
+        if not token or not settings.accepts(token):
+            raise ApiError(401, "invalid api token")
+        if req.body_error is not None:
+            raise ApiError(400, req.body_error)
+        body = req.json
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid request: the body must be a JSON object")
+        unknown = sorted(set(body) - KEYS)
+        if unknown:
+            raise ApiError(400, f"invalid request: unknown fields {unknown}")
+        spec = find_model("cohere", body.get("model")) if isinstance(body.get("model"), str) else None
+        if spec is None:
+            raise ApiError(404, f"model {body.get('model')!r} not found")
+        input_type = body.get("input_type")
+        if input_type not in INPUT_TYPES:
+            raise ApiError(400, f"invalid request: input_type must be one of {sorted(INPUT_TYPES)}")
+        given = [key for key in ("texts", "images", "inputs") if body.get(key) is not None]
+        if len(given) != 1:
+            raise ApiError(400, "invalid request: give exactly one of texts, images or inputs")
+        (field,) = given
+        if (input_type == "image") != (field == "images"):
+            raise ApiError(400, "invalid request: input_type 'image' goes with images, and images with it only")
+        types = body.get("embedding_types", ["float"])
+        if not isinstance(types, list) or not types or not set(types) <= EMBEDDING_TYPES:
+            raise ApiError(400, f"invalid request: embedding_types must be a subset of {sorted(EMBEDDING_TYPES)}")
+        dimensions = body.get("output_dimension")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or spec.dimensions is None or dimensions not in spec.dimensions
+        ):
+            raise ApiError(400, f"invalid request: output_dimension must be one of {list(spec.dimensions or ())}")
+        if body.get("truncate", "END") not in ("NONE", "START", "END"):
+            raise ApiError(400, "invalid request: truncate must be one of NONE, START, END")
+        priority = body.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 999:
+            raise ApiError(400, "invalid request: priority must be an integer from 0 to 999")
+        items = self._items(field, body[field])
+        images = sum(kind == "image" for parts in items for kind, _ in parts)
+        if images:
+            self._take_images(images)
+        query = input_type == "search_query"
+        vectors = [_vector(spec, parts, query, dimensions) for parts in items]
+        tokens = sum(count_tokens(v) for parts in items for k, v in parts if k == "text")
+        payload = {
+            "id": str(uuid.uuid4()),
+            "embeddings": {kind: _encode(vectors, kind) for kind in types},
+            "texts": [v for parts in items for k, v in parts if k == "text"],
+            "images": [
+                {"width": v.width, "height": v.height, "format": (v.format or "").lower(), "bit_depth": 8}
+                for parts in items for k, v in parts if k == "image"
+            ],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens, "images": images}},
+            "response_type": "embeddings_by_type",
+        }
+        return Reply.json(200, payload)
+
+    def _take_images(self, count: int) -> None:
+        """Count ``count`` images against the per-minute image limit, or refuse the request with a 429."""
+        if self.images_per_minute is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            while self._images and self._images[0][0] <= now - 60.0:
+                self._images.popleft()
+            used = sum(n for _, n in self._images)
+            if used + count > self.images_per_minute:
+                raise ApiError(
+                    429,
+                    f"You are using a Trial key, which is limited to {self.images_per_minute:g} images per minute "
+                    "for the embed endpoint (emulated)",
+                )
+            self._images.append((now, count))
+
+    @staticmethod
+    def _items(field: str, value: object) -> list[list[tuple[str, Any]]]:
+        if not isinstance(value, list) or not value:
+            raise ApiError(400, f"invalid request: {field} must be a non-empty list")
+        if field != "images" and len(value) > MAX_INPUTS:
+            raise ApiError(400, f"invalid request: {field} may hold at most {MAX_INPUTS} entries, got {len(value)}")
+        if field == "texts":
+            if not all(isinstance(t, str) for t in value):
+                raise ApiError(400, "invalid request: texts must be strings")
+            return [[("text", t)] for t in value]
+        if field == "images":
+            _check_bytes(value)
+            return [[("image", _image(f"images[{n}]", uri))] for n, uri in enumerate(value)]
+        items: list[list[tuple[str, Any]]] = []
+        uris: list[object] = []
+        for n, entry in enumerate(value):
+            if not isinstance(entry, dict) or set(entry) != {"content"} or not isinstance(entry["content"], list):
+                raise ApiError(400, f"invalid request: inputs[{n}] must be {{'content': [...]}}")
+            if not entry["content"]:
+                raise ApiError(400, f"invalid request: inputs[{n}].content must not be empty")
+            parts: list[tuple[str, Any]] = []
+            for k, segment in enumerate(entry["content"]):
+                where = f"inputs[{n}].content[{k}]"
+                kind = segment.get("type") if isinstance(segment, dict) else None
+                if kind == "text" and set(segment) == {"type", "text"} and isinstance(segment["text"], str):
+                    parts.append(("text", segment["text"]))
+                    continue
+                if kind != "image_url" or set(segment) != {"type", "image_url"}:
+                    raise ApiError(400, f"invalid request: {where} must be a text or an image_url segment")
+                url = segment["image_url"]
+                if not isinstance(url, dict) or set(url) - {"url", "detail"} or not isinstance(url.get("url"), str):
+                    raise ApiError(400, f"invalid request: {where}.image_url must be an object {{'url': 'data:...'}}")
+                uris.append(url["url"])
+                parts.append(("image", url["url"]))
+            items.append(parts)
+        _check_bytes(uris)
+        return [[(k, _image("inputs", v) if k == "image" else v) for k, v in parts] for parts in items]
+
+
+def _check_bytes(uris: list[object]) -> None:
+    total = sum(len(u) for u in uris if isinstance(u, str))
+    if total > MAX_IMAGE_BYTES:
+        raise ApiError(400, f"invalid request: images total {total} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
+
+
+def _image(where: str, uri: object) -> Any:
+    if not isinstance(uri, str) or not uri.startswith("data:"):
+        raise ApiError(400, f"invalid request: {where}: images must be data URIs (data:image/...;base64,...)")
+    media_type = uri[5:].partition(";")[0].lower()
+    if media_type not in IMAGE_TYPES:
+        raise ApiError(400, f"invalid request: {where}: image type {media_type!r} is not png, jpeg, webp or gif")
+    try:
+        return load_image(decode_base64(uri), frozenset({IMAGE_TYPES[media_type]}), where)
+    except ImageDataError as exc:
+        raise ApiError(400, f"invalid request: {exc}") from None
+
+
+def _vector(spec: ModelSpec, parts: list[tuple[str, Any]], query: bool, dimensions: int | None) -> np.ndarray:
+    space = get_space(spec.space, spec.dim)
+    vectors = [
+        space.text(v, query=query, modality=MODALITY_WEIGHT)
+        if k == "text"
+        else space.image(v, modality=MODALITY_WEIGHT)
+        for k, v in parts
+    ]
+    return np.asarray(truncate(np.sum(vectors, axis=0), dimensions or spec.dim))
+
+
+def _encode(vectors: list[np.ndarray], kind: str) -> list[Any]:
+    if kind == "float":
+        return [to_wire(v) for v in vectors]
+    if kind == "base64":
+        return [base64.b64encode(struct.pack(f"<{v.size}f", *v)).decode("ascii") for v in vectors]
+    if kind in ("int8", "uint8"):
+        offset = 0 if kind == "int8" else 128
+        return [[int(x) + offset for x in np.clip(np.rint(v * 127 / max(abs(v).max(), 1e-9)), -128, 127)]
+                for v in vectors]
+    packed = [np.packbits(v > 0) for v in vectors]
+    return [[int(b) for b in (p.view(np.int8) if kind == "binary" else p)] for p in packed]
