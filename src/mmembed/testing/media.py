@@ -24,7 +24,6 @@ import wave
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,7 +116,9 @@ def _pdf_string(line: str) -> bytes:
     try:
         raw = line.encode("cp1252")  # what WinAnsiEncoding maps for the standard 14 fonts
     except UnicodeEncodeError as exc:
-        raise ValueError(f"make_pdf writes WinAnsi (cp1252) text only; cannot encode {line[exc.start:exc.end]!r}")
+        raise ValueError(
+            f"make_pdf writes WinAnsi (cp1252) text only; cannot encode {line[exc.start:exc.end]!r}"
+        ) from None
     return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
 
 
@@ -261,9 +262,9 @@ def _open_pdf(data: bytes) -> Iterator[Any]:
 
 def pdf_info(data: bytes) -> PdfInfo:
     """Page count, page texts and sizes of ``data``; MediaError when it is corrupt or needs a password."""
-    import pypdfium2.raw as pdfium_c
-
     with _open_pdf(data) as pdf:
+        import pypdfium2.raw as pdfium_c  # importable: _open_pdf imported pypdfium2
+
         texts, sizes = [], []
         for index in range(len(pdf)):
             page = pdf[index]
@@ -277,13 +278,13 @@ def pdf_info(data: bytes) -> PdfInfo:
 
 
 def pdf_page_image(data: bytes, page: int = 0, *, scale: float = 0.25) -> Image.Image:
-    """Page ``page`` (from 0) rendered to a Pillow RGB image at ``scale`` × 72 dpi."""
+    """Page ``page`` (from 0) rendered to a Pillow RGB image at ``scale`` times 72 dpi."""
     with _open_pdf(data) as pdf:
         if not 0 <= page < len(pdf):
             raise MediaError(f"the PDF has {len(pdf)} pages; there is no page {page}")
         handle = pdf[page]
         bitmap = handle.render(scale=scale)
-        image = bitmap.to_pil().convert("RGB")
+        image: Image.Image = bitmap.to_pil().convert("RGB")
         bitmap.close()
         handle.close()
         return image
@@ -444,3 +445,137 @@ def make_audio(
         out.flags |= av.container.Flags.bitexact.value
         _mux_audio(av, out, _add_audio(out, codec, sample_rate, channels), samples)
     return buffer.getvalue()
+
+
+# -- video and audio reading (server side: this decodes) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a server reads from a video file."""
+
+    duration: float  # seconds, the container's (the longest stream)
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    media_type: str | None  # from the magic bytes, e.g. "video/mp4"
+    format: str  # short name: mp4, mov, webm, mkv, ...
+    video_codec: str
+    audio_codec: str | None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a server reads from an audio file."""
+
+    duration: float  # seconds; exact for WAV, the container's estimate otherwise
+    sample_rate: int
+    channels: int
+    media_type: str | None
+    format: str  # short name: wav, mp3, ogg, flac, m4a, ...
+    codec: str
+
+
+@contextmanager
+def _open_av(data: bytes, what: str) -> Iterator[Any]:
+    av = _av()
+    try:
+        with av.open(io.BytesIO(data), "r") as container:
+            yield container
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot read the {what}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _duration(container: Any) -> float:
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE
+    ends = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+    return max(ends, default=0.0)
+
+
+def _short_name(media_type: str | None, container: Any) -> str:
+    return _SHORT_NAMES.get(media_type or "", str(container.format.name).split(",")[0])
+
+
+def video_info(data: bytes) -> VideoInfo:
+    """Duration, frame size and rate, sound, container and codecs of a video; MediaError when unreadable."""
+    media_type = sniff(data)
+    with _open_av(data, "video") as container:
+        if not container.streams.video:
+            raise MediaError("the file has no video stream")
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        rate = video.average_rate or video.base_rate or 0
+        return VideoInfo(
+            duration=_duration(container),
+            width=int(video.codec_context.width),
+            height=int(video.codec_context.height),
+            fps=float(rate),
+            has_audio=audio is not None,
+            media_type=media_type,
+            format=_short_name(media_type, container),
+            video_codec=str(video.codec_context.name),
+            audio_codec=None if audio is None else str(audio.codec_context.name),
+        )
+
+
+def video_colour(data: bytes, start: float = 0.0, end: float | None = None) -> RGB:
+    """The mean colour of the frames shown from ``start`` (inclusive) to ``end`` (exclusive; None: the end).
+
+    Frames are scaled down before averaging, so long or large videos stay cheap; MediaError when no frame falls
+    in the window.
+    """
+    stop = math.inf if end is None else end
+    total = np.zeros(3)
+    count = 0
+    with _open_av(data, "video") as container:
+        if not container.streams.video:
+            raise MediaError("the file has no video stream")
+        stream = container.streams.video[0]
+        if start > 0 and stream.time_base:
+            container.seek(int(start / stream.time_base), stream=stream)  # to the key frame at or before start
+        for frame in container.decode(stream):
+            if frame.time is None or frame.time < start - 1e-6:
+                continue
+            if frame.time >= stop - 1e-6:
+                break
+            small = frame.reformat(width=min(frame.width, 32), height=min(frame.height, 32), format="rgb24")
+            total += small.to_ndarray().reshape(-1, 3).mean(axis=0)
+            count += 1
+    if count == 0:
+        raise MediaError(f"no video frame between {start:g} s and {stop:g} s")
+    r, g, b = (round(float(c)) for c in total / count)
+    return r, g, b
+
+
+def _wav_info(data: bytes) -> AudioInfo | None:
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            rate, frames, channels = wav.getframerate(), wav.getnframes(), wav.getnchannels()
+            width = wav.getsampwidth()
+    except (wave.Error, EOFError):
+        return None  # not PCM (float, extensible…) or broken: let FFmpeg try
+    if rate <= 0:
+        return None
+    codec = "pcm_u8" if width == 1 else f"pcm_s{8 * width}le"
+    return AudioInfo(frames / rate, rate, channels, "audio/wav", "wav", codec)
+
+
+def audio_info(data: bytes) -> AudioInfo:
+    """Duration, sample rate, channels and format of an audio file; MediaError when unreadable."""
+    media_type = sniff(data)
+    if media_type == "audio/wav" and (info := _wav_info(data)) is not None:
+        return info
+    with _open_av(data, "audio") as container:
+        if not container.streams.audio:
+            raise MediaError("the file has no audio stream")
+        stream = container.streams.audio[0]
+        return AudioInfo(
+            duration=_duration(container),
+            sample_rate=int(stream.codec_context.sample_rate),
+            channels=int(stream.codec_context.channels),
+            media_type=media_type,
+            format=_short_name(media_type, container),
+            codec=str(stream.codec_context.name),
+        )
