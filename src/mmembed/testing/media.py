@@ -1,6 +1,6 @@
 """Sample PDFs, videos and audio made in code, and the server-side readers the emulator answers with.
 
-What is fake: the samples are synthetic — PDF pages of plain Helvetica text on an optional coloured panel, videos
+What is fake: the samples are synthetic — PDF pages of plain Helvetica text on an optional page colour, videos
 of flat colour (changing at given times) with a sine tone, audio of a sine tone — tiny and quick to make, for
 tests, demos and benchmarks. What is real: they are valid files any reader accepts (the PDFs carry a real text
 layer; the videos are H.264/VP9 in real MP4/MOV/WebM containers), so they exercise the client's sniffing, limits
@@ -24,7 +24,7 @@ import wave
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -354,8 +354,8 @@ def _colour_at(spans: Sequence[tuple[float, RGB]], t: float) -> RGB:
 
 def _spans(colour: RGB | Sequence[tuple[float, RGB]]) -> list[tuple[float, RGB]]:
     if len(colour) == 3 and all(isinstance(c, int) for c in colour):
-        return [(0.0, colour)]  # type: ignore[list-item]
-    spans = [(float(start), rgb) for start, rgb in colour]  # type: ignore[misc]
+        return [(0.0, cast(RGB, colour))]
+    spans = [(float(start), rgb) for start, rgb in cast(Sequence[tuple[float, RGB]], colour)]
     starts = [start for start, _ in spans]
     if not spans or starts[0] != 0 or starts != sorted(starts):
         raise ValueError("colour spans are (start seconds, (r, g, b)) pairs in time order, the first at 0")
