@@ -72,7 +72,8 @@ class Cohere(Endpoint):
         unknown = sorted(set(body) - KEYS)
         if unknown:
             raise ApiError(400, f"invalid request: unknown fields {unknown}")
-        spec = find_model("cohere", body.get("model")) if isinstance(body.get("model"), str) else None
+        model = body.get("model")
+        spec = find_model("cohere", model) if isinstance(model, str) else None
         if spec is None:
             raise ApiError(404, f"model {body.get('model')!r} not found")
         input_type = body.get("input_type")

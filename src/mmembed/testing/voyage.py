@@ -63,7 +63,8 @@ class Voyage(Endpoint):
         unknown = sorted(set(body) - KEYS)
         if unknown:
             raise ApiError(422, f"unexpected fields {unknown}")
-        spec = find_model("voyage", body.get("model")) if isinstance(body.get("model"), str) else None
+        model = body.get("model")
+        spec = find_model("voyage", model) if isinstance(model, str) else None
         if spec is None:
             raise ApiError(400, f"Model {body.get('model')!r} is not supported.")
         input_type = body.get("input_type")
