@@ -28,7 +28,8 @@ DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408}
 @pytest.fixture(autouse=True)
 def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
-    for var in ("NOMIC_API_KEY", "JINA_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"):
+    for var in ("NOMIC_API_KEY", "JINA_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+                "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY"):
         monkeypatch.delenv(var, raising=False)
 
 

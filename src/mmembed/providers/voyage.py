@@ -85,7 +85,9 @@ class VoyageProvider(Provider):
         self.model = model or DEFAULT_MODEL
         self.truncation = True if truncation is None else bool(truncation)
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=1024, known=False)
-        self.check_dimensions(self.info)
+        # 3.5 answers 1024 values unless asked for more (2048) or fewer: check against the largest choice.
+        choices = self.info.dimension_choices
+        self.check_dimensions(replace(self.info, dimensions=max(choices)) if choices else self.info)
         if self.dimensions is None:
             self.dimensions = self.info.dimensions
 

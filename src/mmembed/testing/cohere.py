@@ -37,7 +37,6 @@ EMBEDDING_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "bas
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 MAX_INPUTS = 96
 MAX_IMAGE_BYTES = 20_000_000
-MODALITY_WEIGHT = 1.0  # a natively multimodal model: a smaller modality gap than CLIP's
 
 
 class Cohere(Endpoint):
@@ -195,9 +194,9 @@ def _image(where: str, uri: object) -> Any:
 def _vector(spec: ModelSpec, parts: list[tuple[str, Any]], query: bool, dimensions: int | None) -> np.ndarray:
     space = get_space(spec.space, spec.dim)
     vectors = [
-        space.text(v, query=query, modality=MODALITY_WEIGHT)
+        space.text(v, query=query, modality=spec.modality_weight)
         if k == "text"
-        else space.image(v, modality=MODALITY_WEIGHT)
+        else space.image(v, modality=spec.modality_weight)
         for k, v in parts
     ]
     return np.asarray(truncate(np.sum(vectors, axis=0), dimensions or spec.dim))

@@ -30,6 +30,8 @@ class ModelSpec:
     dimensions: tuple[int, ...] | range | None = None
     max_inputs: int = 1
     aliases: tuple[str, ...] = ()
+    # How far apart texts and images sit: CLIP-style models have a large gap, natively multimodal ones less.
+    modality_weight: float = 2.0
 
     def is_query(self, task: str | None) -> bool:
         """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""
@@ -40,6 +42,7 @@ _TEXT = frozenset({"text"})
 _IMAGE = frozenset({"image"})
 _BOTH = frozenset({"text", "image"})
 _NOMIC_TASKS = frozenset({"search_document", "search_query", "classification", "clustering"})
+_VOYAGE_TASKS = frozenset({"query", "document"})  # input_type; Cohere's input types are Nomic's task types
 _JINA_V4_TASKS = frozenset(
     {"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"}
 )
@@ -61,12 +64,14 @@ MODELS: tuple[ModelSpec, ...] = (
               max_inputs=2048),
     ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
               dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
-    ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH,
-              dimensions=(256, 512, 1024, 2048), max_inputs=1000),
-    ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, dimensions=(1024,),
-              max_inputs=1000),
-    ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, _BOTH, dimensions=(256, 512, 1024, 1536),
-              max_inputs=96),
+    ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH, _VOYAGE_TASKS,
+              frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0),
+    ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, _VOYAGE_TASKS,
+              frozenset({"query"}), dimensions=(1024,),
+              max_inputs=1000, modality_weight=1.0),
+    ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, _BOTH, _NOMIC_TASKS,
+              frozenset({"search_query"}), dimensions=(256, 512, 1024, 1536),
+              max_inputs=96, modality_weight=1.0),
 )
 
 JINA_DEFAULT_MODEL = "jina-clip-v2"

@@ -265,9 +265,9 @@ def embed(
     if text is not None:
         if spec.provider == "vertex":
             text = vertex_text(text)
-        v = space.text(text, query=spec.is_query(task))
+        v = space.text(text, query=spec.is_query(task), modality=spec.modality_weight)
     elif image is not None:
-        v = space.image(image)
+        v = space.image(image, modality=spec.modality_weight)
     elif gcs_uri is not None:
         v = space.opaque_image(gcs_uri)
     else:

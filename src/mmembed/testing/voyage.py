@@ -33,7 +33,6 @@ MAX_IMAGE_PIXELS = 16_000_000
 MAX_IMAGE_BYTES = 20_000_000
 MIN_PIXELS, MAX_PIXELS, PIXELS_PER_TOKEN = 50_000, 2_000_000, 560
 DEFAULT_DIMENSIONS = 1024  # both models answer 1024 values unless output_dimension says otherwise
-MODALITY_WEIGHT = 1.0  # a natively multimodal model: a smaller modality gap than CLIP's
 
 
 class Voyage(Endpoint):
@@ -169,8 +168,8 @@ def _vector(spec: ModelSpec, parts: list[tuple[str, Any]], query: bool, dimensio
     """The normalised mean of the parts' fake vectors (one part: its vector)."""
     space = get_space(spec.space, spec.dim)
     vectors = [
-        space.text(value, query=query, modality=MODALITY_WEIGHT) if kind == "text"
-        else space.image(value, modality=MODALITY_WEIGHT)
+        space.text(value, query=query, modality=spec.modality_weight) if kind == "text"
+        else space.image(value, modality=spec.modality_weight)
         for kind, value in parts
     ]
     mean = np.sum(vectors, axis=0)
