@@ -21,8 +21,8 @@ from mmembed import Embedder
 from mmembed.testing import Emulator, colour_photo
 
 CANARY_KEY = "canary-key-7f3a9c1e"
-PROVIDERS = ("nomic", "jina", "vertex")
-DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408}
+PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
+DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536}
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 Modes, chosen by ``MMEMBED_RECORD``:
 - unset (default, CI): cassettes in ``cassettes/`` are replayed; nothing touches the network.
 - ``live`` (``make record``): re-record against the live APIs with the keys from the environment
-  (NOMIC_API_KEY, JINA_API_KEY, GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT); a provider whose key is missing is
+  (NOMIC_API_KEY, JINA_API_KEY, GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT, VOYAGE_API_KEY,
+  COHERE_API_KEY); a provider whose key is missing is
   skipped.
 - ``emulator`` (``make record-emulator``): record against the offline emulator, with the emulator's
   address rewritten to the provider's real host, so the cassettes replay exactly like live ones.
@@ -33,8 +34,17 @@ REAL_HOSTS = {
     "nomic": "https://api-atlas.nomic.ai",
     "jina": "https://api.jina.ai",
     "vertex": "https://us-central1-aiplatform.googleapis.com",
+    "voyage": "https://api.voyageai.com",
+    "cohere": "https://api.cohere.com",
 }
-KEY_VARS = {"nomic": "NOMIC_API_KEY", "jina": "JINA_API_KEY", "vertex": "GOOGLE_API_KEY"}
+KEY_VARS = {
+    "nomic": "NOMIC_API_KEY",
+    "jina": "JINA_API_KEY",
+    "vertex": "GOOGLE_API_KEY",
+    "voyage": "VOYAGE_API_KEY",
+    "cohere": "COHERE_API_KEY",
+}
+PATHS = {":predict": "vertex", "/v1/embeddings": "jina", "/v1/multimodalembeddings": "voyage", "/v2/embed": "cohere"}
 TOKEN_HOSTS = ("oauth2.googleapis.com", "accounts.google.com", "metadata.google.internal")
 _emulator_url: list[str] = []
 
@@ -44,7 +54,7 @@ def scrub_request(request: VcrRequest) -> VcrRequest | None:
     if any(host in request.host for host in TOKEN_HOSTS):
         return None
     if _emulator_url and request.uri.startswith(_emulator_url[0]):
-        provider = "vertex" if ":predict" in request.path else "jina" if "/v1/embeddings" in request.path else "nomic"
+        provider = next((name for part, name in PATHS.items() if part in request.path), "nomic")
         request.uri = REAL_HOSTS[provider] + request.uri[len(_emulator_url[0]) :]
     return request
 
@@ -131,6 +141,26 @@ def test_vertex_documents_and_query(base_url: str | None) -> None:
     (query,) = emb.embed_query(["red"])
     check(docs, 2, 128)
     assert query.shape == (128,)
+
+
+@pytest.mark.vcr
+def test_voyage_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("voyage", base_url, dimensions=256)
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # one request: texts and the data-URI photo
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 256)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@pytest.mark.vcr
+def test_cohere_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("cohere", base_url, dimensions=512)
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # one request of three inputs
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 512)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
 
 
 def test_cassettes_hold_no_credentials() -> None:
