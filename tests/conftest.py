@@ -23,6 +23,14 @@ from mmembed.testing import Emulator, colour_photo
 CANARY_KEY = "canary-key-7f3a9c1e"
 PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
 DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536}
+TEXT_MODELS = {
+    "nomic": "nomic-embed-text-v1.5",
+    "jina": "jina-clip-v2",
+    "vertex": "multimodalembedding@001",
+    "voyage": "voyage-multimodal-3.5",
+    "cohere": "embed-v4.0",
+}
+IMAGE_MODELS = {**TEXT_MODELS, "nomic": "nomic-embed-vision-v1.5"}
 
 
 @pytest.fixture(autouse=True)

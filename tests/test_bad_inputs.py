@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes, png_bytes
+from conftest import DEFAULT_DIMS, IMAGE_MODELS, PROVIDERS, jpeg_bytes, png_bytes
 from mmembed import Embedder, InputError
+from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import COLOURS, Emulator, colour_photo
 
-ACCEPTED = {"nomic": {"JPEG", "PNG", "WEBP"}, "jina": {"JPEG", "PNG", "WEBP"}, "vertex": {"JPEG", "PNG"}}
+ACCEPTED = {name: set(PROVIDER_CLASSES[name].image_formats) for name in PROVIDERS}
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -174,6 +175,11 @@ def uploaded_images(emulator: Emulator) -> list[bytes]:
         for instance in body.get("instances", []):
             if "image" in instance:
                 out.append(base64.b64decode(instance["image"]["bytesBase64Encoded"]))
+        for entry in body.get("inputs", []):  # Voyage and Cohere: typed content segments, data URIs
+            for segment in entry["content"]:
+                uri = segment.get("image_base64") or (segment.get("image_url") or {}).get("url")
+                if uri:
+                    out.append(base64.b64decode(uri.split(",", 1)[1]))
     return out
 
 
@@ -212,6 +218,5 @@ def test_exif_rotated_jpeg_is_uploaded_upright(
     assert top[0] > 150 and top[2] < 90  # red on top
     assert bottom[2] > 150 and bottom[0] < 90  # blue below
     # And the vector is the emulator's answer for exactly those upright pixels.
-    model = {"nomic": "nomic-embed-vision-v1.5", "jina": "jina-clip-v2", "vertex": "multimodalembedding@001"}
-    expected = mmembed_emulator.vector(provider, model[provider], image=data)
+    expected = mmembed_emulator.vector(provider, IMAGE_MODELS[provider], image=data)
     assert float(vectors[1] @ expected) > 0.9999

@@ -38,8 +38,10 @@ from mmembed.chroma import (
     VertexMultimodalEmbeddingFunction,
     add_mixed,
     embedding_function_of,
+    function_class,
     query_mixed,
 )
+from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import Emulator, RecordedRequest, colour_photo
 
 CANARY = "canary-key-7f3a9"
@@ -47,8 +49,9 @@ EF_CLASSES: dict[str, type[MultimodalEmbeddingFunction]] = {
     "nomic": NomicMultimodalEmbeddingFunction,
     "jina": JinaMultimodalEmbeddingFunction,
     "vertex": VertexMultimodalEmbeddingFunction,
+    **{name: function_class(name) for name in PROVIDERS},  # the rest, from the registry
 }
-KEY_VARS = {"nomic": "NOMIC_API_KEY", "jina": "JINA_API_KEY", "vertex": "GOOGLE_API_KEY"}
+KEY_VARS = {name: PROVIDER_CLASSES[name].env_var for name in PROVIDERS}
 # Which image each colour is, in the collections of the store fixtures: one image per input form.
 EXPECTED_TOP = {"blue": "array-blue", "red": "jpeg-red", "green": "png-green", "yellow": "url-yellow"}
 SETTINGS = Settings(anonymized_telemetry=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes, png_bytes
+from conftest import DEFAULT_DIMS, PROVIDERS, TEXT_MODELS, jpeg_bytes, png_bytes
 from mmembed import ConfigurationError, Embedder, InputError, TextTooLongWarning
 from mmembed.testing import Emulator, colour_photo
 
@@ -42,7 +42,7 @@ def test_mixed_items_embed_in_input_order(
     assert vectors.shape == (6, DEFAULT_DIMS[provider])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # Each vector is the emulator's answer for that very item: nothing shifted or reordered.
-    model = {"nomic": "nomic-embed-text-v1.5", "jina": "jina-clip-v2", "vertex": "multimodalembedding@001"}[provider]
+    model = TEXT_MODELS[provider]
     task = "search_document" if provider == "nomic" else None
     expected_first = mmembed_emulator.vector(provider, model, text="a red square", task=task)
     assert float(vectors[0] @ expected_first) > 0.999

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import CANARY_KEY, DEFAULT_DIMS, PROVIDERS, jpeg_bytes, make_embedder, png_bytes
+from conftest import CANARY_KEY, DEFAULT_DIMS, PROVIDERS, TEXT_MODELS, jpeg_bytes, make_embedder, png_bytes
 from mmembed import (
     AuthenticationError,
     Embedder,
@@ -35,7 +35,7 @@ from mmembed.testing import COLOURS, Emulator, Fault, RecordedRequest, colour_ph
 from mmembed.transport import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_retries=12, backoff_base=0.01, backoff_max=0.05, retry_after_cap=0.5)
-TEXT_MODEL = {"nomic": "nomic-embed-text-v1.5", "jina": "jina-clip-v2", "vertex": "multimodalembedding@001"}
+TEXT_MODEL = TEXT_MODELS
 # One of each misbehaviour; 429 with Retry-After 0 and (the emulator runs with retry_after=False) without one.
 EVERY_FAULT: list[Fault | str] = [
     Fault("status", status=429, retry_after=0),

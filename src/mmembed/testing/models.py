@@ -32,6 +32,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     # How far apart texts and images sit: CLIP-style models have a large gap, natively multimodal ones less.
     modality_weight: float = 2.0
+    default_dim: int | None = None  # what a request that names no size gets (None: dim)
 
     def is_query(self, task: str | None) -> bool:
         """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""
@@ -65,7 +66,7 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
               dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
     ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH, _VOYAGE_TASKS,
-              frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0),
+              frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0, default_dim=1024),
     ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, _VOYAGE_TASKS,
               frozenset({"query"}), dimensions=(1024,),
               max_inputs=1000, modality_weight=1.0),

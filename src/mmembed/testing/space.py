@@ -262,6 +262,7 @@ def embed(
 ) -> list[float]:
     """One already-validated input's answer, as the JSON floats the endpoint sends."""
     space = get_space(spec.space, spec.dim)
+    dimensions = dimensions or spec.default_dim
     if text is not None:
         if spec.provider == "vertex":
             text = vertex_text(text)

@@ -32,7 +32,6 @@ MAX_INPUT_TOKENS = 32_000
 MAX_IMAGE_PIXELS = 16_000_000
 MAX_IMAGE_BYTES = 20_000_000
 MIN_PIXELS, MAX_PIXELS, PIXELS_PER_TOKEN = 50_000, 2_000_000, 560
-DEFAULT_DIMENSIONS = 1024  # both models answer 1024 values unless output_dimension says otherwise
 
 
 class Voyage(Endpoint):
@@ -173,5 +172,5 @@ def _vector(spec: ModelSpec, parts: list[tuple[str, Any]], query: bool, dimensio
         for kind, value in parts
     ]
     mean = np.sum(vectors, axis=0)
-    v = truncate(mean, dimensions or DEFAULT_DIMENSIONS)
+    v = truncate(mean, dimensions or spec.default_dim or spec.dim)
     return to_wire(v)
