@@ -215,3 +215,39 @@ def test_get_collection_with_invalid_configuration(
         coll.query(query_texts=["test"], n_results=1)
     with pytest.raises(ValueError):
         _ = coll.configuration
+
+
+# -- the CLI and LlamaIndex, from the same registry -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["voyage", "cohere"])
+def test_cli_ingests_a_folder(
+    name: str, env: None, mmembed_emulator: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmembed.cli import main
+    from mmembed.testing import colour_photo
+
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for colour in ("red", "blue"):
+        colour_photo(colour, size=(900, 600)).save(folder / f"{colour}.jpg", quality=88)
+    (folder / "sea.txt").write_text("Notes about sailing across the wide blue sea at dawn.\n")
+    store = ["--collection", "media", "--db", str(tmp_path / "db"), "--base-url", mmembed_emulator.url]
+    assert main(["ingest", str(folder), "--provider", name, "-q", *store]) == 0
+    assert "3 records added" in capsys.readouterr().out
+    assert all(r.status == 200 and r.provider == name for r in mmembed_emulator.requests)
+    assert main(["search", "red", "-n", "3", *store]) == 0
+    assert "red.jpg" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["voyage", "cohere"])
+def test_llama_index_embeds_text_and_image(name: str, env: None, mmembed_emulator: Emulator, tmp_path: Path) -> None:
+    from mmembed.llama_index import embedding_class
+    from mmembed.testing import colour_photo
+
+    path = tmp_path / "red.jpg"
+    colour_photo("red", size=(640, 480)).save(path)
+    embed = embedding_class(name)(base_url=mmembed_emulator.url)
+    text, image = embed.get_text_embedding("something red"), embed.get_image_embedding(str(path))
+    assert len(text) == len(image) == {"voyage": 1024, "cohere": 1536}[name]
+    assert CANARY_KEY not in repr(embed) and CANARY_KEY not in embed.to_json()
