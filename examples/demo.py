@@ -16,10 +16,11 @@ from pathlib import Path
 from make_sample_data import build
 
 from mmembed.cli import main as mmembed
+from mmembed.providers import PROVIDERS
 from mmembed.testing import Emulator
 
 HERE = Path(__file__).resolve().parent
-KEYS = {"nomic": "NOMIC_API_KEY", "jina": "JINA_API_KEY", "vertex": "GOOGLE_API_KEY"}
+KEYS = {name: cls.env_var for name, cls in PROVIDERS.items()}  # every registered provider, in registry order
 
 
 def live_provider() -> str | None:
