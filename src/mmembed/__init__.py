@@ -1,4 +1,4 @@
-"""mmembed: multimodal (text + image) embeddings for Chroma and LlamaIndex over Nomic, Jina, Vertex, Voyage and Cohere.
+"""mmembed: multimodal embeddings for Chroma and LlamaIndex over Nomic, Jina, Vertex, Voyage and Cohere.
 
 >>> import mmembed
 >>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
