@@ -452,11 +452,11 @@ def test_add_mixed_refuses_bad_input(store: Any, mmembed_emulator: Emulator) -> 
 
 
 def test_names_are_registered_and_collide_with_no_builtin() -> None:
-    assert {cls.name() for cls in EF_CLASSES.values()} == {"mmembed_nomic", "mmembed_jina", "mmembed_vertex"}
+    assert {cls.name() for cls in EF_CLASSES.values()} == {f"mmembed_{name}" for name in PROVIDERS}
     for cls in EF_CLASSES.values():
         assert known_embedding_functions[cls.name()] is cls
     builtin = {name for name, cls in known_embedding_functions.items() if cls.__module__.startswith("chromadb.")}
-    assert {"nomic", "jina", "google_vertex"} <= builtin
+    assert {"nomic", "jina", "google_vertex", "voyageai", "cohere"} <= builtin
     assert builtin.isdisjoint(cls.name() for cls in EF_CLASSES.values())
 
 
