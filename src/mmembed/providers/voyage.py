@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import base64
 import math
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +85,8 @@ class VoyageProvider(Provider):
             self.base_url = MONGODB_BASE_URL
         self.model = model or DEFAULT_MODEL
         self.truncation = True if truncation is None else bool(truncation)
+        self._tallies: list[_Tally] = []  # per open batch: its estimate so far (see fits)
+        self._tally_lock = threading.Lock()
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=1024, known=False)
         # 3.5 answers 1024 values unless asked for more (2048) or fewer: check against the largest choice.
         choices = self.info.dimension_choices
@@ -108,7 +111,18 @@ class VoyageProvider(Provider):
             return False
         # Images already in an open batch are pixel-less stand-ins: count them at the least Voyage counts, and
         # let send() split the batch if their real sizes go over (it knows them exactly).
-        return sum(_least_tokens(b) for b in batch) + _least_tokens(item) <= TOKEN_BUDGET
+        return self._tally(batch) + _least_tokens(item) <= TOKEN_BUDGET
+
+    def _tally(self, batch: Sequence[Item]) -> int:
+        """The estimated tokens of an open batch, counted once per item (a batch only ever grows)."""
+        with self._tally_lock:
+            tally = next((t for t in self._tallies if t.batch is batch), None)
+            if tally is None:
+                tally = _Tally(batch)
+                self._tallies = [tally, *self._tallies[:15]]  # open batches of the last few calls
+            tally.tokens += sum(_least_tokens(b) for b in batch[tally.counted :])
+            tally.counted = len(batch)
+            return tally.tokens
 
     def prepare(self, item: Item) -> Ready:
         ready = super().prepare(item)
@@ -163,6 +177,15 @@ class VoyageProvider(Provider):
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)
         return message, response.headers.get("request-id") or request_id
+
+
+@dataclass
+class _Tally:
+    """An open batch (held, so its identity stays unique) and the tokens of its first ``counted`` items."""
+
+    batch: Sequence[Item]
+    counted: int = 0
+    tokens: int = 0
 
 
 def _content(ready: Ready) -> list[dict[str, str]]:
