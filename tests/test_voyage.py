@@ -157,3 +157,13 @@ def test_missing_key_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VOYAGE_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="VOYAGE_API_KEY"):
         Embedder("voyage")
+
+
+def test_long_texts_close_a_batch_before_the_token_cap(
+    embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
+) -> None:
+    texts = [f"{i:04d} " + "lorem ipsum " * 333 for i in range(300)]  # ~1,010 estimated tokens each
+    assert embedder_for("voyage").embed(texts).shape == (300, 1024)
+    requests = mmembed_emulator.requests
+    assert len(requests) == 2 and all(r.status == 200 for r in requests)
+    assert sorted(len(r.json["inputs"]) for r in requests) == [4, 296]  # closed by fits(), at 300k estimated
