@@ -41,7 +41,7 @@ NAMES = sorted(PROVIDERS)  # every registered provider, so a new one is checked 
 SETTINGS = Settings(anonymized_telemetry=False, allow_reset=True)
 # Chroma's documents are long strings of numbers: over Vertex's 32 tokens, which it says once.
 pytestmark = pytest.mark.filterwarnings("ignore::mmembed.TextTooLongWarning")
-SMALLER = {"nomic": 256, "jina": 256, "vertex": 256, "voyage": 256, "cohere": 256}
+SMALLER = 256  # dimensions every provider's default model can give
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_ef_with_config_exists_with_ef_valid(
 def test_a_different_function_is_refused_with_value_error(
     name: str, env: None, mmembed_emulator: Emulator, client: chromadb.ClientAPI
 ) -> None:
-    ours, smaller = make(name, mmembed_emulator), make(name, mmembed_emulator, dimensions=SMALLER[name])
+    ours, smaller = make(name, mmembed_emulator), make(name, mmembed_emulator, dimensions=SMALLER)
     other = function_class("jina" if name != "jina" else "nomic")(base_url=mmembed_emulator.url)
     with pytest.raises(ValueError):  # test_create_ef_with_config_exists_with_ef_invalid
         client.create_collection(

@@ -60,7 +60,7 @@ def test_mixed_list_in_input_order_three_requests(
         (segment,) = content
         if segment["type"] == "image_url":
             assert set(segment) == {"type", "image_url"} and set(segment["image_url"]) == {"url"}
-            assert segment["image_url"]["url"].startswith(("data:image/jpeg;base64,", "data:image/png;base64,"))
+            assert segment["image_url"]["url"].startswith(tuple(f"data:image/{t};base64," for t in ("jpeg", "png", "webp")))
         else:
             assert set(segment) == {"type", "text"}
     expected = mmembed_emulator.vector("cohere", MODEL, text=items[0])  # type: ignore[arg-type]

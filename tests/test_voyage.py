@@ -59,7 +59,7 @@ def test_mixed_list_in_input_order_one_request(
             assert segment == {"type": "text", "text": item}
         else:
             assert set(segment) == {"type", "image_base64"} and segment["type"] == "image_base64"
-            assert segment["image_base64"].startswith(("data:image/jpeg;base64,", "data:image/png;base64,"))
+            assert segment["image_base64"].startswith(tuple(f"data:image/{t};base64," for t in ("jpeg", "png", "webp")))
     # Each row is the emulator's answer for that very item.
     expected = mmembed_emulator.vector("voyage", MODEL, text=items[0], dimensions=1024)  # type: ignore[arg-type]
     assert float(vectors[0] @ expected) > 0.999
