@@ -17,6 +17,7 @@ from mmembed.providers.cohere import InputWindow
 from mmembed.testing import Emulator, colour_photo
 from mmembed.testing import cohere as emulated_cohere
 
+UPLOADS = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "png", "webp"))
 PATH = "/v2/embed"
 MODEL = "embed-v4.0"
 
@@ -60,7 +61,7 @@ def test_mixed_list_in_input_order_three_requests(
         (segment,) = content
         if segment["type"] == "image_url":
             assert set(segment) == {"type", "image_url"} and set(segment["image_url"]) == {"url"}
-            assert segment["image_url"]["url"].startswith(tuple(f"data:image/{t};base64," for t in ("jpeg", "png", "webp")))
+            assert segment["image_url"]["url"].startswith(UPLOADS)
         else:
             assert set(segment) == {"type", "text"}
     expected = mmembed_emulator.vector("cohere", MODEL, text=items[0])  # type: ignore[arg-type]

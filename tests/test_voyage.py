@@ -16,6 +16,7 @@ from mmembed import ConfigurationError, Embedder, ImageSource, ProviderError
 from mmembed.providers.voyage import MONGODB_BASE_URL, TOKEN_CAP, VoyageProvider, image_tokens
 from mmembed.testing import Emulator, colour_photo
 
+UPLOADS = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "png", "webp"))
 PATH = "/v1/multimodalembeddings"
 MODEL = "voyage-multimodal-3.5"
 
@@ -59,7 +60,7 @@ def test_mixed_list_in_input_order_one_request(
             assert segment == {"type": "text", "text": item}
         else:
             assert set(segment) == {"type", "image_base64"} and segment["type"] == "image_base64"
-            assert segment["image_base64"].startswith(tuple(f"data:image/{t};base64," for t in ("jpeg", "png", "webp")))
+            assert segment["image_base64"].startswith(UPLOADS)
     # Each row is the emulator's answer for that very item.
     expected = mmembed_emulator.vector("voyage", MODEL, text=items[0], dimensions=1024)  # type: ignore[arg-type]
     assert float(vectors[0] @ expected) > 0.999
