@@ -72,20 +72,18 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
 
     provider: ClassVar[str]
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), hide_input_in_errors=True)
 
     _embedder: Embedder = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
-        except ValidationError as exc:  # pydantic wraps the ValueErrors of model_post_init; give ours back
-            error = _configuration_error(exc)
-            if error is None:
-                raise
+        except ValidationError as exc:  # model_post_init's ValueErrors are wrapped: give ours back, hide inputs
+            error: Exception = _configuration_error(exc) or _without_inputs(exc)
         else:
             return
-        # Raised outside the except block: the ValidationError, which quotes the input, is not its context.
+        # Raised outside the except block, so the original error (which holds the input) is not its context.
         raise error
 
     def model_post_init(self, context: Any, /) -> None:
@@ -158,6 +156,16 @@ def _configuration_error(exc: ValidationError) -> ConfigurationError | None:
         if isinstance(cause, ConfigurationError):
             return cause
     return None
+
+
+def _without_inputs(exc: ValidationError) -> ValidationError:
+    """``exc`` without the inputs it holds: for an error raised by model_post_init that is the whole input, key
+    included (``hide_input_in_errors`` keeps it out of the text only, not out of ``errors()``)."""
+    details: list[Any] = [
+        {"type": e["type"], "loc": e["loc"], "input": None, **({"ctx": e["ctx"]} if "ctx" in e else {})}
+        for e in exc.errors()
+    ]
+    return ValidationError.from_exception_data(exc.title, details, hide_input=True)
 
 
 def _field(spec: OptionSpec) -> tuple[Any, Any]:
