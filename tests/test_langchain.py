@@ -315,10 +315,19 @@ def test_bad_items_name_their_index(photos: dict[str, Path], mmembed_emulator: E
 def test_each_call_is_batched_by_the_core(photos: dict[str, Path], mmembed_emulator: Emulator) -> None:
     embeddings = make("nomic", mmembed_emulator)
     texts = [f"note number {i}" for i in range(25)]
+    calls: list[int] = []
+    embed = embeddings.embedder.embed
+
+    def counting_embed(items: Any, **kwargs: Any) -> Any:
+        calls.append(len(items))
+        return embed(items, **kwargs)
+
+    embeddings.embedder.embed = counting_embed  # type: ignore[method-assign]
 
     assert np.array(embeddings.embed_documents(texts)).shape == (25, 768)
     assert np.array(embeddings.embed_image([str(photos[c]) for c in COLOURS])).shape == (4, 768)
     assert embeddings.embed_documents([]) == [] and embeddings.embed_image([]) == []
+    assert calls == [25, 4, 0, 0]  # one Embedder call per LangChain call
 
     *text_reqs, image_req = mmembed_emulator.requests
     assert sorted(len(r.json["texts"]) for r in text_reqs) == [5, 10, 10]  # Nomic's cap is 10 texts
