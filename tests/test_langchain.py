@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import doctest
 import io
 import json
@@ -480,6 +481,16 @@ def test_pickled_embeddings_read_the_key_from_the_environment(
     assert type(rebuilt) is JinaMultimodalEmbeddings and rebuilt.dimensions == 64
     np.testing.assert_allclose(rebuilt.embed_query("a"), original.embed_query("a"), atol=1e-6)
     assert [r.headers["authorization"] for r in mmembed_emulator.requests] == ["Bearer env-key-2"] * 2
+
+
+def test_deep_copies_keep_the_key_and_get_their_own_client(mmembed_emulator: Emulator) -> None:
+    original = make("jina", mmembed_emulator, dimensions=64)
+    for twin in (copy.deepcopy(original), original.model_copy(deep=True)):
+        _made.append(twin)
+        assert twin.embedder is not original.embedder and twin.dimensions == 64
+        assert len(twin.embed_query("a")) == 64
+    assert copy.copy(original).embedder is original.embedder
+    assert [r.headers["authorization"] for r in mmembed_emulator.requests] == [f"Bearer {CANARY}"] * 2
 
 
 def test_a_missing_key_names_the_variable_and_the_argument(mmembed_emulator: Emulator) -> None:

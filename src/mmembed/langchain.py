@@ -110,6 +110,10 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
         """Pickle as the key-free dump: the rebuilt object reads its key from ``api_key_env_var``."""
         return (_rebuild, (self.provider, self.model_dump()))
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EmbedderEmbeddings:
+        """A copy with its own Embedder and the same options, key included (a pickle would drop the key)."""
+        return type(self)(**{name: getattr(self, name) for name in type(self).model_fields})
+
     @property
     def embedder(self) -> Embedder:
         """The :class:`mmembed.Embedder` doing the work (its ``provider.transport.stats`` count requests)."""
