@@ -245,7 +245,8 @@ def test_image_search_with_relevance_scores_needs_the_vector_by_hand(
     photos: dict[str, Path], red_probe: Path, mmembed_emulator: Emulator, tmp_path: Path
 ) -> None:
     """langchain-chroma 1.1's similarity_search_by_image_with_relevance_score passes embed_image's whole list
-    (a list of one vector) as one vector, which Chroma refuses; similarity_search_by_image takes ``[0]``. The
+    (a list of one vector) as one vector, which Chroma refuses (langchain-ai/langchain#33851);
+    similarity_search_by_image takes ``[0]``. The
     workaround is one line: embed the probe and search by that vector."""
     embeddings = make("jina", mmembed_emulator)
     store = Chroma(
