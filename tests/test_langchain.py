@@ -166,17 +166,21 @@ def test_mixed_store_finds_photos_by_photo_and_by_text(
     # text -> image under a metadata filter.
     (by_text,) = store.similarity_search("something yellow", k=1, filter=IMAGE)
     assert by_text.metadata["colour"] == "yellow"
-    # Unfiltered, the modality gap puts every text above every photo.
-    plain = store.similarity_search("something yellow", k=len(TEXTS) + 1)
-    assert [d.metadata["modality"] for d in plain] == ["text"] * len(TEXTS) + ["image"]
+    # Unfiltered, the modality gap of these models puts every text above every photo (models with one encoder
+    # for both, such as Voyage's, hardly have one).
+    if provider in CLASSES:
+        plain = store.similarity_search("something yellow", k=len(TEXTS) + 1)
+        assert [d.metadata["modality"] for d in plain] == ["text"] * len(TEXTS) + ["image"]
 
     sent = mmembed_emulator.requests
     assert [r.status for r in sent if r.status is None or not 200 <= r.status < 300] == []  # 0 wire violations
     assert all(sent_with_key(r) for r in sent)
-    # Uploads are shrunk: all the requests together (texts too) weigh far less per photo than one file.
+    # Uploads are shrunk: all the requests together (texts too) weigh far less per photo than one file. (Models
+    # that see up to 2 MP, such as Voyage's, take these 1.9 MP photos nearly whole.)
     per_photo = sum(r.body_size for r in sent) / (len(COLOURS) + 1)
     smallest_file = min(p.stat().st_size for p in [*photos.values(), red_probe])
-    assert per_photo < smallest_file / 4, (per_photo, smallest_file)
+    if provider in CLASSES:
+        assert per_photo < smallest_file / 4, (per_photo, smallest_file)
     # One request for the four photos (Vertex: one instance per request), then one for the probe.
     expected = {"nomic": [4, 1], "jina": [4, 1], "vertex": [1, 1, 1, 1, 1]}.get(provider)
     if expected is not None:
