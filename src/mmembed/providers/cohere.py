@@ -170,7 +170,7 @@ class CohereProvider(Provider):
             return f"HTTP {response.status_code}", request_id
         message = str(body.get("message") or f"HTTP {response.status_code}")
         if response.status_code == 429 and self.images.quota > 5:
-            message += " (trial keys embed 5 images a minute: pass images_per_minute=5)"
+            message += " (a trial key embeds 5 images a minute: if this is one, pass images_per_minute=5)"
         return message, request_id or (str(body["id"]) if body.get("id") else None)
 
     def is_auth_error(self, response: requests.Response) -> bool:
