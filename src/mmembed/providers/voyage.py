@@ -111,7 +111,11 @@ class VoyageProvider(Provider):
             return False
         # Images already in an open batch are pixel-less stand-ins: count them at the least Voyage counts, and
         # let send() split the batch if their real sizes go over (it knows them exactly).
-        return self._tally(batch) + _least_tokens(item) <= TOKEN_BUDGET
+        if self._tally(batch) + _least_tokens(item) <= TOKEN_BUDGET:
+            return True
+        with self._tally_lock:  # the batch is closed now: forget it
+            self._tallies = [t for t in self._tallies if t.batch is not batch]
+        return False
 
     def _tally(self, batch: Sequence[Item]) -> int:
         """The estimated tokens of an open batch, counted once per item (a batch only ever grows)."""
