@@ -19,11 +19,18 @@ import pytest
 ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
 
-from mmembed import Embedder  # noqa: E402
-from mmembed.ray import ChromaDatasink, EmbedBatches, RateLimit, SlotSchedule, content_ids, embed_dataset, filter_new  # noqa: E402
-from mmembed.testing import Emulator, colour_photo  # noqa: E402
-
 from conftest import CANARY_KEY, ChromaServer, jpeg_bytes  # noqa: E402
+from mmembed import Embedder  # noqa: E402
+from mmembed.ray import (  # noqa: E402
+    ChromaDatasink,
+    EmbedBatches,
+    RateLimit,
+    SlotSchedule,
+    content_ids,
+    embed_dataset,
+    filter_new,
+)
+from mmembed.testing import Emulator, colour_photo  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 KEYS = {"NOMIC_API_KEY": CANARY_KEY, "JINA_API_KEY": CANARY_KEY, "GOOGLE_API_KEY": CANARY_KEY}
@@ -73,6 +80,12 @@ def photo_rows(count: int) -> list[dict[str, Any]]:
         {"id": f"p{i}", "text": None, "image": jpeg_bytes(colour_photo(colours[i % 6], size=(320, 240), seed=i))}
         for i in range(count)
     ]
+
+
+def busiest_second(emulator: Emulator) -> int:
+    """The most requests the emulator received within one second."""
+    times = sorted(r.time for r in emulator.requests)
+    return max((sum(1 for t in times if start <= t < start + 1.0) for start in times), default=0)
 
 
 def by_id_error(out: list[dict[str, Any]]) -> str:
@@ -261,6 +274,29 @@ def test_rate_limit_is_one_actor_and_pickles_as_its_name(ray_session: None) -> N
         RateLimit("nomic", requests_per_minute=60, name="cost-probe")
 
 
+def test_a_429_met_by_one_worker_pauses_the_others(ray_session: None, mmembed_emulator: Emulator) -> None:
+    import threading
+
+    limit = RateLimit("nomic", requests_per_minute=1200, name="pause-probe")  # 20/s: slots 53 ms apart
+    workers = [
+        Embedder("nomic", base_url=mmembed_emulator.url, api_key="k", rate_limiter=pickle.loads(pickle.dumps(limit)))
+        for _ in range(2)
+    ]  # as in two processes: each has its own copy, they share only the actor
+    mmembed_emulator.inject("429")  # Retry-After: 1
+    texts = [[f"w{n} t{i}" for i in range(60)] for n in range(2)]
+    threads = [threading.Thread(target=w.embed, args=(t,)) for w, t in zip(workers, texts, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log = sorted(mmembed_emulator.requests, key=lambda r: r.time)
+    refused = next(r.time for r in log if r.status == 429)
+    during = [round(r.time - refused, 3) for r in log if refused < r.time < refused + 0.9]
+    assert limit.counts()["pauses"] == 1 and len(log) == 13  # 12 requests and one retry
+    assert all(t < 0.06 for t in during), during  # at most a slot already leased, then silence for both
+    assert sum(w.stats.rate_limited for w in workers) == 1
+
+
 @pytest.mark.parametrize("provider", ["nomic", "jina", "vertex"])
 def test_a_worker_rebuilds_an_embedder_from_its_pickle(ray_session: None, provider: str) -> None:
     with Emulator() as emu:
@@ -297,8 +333,14 @@ def test_four_actors_on_one_key_stay_within_its_limit_and_store_every_good_row(
     took = time.monotonic() - started
     out = embedded.take_all()  # (not to_pandas(): Ray's own call trips a pandas deprecation warning)
     stats = limited.stats
-    print(f"\nshared limiter: {len(rows)} rows in {took:.1f} s, {stats.requests} requests "
-          f"({stats.requests / took:.1f}/s), {stats.rate_limited} x 429, {limit.counts()}")
+    times = [r.time for r in limited.requests]
+    steady = (len(times) - 1) / (max(times) - min(times))
+    print(f"\nshared limiter: {len(rows)} rows in {took:.1f} s (actors starting included), {stats.requests} "
+          f"requests, {steady:.2f} req/s from first to last, busiest second {busiest_second(limited)}, "
+          f"{stats.rate_limited} x 429, {limit.counts()}")
+    gaps = np.diff(sorted(times))
+    print("gaps", np.round(np.percentile(gaps, [0, 5, 25, 50, 75, 95, 100]), 3))
+    assert busiest_second(limited) <= 10
     assert [(r["id"], r["error"]) for r in out if r["error"] is not None] == [("bad", by_id_error(out))]
     assert stats.rate_limited == 0
     assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)  # every id back exactly once
@@ -317,9 +359,12 @@ def test_four_actors_on_one_key_stay_within_its_limit_and_store_every_good_row(
         collection="ray-acceptance", host=chroma_server.host, port=chroma_server.port,
         document_column="text", metadata_columns=["id"], batch_size=100,
     )
+    started = time.monotonic()
     embedded.write_datasink(sink)
+    print(f"ChromaDatasink: {sink.written} rows written in {time.monotonic() - started:.1f} s")
     assert (sink.written, sink.skipped) == (len(good), 1)
-    stored = sink.collection_handle().get(include=["embeddings"])
+    with sink.connect() as collection:
+        stored = collection.get(include=["embeddings"])
     assert sorted(stored["ids"]) == sorted(r["id"] for r in good)
     vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
     assert np.allclose(vectors["t5"], by_id["t5"]["embedding"], atol=1e-6)
@@ -327,15 +372,17 @@ def test_four_actors_on_one_key_stay_within_its_limit_and_store_every_good_row(
 
 def test_per_actor_limiters_draw_429s_where_the_shared_one_does_not(ray_session: None, limited: Emulator) -> None:
     """The negative control: each of 4 actors paces itself at the key's rate, so together they send 4x it."""
-    rows = [{"text": f"control {i}"} for i in range(400)]
+    rows = [{"text": f"control {i}"} for i in range(800)]
     limited.clear()
     time.sleep(1.0)  # let the emulator's bucket refill after the previous test
     out = embed_dataset(
         ray.data.from_items(rows, override_num_blocks=8), "nomic", text_column="text", rate_limit=False,
-        batch_size=50, embedder={"base_url": limited.url, "requests_per_minute": 600, "max_retries": 10}, **ACTORS,
+        batch_size=100, embedder={"base_url": limited.url, "requests_per_minute": 600, "max_retries": 10}, **ACTORS,
     ).take_all()
-    print(f"\nper-actor limiters: {limited.stats.requests} requests, {limited.stats.rate_limited} x 429")
-    assert limited.stats.rate_limited > 0
+    busiest = busiest_second(limited)
+    print(f"\nper-actor limiters: {limited.stats.requests} requests, {limited.stats.rate_limited} x 429, "
+          f"busiest second {busiest} requests")
+    assert limited.stats.rate_limited > 0 and busiest > 10
     assert len(out) == len(rows) and all(r["error"] is None for r in out)  # retries got every row through
 
 
