@@ -268,8 +268,14 @@ def test_rate_limit_is_one_actor_and_pickles_as_its_name(ray_session: None) -> N
         same.acquire()  # leased 50 ms ahead: ~1 actor call per 500 slots at 10,000/s
     leased = (time.perf_counter() - started) / 500
     counts = limit.counts()
-    print(f"\nactor round trip {cost * 1e3:.2f} ms; acquire at 10,000/s {leased * 1e3:.3f} ms, {counts}")
-    assert cost < 0.05 and counts["granted"] >= 500
+    unleased = RateLimit("nomic", requests_per_minute=600_000, name="cost-probe-unleased", lease_seconds=0)
+    started = time.perf_counter()
+    for _ in range(200):
+        unleased.acquire()  # one actor call per slot
+    one_by_one = (time.perf_counter() - started) / 200
+    print(f"\nactor round trip {cost * 1e3:.2f} ms; acquire at 10,000/s: {leased * 1e3:.3f} ms leased "
+          f"50 ms ahead, {one_by_one * 1e3:.3f} ms one call per slot; {counts}")
+    assert cost < 0.05 and counts["granted"] >= 500 and leased < one_by_one
     with pytest.raises(ValueError, match="another rate"):
         RateLimit("nomic", requests_per_minute=60, name="cost-probe")
 
