@@ -334,7 +334,7 @@ def test_four_actors_on_one_key_stay_within_its_limit_and_store_every_good_row(
     started = time.monotonic()
     embedded = embed_dataset(
         ds, "nomic", text_column="text", image_column="image", rate_limit=limit, batch_size=40,
-        embedder={"base_url": limited.url, "max_retries": 8}, **ACTORS,
+        embedder={"base_url": limited.url, "max_retries": 8}, concurrency=4,  # 0.25 CPU each, by default here
     ).materialize()
     took = time.monotonic() - started
     out = embedded.take_all()  # (not to_pandas(): Ray's own call trips a pandas deprecation warning)

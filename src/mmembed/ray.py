@@ -365,8 +365,10 @@ class EmbedBatches:
             except (AuthenticationError, ConfigurationError):
                 raise  # every row would fail alike: stop the job
             except InputError as err:
-                if err.index is None or not 0 <= err.index < len(pending):
-                    break
+                if err.index is None or not 0 <= err.index < len(pending):  # names no row: all share it
+                    for row in pending:
+                        errors[row] = _describe(err)
+                    return
                 errors[pending.pop(err.index)] = _describe(err)
             except ProviderError as err:
                 if _narrowable(err) and len(pending) > 1:
@@ -381,8 +383,6 @@ class EmbedBatches:
                 for row in pending:
                     errors[row] = _describe(err)
                 return
-        for row in pending:  # an InputError that named no row
-            errors[row] = errors[row] or "InputError: the provider refused this batch"
 
     @staticmethod
     def _column(batch: pa.Table, name: str | None, rows: int) -> list[Any]:
@@ -441,6 +441,8 @@ def embed_dataset(
     provider's documented limit, or ``embedder["requests_per_minute"]``), or False (each worker limits
     itself: N workers send N times the rate). ``concurrency`` is the number of embedding actors (Ray's
     ``map_batches`` argument); other keyword arguments (``num_cpus``, ``runtime_env``…) go to ``map_batches``.
+    Without ``num_cpus``, each actor gets Ray's 1 CPU, or less on a cluster with fewer than ``2 * concurrency``
+    CPUs (the actors then share half of them), so a small cluster never waits for CPUs it does not have.
     """
     cls = provider_class(provider)
     options = dict(embedder or {})
@@ -455,6 +457,12 @@ def embed_dataset(
         limit = RateLimit(cls.name, float(rate_limit))
     else:
         raise TypeError(f"rate_limit= takes a RateLimit, a number, None or False, not {rate_limit!r}")
+    if "num_cpus" not in map_batches_args and isinstance(concurrency, int):
+        # Ray gives each actor 1 CPU: on a cluster smaller than the pool, actors would wait for CPUs forever
+        # (or starve the read and write tasks). Give them half the cluster at most; the work is mostly waiting.
+        total = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
+        if total and concurrency > total / 2:
+            map_batches_args["num_cpus"] = total / (2 * concurrency)
     result: Dataset = ds.map_batches(
         EmbedBatches,
         fn_constructor_args=(cls.name,),
