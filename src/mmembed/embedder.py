@@ -14,7 +14,7 @@ import hashlib
 import os
 import pathlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +24,14 @@ from PIL import Image
 
 from .cache import EmbeddingCache
 from .errors import ConfigurationError, EmbeddingError, InputError
-from .inputs import ImageItem, ImageSource, Item, to_item
+from .inputs import ImageItem, ImageSource, Item, TextItem, to_item
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 
 __all__ = ["Embedder"]
 
 Progress = Callable[[int], None]
+# A call of at most this many texts that fits one request runs on the caller's thread (see _Run.execute_inline).
+INLINE_MAX = 64
 
 
 @dataclass
@@ -183,6 +185,10 @@ class Embedder:
         if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
             raise TypeError("embed() takes a list (or any iterable) of items; wrap a single item in a list")
         run = _Run(self, task, progress)
+        if isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX:
+            inline = run.execute_inline(items)
+            if inline is not None:
+                return inline
         return run.execute(items)
 
 
@@ -219,6 +225,45 @@ class _Run:
         except BaseException:
             self._abort()
             raise
+        return self._assemble()
+
+    def execute_inline(self, items: Sequence[object]) -> np.ndarray | None:
+        """A small all-text call whose misses fit one request: sent on the caller's thread, no pool hops.
+
+        A query is usually one text: handing it to a worker thread and back costs more than the rest of the
+        client's work. Cache, de-duplication, order, retries and errors are exactly the pipeline's (it is the
+        same ``_send``). Returns None, having sent nothing, when the call needs the pipeline (images, more
+        than one request, an item that is not valid).
+        """
+        try:
+            converted = [to_item(obj) for obj in items]
+        except InputError:
+            return None  # the pipeline raises it, placed at its index
+        if not all(isinstance(item, TextItem) for item in converted):
+            return None
+        keys = [self.embedder.cache_key(item, self.task) for item in converted]
+        hits = self.cache.get_many(list(dict.fromkeys(keys))) if self.cache is not None else {}
+        batch: _Batch | None = None
+        first: dict[str, int] = {}
+        for index, (item, key) in enumerate(zip(converted, keys, strict=True)):
+            if key in first or key in hits:
+                first.setdefault(key, index)
+                continue
+            first[key] = index
+            route = self.provider.route(item)
+            if batch is None:
+                batch = _Batch(route)
+            elif batch.route != route or not self.provider.fits(batch.items, item, route):
+                return None
+            batch.indexes.append(index)
+            batch.keys.append(key)
+            batch.items.append(item)
+            batch.prepared.append(None)
+        self.results = [hits.get(key) for key in keys]
+        self.aliases = {i: first[key] for i, key in enumerate(keys) if first[key] != i}
+        self._tick(len(keys) - (len(batch.items) if batch is not None else 0))
+        if batch is not None:
+            self._send(batch)
         return self._assemble()
 
     def _admit(self, index: int, obj: object) -> None:
