@@ -77,13 +77,16 @@ def version(dist: str) -> str:
 class EmulatorProcess:
     """benchmarks/emu_server.py in a subprocess: start, clear, read its request summary, stop."""
 
-    def __init__(self, latency: float, rate_limit: float | None = None, max_concurrency: int | None = None) -> None:
+    def __init__(self, latency: float, rate_limit: float | None = None, max_concurrency: int | None = None,
+                 rate_window: float | None = None) -> None:
         cmd = [sys.executable, str(HERE / "emu_server.py"), "--latency", str(latency)]
         if rate_limit is not None:
             cmd += ["--rate-limit", str(rate_limit)]
+        if rate_window is not None:
+            cmd += ["--rate-window", str(rate_window)]
         if max_concurrency is not None:
             cmd += ["--max-concurrency", str(max_concurrency)]
-        self.rate_limit = rate_limit
+        self.rate_limit = rate_limit if rate_window is None else None  # a window's quota does not refill in 1 s
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.url: str = self._read()["url"]
 
@@ -458,6 +461,91 @@ def stream_scenario(bench: Bench, counts: list[int]) -> Section:
     )
 
 
+def speed_scenario(bench: Bench) -> Section:
+    """Issue 15: the CLI against the library, bursts of queries, a windowed 500/min server, query_mixed."""
+    n_notes, n_photos, latency = 2000, 60, 0.15
+    folder = bench.work / "ingest"
+    (folder / "notes").mkdir(parents=True, exist_ok=True)
+    (folder / "photos").mkdir(exist_ok=True)
+    notes = photos.texts(n_notes)
+    for i, text in enumerate(notes):
+        (folder / "notes" / f"{i:04d}.txt").write_text(text + "\n")
+    for i, path in enumerate(photos.photo_set("ingest", n_photos, (1600, 1200))):
+        shutil.copy(path, folder / "photos" / f"{i:03d}.jpg")
+    spec: dict[str, Any] = {"folder": str(folder), "texts": notes, "photos": [""] * n_photos}
+    print(f"Speed: ingest {n_notes} notes + {n_photos} photos at {latency * 1000:.0f} ms; bursts; query_mixed")
+    with EmulatorProcess(latency) as emu:
+        library = bench.measure("library: `Embedder('jina').embed(items)` + Chroma `add()` of the vectors",
+                                "library_ingest", emu, {**spec, "chroma_dir": str(bench.work / "lib-db")}, bound=None)
+        cli = bench.measure("`mmembed ingest FOLDER --provider jina` (default cache on)", "cli_ingest", emu,
+                            {**spec, "chroma_dir": str(bench.work / "cli-db")}, bound=None,
+                            note="in-process `main()`: the interpreter's start-up is not counted")
+    with EmulatorProcess(0.0, rate_limit=500 / 60, rate_window=60) as emu:
+        burst = bench.measure("5 `embed_query` after an idle second, then 40 back to back (Jina defaults)",
+                              "query_burst", emu, {"texts": [""] * 45, "sustained": 40}, bound=None,
+                              note="emulator: at most 500 requests in any 60 s")
+    with EmulatorProcess(0.0, rate_limit=500 / 60) as emu:
+        bucket = bench.measure("… the same against a token bucket of 500/min (8.3 at once)", "query_burst", emu,
+                               {"texts": [""] * 45, "sustained": 40}, bound=None,
+                               note="the emulator's default limit: stricter than a window")
+    with EmulatorProcess(0.0) as emu:
+        overhead = bench.measure("warm `embed_query` and `query_mixed` (2,000 records), medians of 60",
+                                 "query_overhead", emu, {"texts": [""] * 60, "rounds": 60,
+                                                         "chroma_dir": str(bench.work / "mixed-db")}, bound=None,
+                                 note="client rate lifted: this measures the client's own work")
+    ratio_cli = ratio(cli.wall, library.wall)
+    b = burst.extra
+    raw, waits = b.get("raw_s", math.nan), b.get("burst_s", [])
+    worst = max(waits) if waits else math.nan
+    o = overhead.extra
+    toll = o.get("embed_query_s", math.nan) - o.get("raw_s", math.nan)
+    mixed_extra = o.get("query_mixed_s", math.nan) - o.get("embed_in_mixed_s", math.nan) - o.get(
+        "chroma_queries_s", math.nan)
+    mixed_share = ratio(mixed_extra, o.get("chroma_queries_s", math.nan))
+    chroma_ms = o.get("chroma_queries_s", math.nan) * 1000
+    for r in (burst, bucket):
+        if r.ok:
+            r.note += f"; burst: {', '.join(f'{t * 1000:.1f}' for t in r.extra.get('burst_s', []))} ms " \
+                      f"(raw round trip {r.extra.get('raw_s', math.nan) * 1000:.1f} ms)"
+    if overhead.ok:
+        overhead.note += (f"; raw POST {o['raw_s'] * 1000:.2f} ms, `embed_query` {o['embed_query_s'] * 1000:.2f} ms, "
+                          f"`query_mixed` {o['query_mixed_s'] * 1000:.2f} ms = its `embed_query` "
+                          f"{o['embed_in_mixed_s'] * 1000:.2f} + Chroma's 2 queries {o['chroma_queries_s'] * 1000:.2f}"
+                          f" + {mixed_extra * 1000:.2f} ms")
+    return Section(
+        f"5. Issue 15: the CLI at the library's speed, queries without a client-side toll ({n_notes:,} notes + "
+        f"{n_photos} photos 1600x1200)",
+        f"Ingest: emulator at {latency * 1000:.0f} ms per request, no rate limit; the same notes (text files) and "
+        "photos (JPEG files) go through `mmembed ingest` and through the library (one `Embedder.embed` call, then "
+        "Chroma's `add()` with the vectors). Queries: emulators without latency, one that allows 500 requests in any "
+        "60 s (a windowed quota, as Jina states its limit) and one with the emulator's default token bucket.",
+        [library, cli, burst, bucket, overhead],
+        targets=[
+            Check(f"15a. `mmembed ingest` of {n_notes:,} notes + {n_photos} photos at 150 ms ≤ 1.3 x the library "
+                  "+ Chroma `add()`",
+                  f"{ratio_cli:.2f} x ({cli.wall:.2f} s, {cli.emu.get('embed_requests')} requests vs "
+                  f"{library.wall:.2f} s, {library.emu.get('embed_requests')} requests)" if cli.ok and library.ok
+                  else why(cli, library), ratio_cli <= 1.3 if cli.ok and library.ok else None),
+            Check("15b. 5 `embed_query` calls after an idle second: each ≤ raw round trip + 5 ms",
+                  f"slowest {worst * 1000:.1f} ms, raw round trip {raw * 1000:.1f} ms" if burst.ok else why(burst),
+                  worst <= raw + 0.005 if burst.ok else None),
+            Check("15c. 40 back-to-back queries against a 500/min server: ≤ 2 x 429",
+                  f"{burst.emu.get('rate_limited')} x 429 (windowed server), {bucket.emu.get('rate_limited')} x 429 "
+                  "(token-bucket server)" if burst.ok and bucket.ok else why(burst, bucket),
+                  max(burst.emu.get("rate_limited", 99), bucket.emu.get("rate_limited", 99)) <= 2
+                  if burst.ok and bucket.ok else None),
+            Check("15d. warm `embed_query` ≤ 1 ms over the raw HTTP round trip (same body, same server)",
+                  f"{toll * 1000:+.2f} ms ({o.get('embed_query_s', math.nan) * 1000:.2f} vs "
+                  f"{o.get('raw_s', math.nan) * 1000:.2f} ms, medians)" if overhead.ok else why(overhead),
+                  toll <= 0.001 if overhead.ok else None),
+            Check("15e. `query_mixed` adds ≤ 10 % to the Chroma queries it makes",
+                  f"{mixed_share * 100:+.1f} % ({mixed_extra * 1000:+.2f} ms on {chroma_ms:.2f} ms of Chroma queries; "
+                  "its own embedding is the row above)" if overhead.ok
+                  else why(overhead), mixed_share <= 0.10 if overhead.ok else None),
+        ],
+    )
+
+
 def render(sections: list[Section], command: str, elapsed: float) -> str:
     targets = [t for s in sections for t in s.targets]
     features = [f for s in sections for f in s.features]
@@ -501,14 +589,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="stream 2,000 photos instead of 10,000")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="do not pip-install missing competitor packages")
-    parser.add_argument("--only", choices=("nomic", "concurrency", "chroma", "stream"), action="append",
+    parser.add_argument("--only", choices=("nomic", "concurrency", "chroma", "stream", "speed", "fidelity"),
+                        action="append",
                         help="run only these scenarios (repeatable)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="where to write the report")
     parser.add_argument("--timeout", type=float, default=150.0, help="seconds per contender before it is stopped")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     bench = Bench(Path(tempfile.mkdtemp(prefix="mmembed-bench-")), args.timeout, ensure_competitors(args.install))
-    only = args.only or ["nomic", "concurrency", "chroma", "stream"]
+    only = args.only or ["nomic", "concurrency", "chroma", "stream", "speed", "fidelity"]
     sections = []
     try:
         if "nomic" in only:
@@ -519,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(chroma_scenario(bench))
         if "stream" in only:
             sections.append(stream_scenario(bench, [2000] if args.quick else [2000, 10000]))
+        if "speed" in only:
+            sections.append(speed_scenario(bench))
     finally:
         shutil.rmtree(bench.work, ignore_errors=True)
     command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
