@@ -222,7 +222,7 @@ class _Watchdog:
         self._wake_at = 0.0  # when the watchdog looks next
 
     def add(self, seconds: float, watch: AttemptWatch) -> list[Any]:
-        entry = [time.monotonic() + seconds, next(self._sequence), watch]
+        entry: list[Any] = [time.monotonic() + seconds, next(self._sequence), watch]
         with self._cond:
             heapq.heappush(self._heap, entry)
             if self._thread is None or not self._thread.is_alive():  # first use, or in a forked child
