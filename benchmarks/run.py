@@ -287,6 +287,10 @@ def nomic_scenario(bench: Bench) -> Section:
         llama = bench.measure(f"llama-index `NomicEmbedding` {version('llama-index-embeddings-nomic')}",
                               "llama_index_nomic", emu, spec, bound=bound, needs="llama-index-embeddings-nomic",
                               note="runs the `nomic` client; its `torch`/HuggingFace imports (local mode) stubbed")
+    with EmulatorProcess(latency, rps, rate_window=300) as emu:
+        windowed = bench.measure("mmembed `Embedder('nomic')`, defaults, against Nomic's own window", "mmembed_nomic",
+                                 emu, spec, bound=None,
+                                 note="emulator: 1200 requests in any 5 minutes, as Nomic states its limit")
     prep_cpu = mm.data.get("cpu_s", math.nan)
     speedup = ratio(official.wall, mm.wall)
     return Section(
@@ -294,7 +298,7 @@ def nomic_scenario(bench: Bench) -> Section:
         f"Emulator: {latency * 1000:.0f} ms per request, {rps:g} requests/s (429 with `Retry-After` above it). "
         f"Bound = {requests_at_cap} requests at Nomic's caps ({NOMIC_TEXT_CAP} texts, {NOMIC_IMAGE_CAP} images) "
         f"÷ {rps:g}/s + one latency = **{bound:.2f} s**.",
-        [mm, official, llama, first],
+        [mm, official, llama, first, windowed],
         targets=[
             Check(f"1a. Nomic, {n_texts} texts + {n_photos} photos, 150 ms, 4 req/s: wall ≤ 1.25 x bound "
                   f"({1.25 * bound:.2f} s)",
@@ -306,10 +310,13 @@ def nomic_scenario(bench: Bench) -> Section:
                   speedup >= 2 if mm.ok and official.ok else None),
         ],
         features=[
-            Check("client-side rate limiter (Nomic default 240/min)",
-                  f"{mm.emu.get('rate_limited')} x 429 from an emulator allowing 4 req/s; "
-                  f"{mm.emu.get('embed_requests')} requests, all at the caps",
-                  mm.ok and mm.emu.get("rate_limited") == 0),
+            Check("client-side rate limiter (Nomic: 1200 per 5-minute window; bursts of 8, its concurrency)",
+                  f"{windowed.emu.get('rate_limited')} x 429 from an emulator enforcing Nomic's window "
+                  f"({windowed.wall:.2f} s); against the stricter 4-at-once token bucket of this scenario the "
+                  f"first burst of 8 draws {mm.emu.get('rate_limited')} x 429, then the pace holds "
+                  f"({mm.emu.get('embed_requests')} requests)",
+                  windowed.ok and windowed.emu.get("rate_limited") == 0
+                  and mm.ok and mm.emu.get("rate_limited", 99) <= NOMIC_CONCURRENCY - rps),
             Check("image preparation on the CPU pool overlaps network waits",
                   f"photos after texts: {n_photos} photos shrunk ({prep_cpu:.2f} CPU s in all), wall "
                   f"{mm.wall / bound:.2f} x bound; {first.images} photos before the texts "
