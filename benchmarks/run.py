@@ -251,8 +251,11 @@ class Section:
     results: list[Result]
     targets: list[Check] = field(default_factory=list)
     features: list[Check] = field(default_factory=list)
+    table: str | None = None  # a section's own table, instead of contender rows
 
     def markdown(self) -> str:
+        if self.table is not None:
+            return "\n".join([f"### {self.title}", "", self.intro, "", self.table])
         lines = [f"### {self.title}", "", self.intro, "", "| " + " | ".join(COLUMNS) + " |",
                  "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(row(r)) + " |" for r in self.results]
@@ -406,6 +409,11 @@ def chroma_scenario(bench: Bench) -> Section:
                   "`JinaEmbeddingFunction` + `ImageLoader`",
                   f"{ratio(chroma.wall, cold.wall):.1f} x ({chroma.wall:.2f} s vs {cold.wall:.2f} s)" if both
                   else why(cold, chroma), ratio(chroma.wall, cold.wall) >= 10 if both else None),
+            Check("15f. … upload bytes in all (texts and photos, every request): ≥ 100 x fewer than chromadb's",
+                  f"{ratio(chroma.emu.get('body_bytes', 0), cold.emu.get('body_bytes', 0)):.0f} x "
+                  f"({chroma.emu.get('body_bytes', 0) / 1e6:,.1f} MB vs {cold.emu.get('body_bytes', 0) / 1e6:,.2f} MB)"
+                  if both else why(cold, chroma),
+                  ratio(chroma.emu.get("body_bytes", 0), cold.emu.get("body_bytes", 0)) >= 100 if both else None),
             Check("2b. … with ≥ 100 x fewer upload bytes per image",
                   f"{ratio(chroma_kb, cold_kb):.0f} x ({chroma_kb:,.0f} KB vs {cold_kb:,.1f} KB per image)"
                   if both else why(cold, chroma), ratio(chroma_kb, cold_kb) >= 100 if both else None),
@@ -553,6 +561,23 @@ def speed_scenario(bench: Bench) -> Section:
     )
 
 
+def fidelity_section() -> Section:
+    import fidelity
+
+    table = fidelity.rows()
+    ours = [r for r in table if not r.encoding.startswith("(before")]
+    return Section(
+        "6. What the model sees: the upload after the model's own resize, against resizing the original",
+        (fidelity.__doc__ or "").split("\n\n", 2)[-1].strip(),
+        [], table=fidelity.markdown(table),
+        targets=[Check(f"15g. uploads unchanged at the model's input within tolerance (PSNR ≥ {fidelity.PSNR_MIN:g} "
+                       f"dB, SSIM ≥ {fidelity.SSIM_MIN:g}) on every photo, for every model",
+                       "; ".join(f"{r.model.split(' (')[0]}, {r.photos}: {r.kb:.1f} KB, {r.psnr_min:.1f} dB, "
+                                 f"SSIM {r.ssim_min:.3f}" for r in ours),
+                       all(r.ok for r in ours))],
+    )
+
+
 def render(sections: list[Section], command: str, elapsed: float) -> str:
     targets = [t for s in sections for t in s.targets]
     features = [f for s in sections for f in s.features]
@@ -617,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             sections.append(stream_scenario(bench, [2000] if args.quick else [2000, 10000]))
         if "speed" in only:
             sections.append(speed_scenario(bench))
+        if "fidelity" in only:
+            sections.append(fidelity_section())
     finally:
         shutil.rmtree(bench.work, ignore_errors=True)
     command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
