@@ -565,7 +565,7 @@ def fidelity_section() -> Section:
     import fidelity
 
     table = fidelity.rows()
-    ours = [r for r in table if not r.encoding.startswith("(before")]
+    ours = [r for r in table if not r.encoding.startswith("(")]
     return Section(
         "6. What the model sees: the upload after the model's own resize, against resizing the original",
         (fidelity.__doc__ or "").split("\n\n", 2)[-1].strip(),
