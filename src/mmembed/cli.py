@@ -36,7 +36,7 @@ __all__ = ["main"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 PASSAGE_CHARS = 1200
-WRITE_BATCH = 256  # records written per Chroma call, as their vectors arrive
+WRITE_BATCH = 500  # records written per Chroma call, as their vectors arrive
 CHECK_BATCH = 500  # records looked up in Chroma per call (are they stored, and unchanged?)
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
 
