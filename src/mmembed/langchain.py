@@ -48,9 +48,10 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
+from ._pydantic import safe_error
 from .cache import EmbeddingCache
 from .embedder import Embedder, provider_class
-from .errors import ConfigurationError, InputError
+from .errors import InputError
 from .inputs import ImageSource
 from .options import OptionSpec, options_for
 from .providers import PROVIDERS, Provider
@@ -80,7 +81,7 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
         try:
             super().__init__(**data)
         except ValidationError as exc:  # model_post_init's ValueErrors are wrapped: give ours back, hide inputs
-            error: Exception = _configuration_error(exc) or _without_inputs(exc)
+            error = safe_error(exc)
         else:
             return
         # Raised outside the except block, so the original error (which holds the input) is not its context.
@@ -151,25 +152,6 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """:meth:`embed_image` in a worker thread: the event loop keeps running."""
         return _lists(await self._embedder.aembed(_images(uris)))
-
-
-def _configuration_error(exc: ValidationError) -> ConfigurationError | None:
-    """The ConfigurationError behind a pydantic ValidationError (raised by model_post_init), if that is its cause."""
-    for error in exc.errors():
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, ConfigurationError):
-            return cause
-    return None
-
-
-def _without_inputs(exc: ValidationError) -> ValidationError:
-    """``exc`` without the inputs it holds: for an error raised by model_post_init that is the whole input, key
-    included (``hide_input_in_errors`` keeps it out of the text only, not out of ``errors()``)."""
-    details: list[Any] = [
-        {"type": e["type"], "loc": e["loc"], "input": None, **({"ctx": e["ctx"]} if "ctx" in e else {})}
-        for e in exc.errors()
-    ]
-    return ValidationError.from_exception_data(exc.title, details, hide_input=True)
 
 
 def _field(spec: OptionSpec) -> tuple[Any, Any]:
