@@ -587,7 +587,8 @@ def render(sections: list[Section], command: str, elapsed: float) -> str:
         "# Benchmark results",
         "",
         f"`{command}` (or `make bench`) on {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}; the whole run took {elapsed / 60:.1f} min.",
+        f"{time.strftime('%Y-%m-%d')}; the whole run took {elapsed / 60:.1f} min. The cores may be shared with "
+        "other work (they were for the committed run): single times are noisy, so compare ratios within one run.",
         "",
         "Every contender talks to mmembed's offline emulator (real wire formats, fake vectors) running in a separate "
         "process, and runs in a subprocess of its own. *requests*: embedding requests the emulator received, retries "
