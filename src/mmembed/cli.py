@@ -226,7 +226,7 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     cache = function.embedder.cache
     progress = _progress(args.quiet)
     writer = _Writer(collection, report, progress)
-    pending = _pending(collection, files, cache.file_digest if cache is not None else None, report, progress)
+    pending = _pending(collection, files, getattr(cache, "file_digest", None), report, progress)
     try:
         _stream(function.embedder, pending, writer, report)
     except EmbeddingError as err:
