@@ -78,6 +78,7 @@ class VoyageProvider(Provider):
     # Voyage's limits are per tier (TPM/RPM on the dashboard; numbers UNCONFIRMED): tier-1-like defaults.
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 300
+    rate_window: ClassVar[float] = 60.0  # RPM and TPM: per-minute quotas
 
     def __init__(self, options: ProviderOptions, *, model: str | None = None, truncation: bool | None = None) -> None:
         super().__init__(options)
