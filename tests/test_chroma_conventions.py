@@ -62,6 +62,7 @@ def client() -> Iterator[chromadb.ClientAPI]:
     client.reset()
     yield client
     client.reset()
+    client.clear_system_cache()  # other tests' ephemeral clients have other settings
 
 
 def random_image() -> np.ndarray:
@@ -199,6 +200,7 @@ def test_configuration_persistence_and_a_missing_key(
         pytest.skip("vertex falls back to Application Default Credentials")
     with pytest.raises(ValueError, match=PROVIDERS[name].env_var):
         reopened.query(query_texts=["red"], n_results=1)
+    reopened._client.clear_system_cache()
 
 
 @pytest.mark.parametrize("name", NAMES)
