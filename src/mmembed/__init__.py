@@ -1,4 +1,4 @@
-"""mmembed: multimodal (text + image) embeddings for Chroma and LlamaIndex over Nomic, Jina and Vertex.
+"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) for Chroma and LlamaIndex.
 
 >>> import mmembed
 >>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
@@ -20,7 +20,9 @@ from .errors import (
     TransportError,
     UnsafeURLError,
 )
-from .inputs import ImageSource
+from .fallbacks import Segment
+from .inputs import ImageSource, Interleaved, MediaSource
+from .mediainfo import MediaLimits
 from .providers import TextTooLongWarning
 
 __version__ = "0.1.0"
@@ -33,9 +35,13 @@ __all__ = [
     "EmbeddingError",
     "ImageSource",
     "InputError",
+    "Interleaved",
     "InvalidResponseError",
+    "MediaLimits",
+    "MediaSource",
     "ProviderError",
     "RateLimitError",
+    "Segment",
     "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",

@@ -62,6 +62,10 @@ class JinaProvider(Provider):
     def model_names(self) -> dict[str, str]:
         return {"model": self.model}
 
+    def reads_page_text(self) -> bool:
+        # jina-embeddings-v4 is a visual document retriever: a PDF page goes as its image only.
+        return self.model != "jina-embeddings-v4"
+
     def image_model(self) -> ModelInfo:
         return self.info
 

@@ -16,7 +16,7 @@ import numpy as np
 import requests
 
 from ..errors import InvalidResponseError
-from ..inputs import Item, TextItem
+from ..inputs import ImageItem, Item, TextItem
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["NomicProvider"]
@@ -75,7 +75,7 @@ class NomicProvider(Provider):
     def route(self, item: Item) -> str:
         if isinstance(item, TextItem):
             return "text"
-        return "image_url" if item.url is not None else "image"
+        return "image_url" if isinstance(item, ImageItem) and item.url is not None else "image"
 
     def cap(self, route: str) -> int:
         return TEXT_CAP if route == "text" else IMAGE_CAP

@@ -11,6 +11,7 @@ download policy, because the API cannot fetch them. Auth: an API key in the ``x-
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 import threading
@@ -22,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 import requests
 
-from ..errors import ConfigurationError, InvalidResponseError
-from ..inputs import Item, TextItem
+from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..inputs import InterleavedItem, Item, TextItem, VideoItem
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["TextTooLongWarning", "VertexProvider"]
@@ -34,6 +35,9 @@ MODELS = {
     ),
 }
 TEXT_TOKEN_LIMIT = 32
+VIDEO_DIMENSIONS = 1408  # video vectors are always 1408-d: parameters.dimension applies to text and image only
+MIN_INTERVAL = 4  # intervalSec below 4 is INVALID_ARGUMENT
+KINDS = frozenset({"text", "image", "video", "interleaved"})
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
@@ -52,6 +56,9 @@ class VertexProvider(Provider):
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 120
     key_required: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = KINDS
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {"multimodalembedding@001": KINDS}
+    video_clips: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -109,26 +116,35 @@ class VertexProvider(Provider):
         return 2
 
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
-        # One instance: at most one text and one image.
+        # One instance: at most one text and one image; a video or an interleaved pair goes alone.
+        alone = (VideoItem, InterleavedItem)
+        if isinstance(item, alone) or any(isinstance(b, alone) for b in batch):
+            return not batch
         return not any(type(b) is type(item) for b in batch)
+
+    def takes_interleaved(self, item: InterleavedItem) -> bool:
+        """One text and one image share an instance (two vectors come back, averaged by the weights)."""
+        return sorted(part.kind for part in item.parts) == ["image", "text"]
 
     def prepare(self, item: Item) -> Ready:
         if isinstance(item, TextItem):
             self._warn_if_long(item.text)
+        if isinstance(item, InterleavedItem):
+            for part in item.parts:
+                if isinstance(part, TextItem):
+                    self._warn_if_long(part.text)
+        if isinstance(item, VideoItem) and self.dimensions not in (None, VIDEO_DIMENSIONS):
+            raise InputError(
+                f"vertex: video vectors are always {VIDEO_DIMENSIONS}-d, so a collection of {self.dimensions}-d "
+                "vectors cannot hold them; omit dimensions= to embed video"
+            )
         return super().prepare(item)
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         instance: dict[str, Any] = {}
         for ready in batch:
-            if ready.text is not None:
-                instance["text"] = ready.text
-            elif ready.gcs_uri is not None:
-                instance["image"] = {"gcsUri": ready.gcs_uri}
-            elif ready.image is not None:
-                instance["image"] = {
-                    "bytesBase64Encoded": base64.b64encode(ready.image.data).decode("ascii"),
-                    "mimeType": ready.image.media_type,
-                }
+            for part in ready.parts or (ready,):
+                _fill(instance, part, self.options.media.video_interval)
         body: dict[str, Any] = {"instances": [instance]}
         if self.options.dimensions is not None:
             body["parameters"] = {"dimension": self.options.dimensions}
@@ -152,13 +168,26 @@ class VertexProvider(Provider):
             if not isinstance(predictions, list) or len(predictions) != 1 or not isinstance(predictions[0], dict):
                 raise InvalidResponseError("expected exactly one prediction", provider=self.name, body=response.text)
             prediction = predictions[0]
-            keys = ["textEmbedding" if r.is_text else "imageEmbedding" for r in batch]
-            missing = [k for k in keys if k not in prediction]
-            if missing:
-                raise InvalidResponseError(f"prediction lacks {missing}", provider=self.name)
-            return self.finish([prediction[k] for k in keys], len(batch))
+            return [self._vector(prediction, ready) for ready in batch]
 
         return parse
+
+    def _vector(self, prediction: dict[str, Any], ready: Ready) -> np.ndarray:
+        """One item's vector from the prediction: its text/image embedding, a video's segments averaged (one
+        segment when the request asked for one), an interleaved pair's two embeddings averaged."""
+        if ready.kind == "video":
+            segments = prediction.get("videoEmbeddings")
+            if not isinstance(segments, list) or not segments or not all(isinstance(s, dict) for s in segments):
+                raise InvalidResponseError("prediction lacks videoEmbeddings", provider=self.name)
+            vectors = _finish_video(self, [s.get("embedding") for s in segments])
+            return _mean(vectors, None, self.name)
+        parts = ready.parts or (ready,)
+        keys = ["textEmbedding" if p.is_text else "imageEmbedding" for p in parts]
+        missing = [k for k in keys if k not in prediction]
+        if missing:
+            raise InvalidResponseError(f"prediction lacks {missing}", provider=self.name)
+        vectors = self.finish([prediction[k] for k in keys], len(keys))
+        return vectors[0] if len(vectors) == 1 else _mean(vectors, ready.weights, self.name)
 
     def is_auth_error(self, response: requests.Response) -> bool:
         """401/403, and Google's answer to a bad API key: 400 INVALID_ARGUMENT with reason API_KEY_INVALID."""
@@ -192,6 +221,61 @@ class VertexProvider(Provider):
             TextTooLongWarning,
             stacklevel=4,
         )
+
+
+def _fill(instance: dict[str, Any], ready: Ready, interval: float) -> None:
+    """Put one item (a text, an image, a video clip) into its place in a ``:predict`` instance."""
+    if ready.text is not None:
+        instance["text"] = ready.text
+    elif ready.kind == "video":
+        video: dict[str, Any] = (
+            {"gcsUri": ready.gcs_uri}
+            if ready.gcs_uri is not None
+            else {"bytesBase64Encoded": base64.b64encode(ready.media or b"").decode("ascii")}
+        )
+        if ready.start is not None and ready.end is not None:
+            start, end = math.floor(ready.start), max(math.ceil(ready.end), math.floor(ready.start) + 1)
+            # One segment per item: the interval spans the clip (at least Vertex's minimum of 4 s).
+            video["videoSegmentConfig"] = {
+                "startOffsetSec": start,
+                "endOffsetSec": end,
+                "intervalSec": max(MIN_INTERVAL, end - start),
+            }
+        else:
+            video["videoSegmentConfig"] = {"intervalSec": max(MIN_INTERVAL, math.ceil(interval))}
+        instance["video"] = video
+    elif ready.gcs_uri is not None:
+        instance["image"] = {"gcsUri": ready.gcs_uri}
+    elif ready.image is not None:
+        instance["image"] = {
+            "bytesBase64Encoded": base64.b64encode(ready.image.data).decode("ascii"),
+            "mimeType": ready.image.media_type,
+        }
+
+
+def _finish_video(provider: VertexProvider, vectors: list[Any]) -> list[np.ndarray]:
+    """Video vectors are 1408-d whatever ``dimensions`` says (checked before sending): normalised, never cut."""
+    from .base import normalise
+
+    out = []
+    for raw in vectors:
+        try:
+            vec = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidResponseError("a video embedding is not a list of numbers", provider=provider.name) from exc
+        if vec.shape != (VIDEO_DIMENSIONS,):
+            raise InvalidResponseError(f"a video embedding has shape {vec.shape}", provider=provider.name)
+        out.append(normalise(vec, provider.name))
+    return out
+
+
+def _mean(vectors: Sequence[np.ndarray], weights: tuple[float, ...] | None, name: str) -> np.ndarray:
+    from .base import normalise
+
+    total = np.zeros(vectors[0].shape, dtype=np.float64)
+    for weight, vec in zip(weights or tuple(1.0 for _ in vectors), vectors, strict=True):
+        total += weight * vec.astype(np.float64)
+    return normalise(total.astype(np.float32), name)
 
 
 def estimate_tokens(text: str) -> int:
