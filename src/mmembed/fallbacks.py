@@ -106,7 +106,7 @@ def _interleaved_mean(provider: Provider, item: InterleavedItem) -> Leaves | Non
 
 def _pdf(provider: Provider, item: DocumentItem) -> Leaves | None:
     native = provider.native_kinds()
-    limits = provider.options.media
+    limits = provider.options.media_limits
     if item.raw is None:  # a gs:// or URL document: only a provider that reads it may take it, whole
         if "pdf" in native:
             return None
@@ -155,7 +155,7 @@ def _texts(provider: Provider, data: bytes, first: int, last: int, reader: Any) 
 def _pages(provider: Provider, item: DocumentItem) -> tuple[int, int, bytes]:
     from .documents import page_count
 
-    limits = provider.options.media
+    limits = provider.options.media_limits
     data = item.data(limits.max_pdf_bytes)
     count = page_count(data)
     if count > limits.max_pdf_pages:
@@ -171,7 +171,7 @@ def _pages(provider: Provider, item: DocumentItem) -> tuple[int, int, bytes]:
 def _video(provider: Provider, item: VideoItem) -> Leaves | None:
     if "video" not in provider.native_kinds():
         raise refused(provider, "video")
-    limits = provider.options.media
+    limits = provider.options.media_limits
     if provider.video_clips:  # video_windows
         if item.start is not None and item.end is not None and item.end - item.start <= limits.video_window:
             return None
@@ -219,7 +219,7 @@ def _check_length(provider: Provider, item: VideoItem) -> float:
 
     if item.raw is None:
         raise InputError("a remote video's length cannot be checked here")
-    limits = provider.options.media
+    limits = provider.options.media_limits
     info = probe(item.raw)
     cap = limits.video_seconds_with_audio if info.has_audio else limits.video_seconds
     if info.duration > cap:
@@ -239,7 +239,7 @@ def _check_audio(provider: Provider, item: AudioItem) -> float | None:
     if item.raw is None:
         return None
     duration = probe(item.raw).duration
-    cap = provider.options.media.audio_seconds
+    cap = provider.options.media_limits.audio_seconds
     if duration > cap:
         raise InputError(
             f"the audio is {duration:.1f} s long; {provider.name} takes at most {cap:g} s in one content "
@@ -292,7 +292,7 @@ def _video_segments(provider: Provider, item: VideoItem, parent: int) -> list[Se
         raise refused(provider, "video")
     if provider.video_clips and item.raw is not None:
         start, end = _clip(item)
-        spans = _edges(start, end, provider.options.media.video_interval)
+        spans = _edges(start, end, provider.options.media_limits.video_interval)
         return [
             Segment(dataclasses.replace(item, start=a, end=b), parent, "video", {"start": a, "end": b})
             for a, b in spans

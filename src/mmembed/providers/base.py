@@ -61,7 +61,8 @@ class ProviderOptions:
     requests_per_minute: float | None = None
     allow_private_urls: bool = False
     image_side: int | None = None
-    media: MediaLimits = field(default_factory=MediaLimits)
+    rate_limiter: Any = None  # an object with acquire() and pause(seconds); default: a RateLimiter of our own
+    media_limits: MediaLimits = field(default_factory=MediaLimits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +91,13 @@ class Provider(ABC):
     """Base class of the three providers; subclasses declare capabilities and speak one wire format."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # names the adapter classes: f"{title}MultimodalEmbeddingFunction", ...
     env_var: ClassVar[str]  # default environment variable holding the key
+    fallback_env_vars: ClassVar[tuple[str, ...]] = ()  # read, in order, when env_var is unset
+    # Keyword arguments of __init__ beyond ``options`` (names of mmembed.options.EmbedderOptions).
+    option_names: ClassVar[tuple[str, ...]] = ("model",)
+    model_keys: ClassVar[tuple[str, ...]] = ("model",)  # persisted in a Chroma config; frozen once stored
+    extra_keys: ClassVar[tuple[str, ...]] = ()  # other persisted options (instance attributes of the same name)
     default_base_url: ClassVar[str]
     image_formats: ClassVar[frozenset[str]]  # upload formats the API accepts
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
@@ -107,11 +114,13 @@ class Provider(ABC):
 
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
-        self.api_key_env_var = options.api_key_env_var or self.env_var
-        self._api_key = options.api_key or os.environ.get(self.api_key_env_var) or None
+        names = (options.api_key_env_var,) if options.api_key_env_var else (self.env_var, *self.fallback_env_vars)
+        found = next((name for name in names if os.environ.get(name)), None)
+        self.api_key_env_var = found or names[0]
+        self._api_key = options.api_key or (os.environ.get(found) if found else None)
         if self._api_key is None and self.key_required:
             raise ConfigurationError(
-                f"{self.name}: no API key; set the {self.api_key_env_var} environment variable "
+                f"{self.name}: no API key; set the {' or '.join(names)} environment variable "
                 "or pass api_key=... (or api_key_env_var=... to read another variable)"
             )
         self.base_url = (options.base_url or self.default_base_url).rstrip("/")
@@ -123,7 +132,7 @@ class Provider(ABC):
             self.name,
             timeout=options.timeout,
             retry=RetryPolicy(max_retries=max(0, options.max_retries)),
-            limiter=RateLimiter(rpm),
+            limiter=options.rate_limiter or RateLimiter(rpm),
             pool_size=self.concurrency,
             describe_error=self.describe_error,
             is_auth_error=self.is_auth_error,
@@ -230,9 +239,9 @@ class Provider(ABC):
         if isinstance(item.raw, PageImage):
             from ..documents import render_page
 
-            page = item.raw
-            data = page.document.data(self.options.media.max_pdf_bytes)
-            rendered = render_page(data, page.page, self.image_spec().min_side, self.options.media.render_max_pixels)
+            page, limits = item.raw, self.options.media_limits
+            data = page.document.data(limits.max_pdf_bytes)
+            rendered = render_page(data, page.page, self.image_spec().min_side, limits.render_max_pixels)
             return Ready(image=prepare_image(rendered, self.image_spec()))
         if item.url is not None:
             if self.server_fetches_urls:
@@ -249,7 +258,7 @@ class Provider(ABC):
 
     def prepare_media(self, item: MediaItem) -> Ready:
         """A PDF (or page range of one), video or audio in wire form: local bytes within the caps, or gs://."""
-        limits = self.options.media
+        limits = self.options.media_limits
         start: float | None = getattr(item, "start", None)
         end: float | None = getattr(item, "end", None)
         if item.gcs_uri is not None:

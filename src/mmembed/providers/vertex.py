@@ -46,9 +46,12 @@ class TextTooLongWarning(UserWarning):
 
 
 class VertexProvider(Provider):
-    """Vertex AI multimodal embeddings (text, image, or both in one instance)."""
+    """Google Vertex AI: multimodalembedding@001 (1408-d; 128/256/512); an API key or ADC."""
 
     name: ClassVar[str] = "vertex"
+    title: ClassVar[str] = "Vertex"
+    option_names: ClassVar[tuple[str, ...]] = ("model", "project_id", "location", "credentials")
+    extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location")
     env_var: ClassVar[str] = "GOOGLE_API_KEY"
     default_base_url: ClassVar[str] = "https://{location}-aiplatform.googleapis.com"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
@@ -144,7 +147,7 @@ class VertexProvider(Provider):
         instance: dict[str, Any] = {}
         for ready in batch:
             for part in ready.parts or (ready,):
-                _fill(instance, part, self.options.media.video_interval)
+                _fill(instance, part, self.options.media_limits.video_interval)
         body: dict[str, Any] = {"instances": [instance]}
         if self.options.dimensions is not None:
             body["parameters"] = {"dimension": self.options.dimensions}
