@@ -13,19 +13,19 @@ within a pixel cap, so a 2 m by 1 m poster costs what a letter page does.
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image
 
+from ._extras import PDFIUM_LOCK, missing_extra
 from .errors import InputError
 
 __all__ = ["PDF_LOCK", "extract_pages", "page_count", "page_texts", "render_page"]
 
-#: PDFium is not thread-safe: every use of pypdfium2 in mmembed holds this lock.
-PDF_LOCK = threading.RLock()
+#: PDFium is not thread-safe: every use of pypdfium2 in the process (client and emulator) holds this lock.
+PDF_LOCK = PDFIUM_LOCK
 
 
 @contextmanager
@@ -34,8 +34,8 @@ def _open(data: bytes) -> Iterator[Any]:
     try:
         import pypdfium2 as pdfium
         import pypdfium2.raw as pdfium_c
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise InputError("PDF support needs pypdfium2: pip install pypdfium2") from exc
+    except ImportError as exc:  # pragma: no cover - an optional extra
+        raise missing_extra("reading PDFs", "pypdfium2") from exc
     with PDF_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)

@@ -13,6 +13,7 @@ import math
 import pathlib
 from dataclasses import dataclass
 
+from ._extras import missing_extra
 from .errors import ConfigurationError, InputError
 
 __all__ = ["MediaInfo", "MediaLimits", "probe"]
@@ -62,8 +63,8 @@ def probe(raw: bytes | pathlib.Path) -> MediaInfo:
     """Duration and streams of a video or audio file, from its container metadata (frames are not decoded)."""
     try:
         import av
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise InputError("video and audio need PyAV: pip install av") from exc
+    except ImportError as exc:  # pragma: no cover - an optional extra
+        raise missing_extra("reading video and audio", "av") from exc
     source: str | io.BytesIO = str(raw) if isinstance(raw, pathlib.Path) else io.BytesIO(raw)
     try:
         container = av.open(source, mode="r", timeout=10.0)
