@@ -95,7 +95,7 @@ def render_page(data: bytes, number: int, min_side: int, max_pixels: int) -> Ima
                     raise InputError(f"page {number} has no size")
                 scale = min_side / min(width, height)
                 if width * height * scale * scale > max_pixels:  # a long strip: cap the area instead
-                    scale = (max_pixels / (width * height)) ** 0.5
+                    scale = (max_pixels / (width * height)) ** 0.5 * 0.99  # PDFium rounds sizes up
                 bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
                 try:
                     image: Image.Image = bitmap.to_pil().convert("RGB")
