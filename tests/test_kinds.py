@@ -61,7 +61,8 @@ def test_paths_and_bytes_are_recognised_from_their_content(media_dir: Path, tmp_
 
 def test_media_sources_name_remote_media_explicitly() -> None:
     video = to_item(MediaSource("gs://bucket/talk.mp4", start=0, end=30))
-    assert isinstance(video, VideoItem) and video.gcs_uri == "gs://bucket/talk.mp4" and (video.start, video.end) == (0, 30)
+    assert isinstance(video, VideoItem) and video.gcs_uri == "gs://bucket/talk.mp4"
+    assert (video.start, video.end) == (0, 30)
     doc = to_item(MediaSource("https://example.com/report", kind="pdf", pages=(2, 3)))
     assert isinstance(doc, DocumentItem) and doc.url and doc.pages == (2, 3)
     assert to_item(MediaSource("https://example.com/a.mp3")).kind == "audio"
@@ -135,7 +136,10 @@ def test_expand_gives_one_segment_per_page_and_passage(media_dir: Path, embedder
     embedder = embedder_for("jina")
     segments = embedder.expand(["a note", media_dir / "doc.pdf"])
     assert [s.parent for s in segments] == [0] + [1] * 6
-    assert [(s.modality, s.metadata) for s in segments[1:3]] == [("pdf", {"page": 1}), ("text", {"page": 1, "passage": 0})]
+    assert [(s.modality, s.metadata) for s in segments[1:3]] == [
+        ("pdf", {"page": 1}),
+        ("text", {"page": 1, "passage": 0}),
+    ]
     assert all(isinstance(s, Segment) for s in segments)
     assert isinstance(segments[2].item, TextItem) and segments[2].item.text == PAGES[0]
     vectors = embedder.embed([s.item for s in segments])
@@ -150,7 +154,8 @@ def test_video_on_vertex_goes_in_segments_with_video_segment_config(
 ) -> None:
     embedder = embedder_for("vertex")
     segments = embedder.expand([media_dir / "long.mp4"])
-    assert [s.metadata for s in segments] == [{"start": 0, "end": 16}, {"start": 16, "end": 32}, {"start": 32, "end": 40}]
+    spans = [{"start": 0, "end": 16}, {"start": 16, "end": 32}, {"start": 32, "end": 40}]
+    assert [s.metadata for s in segments] == spans
     vectors = embedder.embed([s.item for s in segments] + ["red", "green", "blue"])
     assert vectors.shape == (6, 1408)
     configs = [r.json["instances"][0]["video"]["videoSegmentConfig"] for r in mmembed_emulator.requests
