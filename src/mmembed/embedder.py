@@ -402,7 +402,7 @@ def _make_provider(
     location: str | None,
     credentials: Any,
 ) -> Provider:
-    from .providers import JinaProvider, NomicProvider, VertexProvider
+    from .providers import GeminiProvider, JinaProvider, NomicProvider, VertexProvider
 
     key = name.lower().strip() if isinstance(name, str) else name
     if key not in PROVIDERS:
@@ -413,8 +413,8 @@ def _make_provider(
         return NomicProvider(options, text_model=text_model, vision_model=vision_model)
     if text_model is not None or vision_model is not None:
         raise ConfigurationError(f"{key} takes model=, not text_model=/vision_model=")
-    if key == "jina":
+    if key in ("jina", "gemini"):
         if project_id or location or credentials:
             raise ConfigurationError("project_id, location and credentials are Vertex options")
-        return JinaProvider(options, model=model)
+        return (GeminiProvider if key == "gemini" else JinaProvider)(options, model=model)
     return VertexProvider(options, model=model, project_id=project_id, location=location, credentials=credentials)

@@ -1,4 +1,4 @@
-"""Google Vertex AI ``multimodalembedding@001`` over REST ``:predict`` (the Python SDK class is deprecated).
+"""Google Vertex AI: ``multimodalembedding@001`` over REST ``:predict``, ``gemini-embedding-2`` over ``:embedContent``.
 
 One instance per request, as the online endpoint documents; an instance may carry one text **and** one
 image, and then both embeddings come back, so a mixed stream pairs a text with an image per request and
@@ -6,6 +6,13 @@ needs half the requests. ``parameters.dimension`` sits at the top level of the b
 ``bytesBase64Encoded`` JPEG/PNG (never WebP) or ``gcsUri``; http(s) URLs are downloaded here, under the
 download policy, because the API cannot fetch them. Auth: an API key in the ``x-goog-api-key`` header
 (never in the URL), else Application Default Credentials through google-auth, refreshed as they expire.
+
+``gemini-embedding-2`` (and other Gemini embedding models but ``gemini-embedding-001``) speak ``:embedContent``:
+one ``content`` per call, since Vertex has no batch method for them, so the Embedder keeps ``max_concurrency``
+single-item requests in flight within the rate limit. Options go in ``embedContentConfig``; tasks are prompt
+prefixes on texts, as on the Gemini API (:mod:`mmembed.providers.gemini`). Such models default to the
+``global`` location (host ``aiplatform.googleapis.com``). With an API key and no project, the request goes to
+the express-mode path (``/v1beta1/publishers/google/models/…``), as Google's SDK sends it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import requests
 
 from ..errors import ConfigurationError, InvalidResponseError
 from ..inputs import Item, TextItem
+from . import _google
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["TextTooLongWarning", "VertexProvider"]
@@ -32,7 +40,16 @@ MODELS = {
     "multimodalembedding@001": ModelInfo(
         "multimodalembedding@001", 1408, image_side=512, dimension_choices=(128, 256, 512, 1408)
     ),
+    **{
+        name: ModelInfo(name, 3072, image_side=768, max_side=2048, api_dimensions=(128, 3072))
+        for name in ("gemini-embedding-2", "gemini-embedding-2-preview")
+    },
 }
+# Gemini models on Vertex: one item per request, so more in flight than @001's 4 (dynamic shared quota, no
+# published per-project figure: a 429 pauses every worker and is retried).
+GEMINI_CONCURRENCY = 8
+GEMINI_REQUESTS_PER_MINUTE = 600
+EXPRESS_API_VERSION = "v1beta1"  # the version Google's SDK uses for express mode (API key, no project)
 TEXT_TOKEN_LIMIT = 32
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
@@ -42,7 +59,7 @@ class TextTooLongWarning(UserWarning):
 
 
 class VertexProvider(Provider):
-    """Vertex AI multimodal embeddings (text, image, or both in one instance)."""
+    """Google Vertex AI: multimodalembedding@001 (text, image, or both in one instance) or gemini-embedding-2."""
 
     name: ClassVar[str] = "vertex"
     env_var: ClassVar[str] = "GOOGLE_API_KEY"
@@ -62,14 +79,19 @@ class VertexProvider(Provider):
         location: str | None = None,
         credentials: Any = None,
     ) -> None:
-        self.location = location or os.environ.get("GOOGLE_CLOUD_LOCATION") or "us-central1"
-        host = "aiplatform.googleapis.com"
-        if self.location != "global":
-            host = f"{self.location}-{host}"
-        if options.base_url is None:
-            options = replace(options, base_url=f"https://{host}")
-        super().__init__(options)
         self.model = model or "multimodalembedding@001"
+        self.embed_content = _google.is_embed_content_model(self.model)
+        default_location = "global" if self.embed_content else "us-central1"
+        self.location = location or os.environ.get("GOOGLE_CLOUD_LOCATION") or default_location
+        if options.base_url is None:
+            options = replace(options, base_url=f"https://{_host(self.location)}")
+        if self.embed_content:
+            options = replace(
+                options,
+                max_concurrency=options.max_concurrency or GEMINI_CONCURRENCY,
+                requests_per_minute=options.requests_per_minute or GEMINI_REQUESTS_PER_MINUTE,
+            )
+        super().__init__(options)
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
         self.check_dimensions(self.info)
         if self.dimensions is None:
@@ -80,7 +102,8 @@ class VertexProvider(Provider):
         if self._api_key is None and self._credentials is None:
             self._credentials, adc_project = _default_credentials(self.api_key_env_var)
         self.project_id = project_id or os.environ.get("GOOGLE_CLOUD_PROJECT") or adc_project
-        if not self.project_id:
+        express = self.embed_content and self._api_key is not None
+        if not self.project_id and not express:
             raise ConfigurationError(
                 "vertex: no project; set GOOGLE_CLOUD_PROJECT or pass project_id=..."
             )
@@ -97,27 +120,41 @@ class VertexProvider(Provider):
 
     @property
     def endpoint(self) -> str:
+        method = "embedContent" if self.embed_content else "predict"
+        if not self.project_id:  # express mode: an API key, no project (Gemini models only)
+            return f"{self.base_url}/{EXPRESS_API_VERSION}/publishers/google/models/{self.model}:{method}"
         return (
             f"{self.base_url}/v1/projects/{self.project_id}/locations/{self.location}"
-            f"/publishers/google/models/{self.model}:predict"
+            f"/publishers/google/models/{self.model}:{method}"
         )
 
     def route(self, item: Item) -> str:
-        return "instance"
+        return "content" if self.embed_content else "instance"
 
     def cap(self, route: str) -> int:
-        return 2
+        return 1 if self.embed_content else 2
 
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
+        if self.embed_content:
+            return not batch
         # One instance: at most one text and one image.
         return not any(type(b) is type(item) for b in batch)
 
+    def task_key(self, item: Item, task: Task) -> str:
+        if self.embed_content:  # prompt prefixes on texts, media bare (as on the Gemini API)
+            if not isinstance(item, TextItem):
+                return "media"
+            return f"{task}:{_google.QUERY_TEMPLATE if task == 'query' else _google.DOCUMENT_TEMPLATE}"
+        return task
+
     def prepare(self, item: Item) -> Ready:
-        if isinstance(item, TextItem):
+        if isinstance(item, TextItem) and not self.embed_content:
             self._warn_if_long(item.text)
         return super().prepare(item)
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        if self.embed_content:
+            return self._embed_content(batch, task)
         instance: dict[str, Any] = {}
         for ready in batch:
             if ready.text is not None:
@@ -133,6 +170,24 @@ class VertexProvider(Provider):
         if self.options.dimensions is not None:
             body["parameters"] = {"dimension": self.options.dimensions}
         return self.transport.post(self.endpoint, self._parser(batch), headers=self._headers, json=body)
+
+    def _embed_content(self, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        (ready,) = batch
+        template = _google.QUERY_TEMPLATE if task == "query" else _google.DOCUMENT_TEMPLATE
+        body: dict[str, Any] = {"content": _google.content(ready, template)}
+        if self.dimensions is not None:
+            body["embedContentConfig"] = {"outputDimensionality": self.dimensions}
+        return self.transport.post(self.endpoint, self._content_parser, headers=self._headers, json=body)
+
+    def _content_parser(self, response: requests.Response) -> list[np.ndarray]:
+        body = json_body(response, self.name)
+        embedding = body.get("embedding") if isinstance(body, dict) else None
+        values = embedding.get("values") if isinstance(embedding, dict) else None
+        if not isinstance(values, list):
+            raise InvalidResponseError("response has no 'embedding.values'", provider=self.name, body=response.text)
+        if body.get("truncated") is True:
+            self._warn_truncated()
+        return self.finish([values], 1)
 
     def _headers(self) -> dict[str, str]:
         if self._api_key is not None:
@@ -161,26 +216,23 @@ class VertexProvider(Provider):
         return parse
 
     def is_auth_error(self, response: requests.Response) -> bool:
-        """401/403, and Google's answer to a bad API key: 400 INVALID_ARGUMENT with reason API_KEY_INVALID."""
-        if super().is_auth_error(response):
-            return True
-        if response.status_code != 400:
-            return False
-        try:
-            details = response.json()["error"]["details"]
-        except (ValueError, KeyError, TypeError):
-            return False
-        return isinstance(details, list) and any(
-            isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in details
-        )
+        return _google.is_auth_error(response)
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        request_id = response.headers.get("x-request-id")
-        try:
-            error = response.json().get("error", {})
-            return f"{error.get('status', 'ERROR')}: {error.get('message', '')}".strip(), request_id
-        except (ValueError, AttributeError):
-            return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
+        return _google.describe_error(response)
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        return _google.retry_delay(response)
+
+    def _warn_truncated(self) -> None:
+        if self._warned_long_text:
+            return
+        self._warned_long_text = True
+        warnings.warn(
+            f"vertex: {self.model} truncated an input that was over its token limit (warned once)",
+            TextTooLongWarning,
+            stacklevel=2,
+        )
 
     def _warn_if_long(self, text: str) -> None:
         if self._warned_long_text or estimate_tokens(text) <= TEXT_TOKEN_LIMIT:
@@ -192,6 +244,15 @@ class VertexProvider(Provider):
             TextTooLongWarning,
             stacklevel=4,
         )
+
+
+def _host(location: str) -> str:
+    """Vertex's host for ``location``: global, a multi-region (``us``, ``eu``) or a region."""
+    if location == "global":
+        return "aiplatform.googleapis.com"
+    if location in ("us", "eu"):
+        return f"aiplatform.{location}.rep.googleapis.com"
+    return f"{location}-aiplatform.googleapis.com"
 
 
 def estimate_tokens(text: str) -> int:
