@@ -48,6 +48,10 @@ class EmbeddingCache:
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.path)!r})"
 
+    def __reduce__(self) -> tuple[type[EmbeddingCache], tuple[str]]:
+        # Connections are per thread and per process: a copy opens its own.
+        return (EmbeddingCache, (str(self.path),))
+
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

@@ -1,11 +1,13 @@
 """Chroma adapters: multimodal embedding functions, a lazy image loader, and mixed-modality add and query.
 
-Importing this module registers three embedding functions with Chroma, so a collection reopened with
-``client.get_collection(name)`` rebuilds its function from the stored config:
-
-* :class:`NomicMultimodalEmbeddingFunction`, ``mmembed_nomic``: config ``text_model``, ``vision_model``;
-* :class:`JinaMultimodalEmbeddingFunction`, ``mmembed_jina``: config ``model``;
-* :class:`VertexMultimodalEmbeddingFunction`, ``mmembed_vertex``: config ``model``, ``project_id``, ``location``.
+Importing this module registers one embedding function per provider in the registry
+(:data:`mmembed.providers.PROVIDERS`), derived from the provider's declaration, so a collection reopened with
+``client.get_collection(name)`` rebuilds its function from the stored config: ``{Title}MultimodalEmbeddingFunction``
+(``NomicMultimodalEmbeddingFunction``, ``JinaMultimodalEmbeddingFunction``, ``VertexMultimodalEmbeddingFunction``,
+...), registered as ``mmembed_{name}``, with the provider's model options (``model``; Nomic: ``text_model`` and
+``vision_model``) and persisted extras (Vertex: ``project_id``, ``location``) in its config.
+:func:`function_class` looks one up by provider name; the classes are made at import, so a static type checker
+sees them only through it.
 
 Every config also holds ``dimensions`` (resolved: the real vector size), ``image_side``, ``base_url`` and
 ``api_key_env_var`` — what decides the vectors and where to get them. Never a key: an ``api_key=`` passed
@@ -31,31 +33,34 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from .cache import EmbeddingCache
-from .embedder import Embedder
+from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .inputs import ImageSource
+from .options import EmbedderOptions
+from .providers import PROVIDERS, Provider
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
+    "FUNCTIONS",
     "MODALITY_KEY",
     "RRF_K",
     "ImageURILoader",
-    "JinaMultimodalEmbeddingFunction",
     "MixedQueryResult",
     "MultimodalEmbeddingFunction",
-    "NomicMultimodalEmbeddingFunction",
-    "VertexMultimodalEmbeddingFunction",
     "add_mixed",
     "embedding_function_of",
+    "function_class",
     "query_mixed",
-]
+]  # plus one {Title}MultimodalEmbeddingFunction per registered provider, added below
 
 MODALITY_KEY = "modality"
 RRF_K = 60
@@ -78,62 +83,31 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
     """
 
     provider: ClassVar[str]
-    model_keys: ClassVar[tuple[str, ...]]  # persisted options that name models (frozen once a collection exists)
-    extra_keys: ClassVar[tuple[str, ...]] = ()  # other persisted provider options
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        text_model: str | None = None,
-        vision_model: str | None = None,
-        dimensions: int | None = None,
-        api_key: str | None = None,
-        api_key_env_var: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        max_concurrency: int | None = None,
-        requests_per_minute: float | None = None,
-        cache: str | os.PathLike[str] | EmbeddingCache | None = None,
-        allow_private_urls: bool = False,
-        image_side: int | None = None,
-        project_id: str | None = None,
-        location: str | None = None,
-        credentials: Any = None,
-    ) -> None:
+    def __init__(self, **options: Unpack[EmbedderOptions]) -> None:
         if not hasattr(self, "provider"):
-            raise TypeError("use NomicMultimodalEmbeddingFunction, JinaMultimodalEmbeddingFunction or the Vertex one")
-        embedder = Embedder(
-            self.provider,
-            model=model,
-            text_model=text_model,
-            vision_model=vision_model,
-            dimensions=dimensions,
-            api_key=api_key,
-            api_key_env_var=api_key_env_var,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            requests_per_minute=requests_per_minute,
-            cache=cache,
-            allow_private_urls=allow_private_urls,
-            image_side=image_side,
-            project_id=project_id,
-            location=location,
-            credentials=credentials,
-        )
+            raise TypeError("use a provider's function, e.g. JinaMultimodalEmbeddingFunction, or function_class(name)")
+        embedder = Embedder(self.provider, **options)
         provider = embedder.provider
-        resolved = {**provider.model_names(), **{key: getattr(provider, key) for key in self.extra_keys}}
-        config = {key: resolved[key] for key in (*self.model_keys, *self.extra_keys)}
+        resolved = {**provider.model_names(), **{key: getattr(provider, key) for key in self.extra_keys()}}
+        config = {key: resolved[key] for key in (*self.model_keys(), *self.extra_keys())}
         config.update(
             dimensions=embedder.dimensions,  # resolved, so the config shows (and freezes) the real vector size
-            image_side=image_side,
-            base_url=base_url,
+            image_side=options.get("image_side"),
+            base_url=options.get("base_url"),
             api_key_env_var=provider.api_key_env_var,
         )
         self._setup(config, embedder)
+
+    @classmethod
+    def model_keys(cls) -> tuple[str, ...]:
+        """Persisted options that name models (frozen once a collection exists): the provider's declaration."""
+        return PROVIDERS[cls.provider].model_keys
+
+    @classmethod
+    def extra_keys(cls) -> tuple[str, ...]:
+        """Other persisted provider options."""
+        return PROVIDERS[cls.provider].extra_keys
 
     def _setup(self, config: dict[str, Any], embedder: Embedder | None) -> None:
         self._config = config
@@ -181,10 +155,10 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
         unknown = sorted(set(config) - set(cls.config_keys()))
         if unknown:
             raise ConfigurationError(f"{cls.name()}: unknown config keys {unknown}; known: {list(cls.config_keys())}")
-        for key in (*cls.model_keys, "api_key_env_var"):
+        for key in (*cls.model_keys(), "api_key_env_var"):
             if not isinstance(config.get(key), str) or not config[key].strip():
                 raise ConfigurationError(f"{cls.name()}: config needs {key!r} (a non-empty string)")
-        for key in cls.extra_keys:
+        for key in cls.extra_keys():
             if config.get(key) is not None and not isinstance(config[key], str):
                 raise ConfigurationError(f"{cls.name()}: config {key!r} must be a string or null")
         for key in ("dimensions", "image_side"):
@@ -197,7 +171,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         """Refuse a new model or size: the stored vectors would no longer share a space with new ones."""
-        for key in (*self.model_keys, *FROZEN_KEYS):
+        for key in (*self.model_keys(), *FROZEN_KEYS):
             if key in new_config and new_config[key] != old_config.get(key):
                 raise ConfigurationError(
                     f"{self.name()}: {key} cannot change from {old_config.get(key)!r} to {new_config[key]!r} in an "
@@ -210,7 +184,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
     # -- ours ---------------------------------------------------------------------------------------
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
-        return (*cls.model_keys, *cls.extra_keys, *COMMON_KEYS)
+        return (*cls.model_keys(), *cls.extra_keys(), *COMMON_KEYS)
 
     @property
     def embedder(self) -> Embedder:
@@ -230,29 +204,27 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
         return f"{type(self).__name__}({options})"
 
 
-@register_embedding_function
-class NomicMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
-    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d, one space); key ``NOMIC_API_KEY``."""
-
-    provider: ClassVar[str] = "nomic"
-    model_keys: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
-
-
-@register_embedding_function
-class JinaMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
-    """Jina AI: jina-clip-v2 by default (1024-d, Matryoshka); key ``JINA_API_KEY``."""
-
-    provider: ClassVar[str] = "jina"
-    model_keys: ClassVar[tuple[str, ...]] = ("model",)
+def _function_class(provider: type[Provider]) -> type[MultimodalEmbeddingFunction]:
+    """The registered Chroma function of one provider, derived from its declaration."""
+    name = f"{provider.title}MultimodalEmbeddingFunction"
+    summary = (provider.__doc__ or provider.name).strip().splitlines()[0]
+    doc = f"{summary} Key: ``{provider.env_var}``. Registered with Chroma as ``mmembed_{provider.name}``."
+    namespace = {"provider": provider.name, "__doc__": doc, "__module__": __name__, "__qualname__": name}
+    cls = type(name, (MultimodalEmbeddingFunction,), namespace)
+    register = cast("Callable[[type], type[MultimodalEmbeddingFunction]]", register_embedding_function)
+    return register(cls)
 
 
-@register_embedding_function
-class VertexMultimodalEmbeddingFunction(MultimodalEmbeddingFunction):
-    """Vertex AI multimodalembedding@001 (1408-d; 128/256/512); key ``GOOGLE_API_KEY`` or ADC."""
+FUNCTIONS: dict[str, type[MultimodalEmbeddingFunction]] = {
+    name: _function_class(provider) for name, provider in PROVIDERS.items()
+}
+globals().update({cls.__name__: cls for cls in FUNCTIONS.values()})
+__all__ += sorted(cls.__name__ for cls in FUNCTIONS.values())
 
-    provider: ClassVar[str] = "vertex"
-    model_keys: ClassVar[tuple[str, ...]] = ("model",)
-    extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location")
+
+def function_class(provider: str) -> type[MultimodalEmbeddingFunction]:
+    """The Chroma embedding function class of ``provider`` (e.g. ``function_class("jina")``)."""
+    return FUNCTIONS[provider_class(provider).name]
 
 
 _shared: dict[tuple[str, str, str], Embedder] = {}
@@ -412,7 +384,7 @@ def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction
         return stored
     raise ConfigurationError(
         f"collection {collection.name!r} does not use an mmembed embedding function; create it with "
-        "embedding_function=NomicMultimodalEmbeddingFunction() (or Jina/Vertex)"
+        "embedding_function=JinaMultimodalEmbeddingFunction() (or another provider's)"
     )
 
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbeddingError, InputError
+from .errors import ConfigurationError, EmbeddingError, InputError
 from .inputs import FileDigest, file_sha256
+from .options import option_specs
+from .providers import PROVIDERS
 
 __all__ = ["main"]
 
@@ -157,17 +159,23 @@ def open_client(args: argparse.Namespace) -> Any:
 def embedding_function(args: argparse.Namespace) -> Any:
     from . import chroma
 
-    classes = {
-        "nomic": chroma.NomicMultimodalEmbeddingFunction,
-        "jina": chroma.JinaMultimodalEmbeddingFunction,
-        "vertex": chroma.VertexMultimodalEmbeddingFunction,
-    }
+    cls = PROVIDERS[args.provider]
     options: dict[str, Any] = {"dimensions": args.dimensions, "base_url": args.base_url, "cache": cache_path(args)}
     if args.model:
-        options["text_model" if args.provider == "nomic" else "model"] = args.model
-    if args.provider == "vertex":
-        options.update(project_id=args.project_id, location=args.location)
-    return classes[args.provider](**{k: v for k, v in options.items() if v is not None})
+        options[cls.model_keys[0]] = args.model
+    for name in provider_flags():
+        value = getattr(args, name)
+        if value is not None and name not in cls.option_names:
+            raise ConfigurationError(f"--{name.replace('_', '-')} is not an option of {args.provider}")
+        options[name] = value
+    return chroma.function_class(args.provider)(**{k: v for k, v in options.items() if v is not None})
+
+
+def provider_flags() -> list[str]:
+    """Provider-specific string options that are not models (Vertex's project_id, location): one flag each."""
+    specs = option_specs()
+    names = {n for cls in PROVIDERS.values() for n in cls.option_names if n not in cls.model_keys}
+    return [n for n in specs if n in names and specs[n].simple_type is str]
 
 
 def cache_path(args: argparse.Namespace) -> str | None:
@@ -433,13 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="embed folders of images and text files into a collection")
     ing.add_argument("paths", nargs="+", help="files or folders")
-    ing.add_argument("--provider", choices=("nomic", "jina", "vertex"), required=True)
-    ing.add_argument("--model", help="model (Jina/Vertex) or text model (Nomic)")
-    ing.add_argument("--dimensions", type=int, help="vector size for texts and images alike")
+    ing.add_argument("--provider", choices=sorted(PROVIDERS), required=True)
+    ing.add_argument("--model", help="model (the text model for Nomic)")
+    ing.add_argument("--dimensions", type=int, help="vector size for every modality")
     ing.add_argument("--cache", help="SQLite embedding cache (default: embedding-cache.sqlite in the store folder)")
     ing.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
-    ing.add_argument("--project-id", help="Vertex project (default $GOOGLE_CLOUD_PROJECT)")
-    ing.add_argument("--location", help="Vertex location (default $GOOGLE_CLOUD_LOCATION or us-central1)")
+    specs = option_specs()
+    for name in provider_flags():
+        takers = ", ".join(n for n, c in PROVIDERS.items() if name in c.option_names)
+        ing.add_argument(f"--{name.replace('_', '-')}", help=f"{takers}: {specs[name].doc}")
     ing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     store_options(ing)
     ing.set_defaults(func=ingest)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -25,9 +25,13 @@ from PIL import Image
 from .cache import EmbeddingCache
 from .errors import ConfigurationError, EmbeddingError, InputError
 from .inputs import ImageItem, ImageSource, Item, to_item
+from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 
-__all__ = ["Embedder"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["Embedder", "provider_class"]
 
 Progress = Callable[[int], None]
 
@@ -44,7 +48,7 @@ class _Batch:
 
 
 class Embedder:
-    """Embed texts and images through Nomic, Jina or Vertex, as documents or as queries.
+    """Embed texts and images through any registered provider, as documents or as queries.
 
     >>> from mmembed.testing import Emulator
     >>> with Emulator() as emu:
@@ -53,63 +57,51 @@ class Embedder:
     ...     vectors.shape
     (2, 1024)
 
-    Options: ``model`` (Jina, Vertex) or ``text_model`` + ``vision_model`` (Nomic); ``dimensions`` (both
-    modalities); ``api_key`` (never stored anywhere but memory) or ``api_key_env_var``; ``base_url``
-    (replaces scheme and host only); ``timeout`` (seconds an attempt may take in all) and ``max_retries``;
-    ``max_concurrency`` and ``requests_per_minute`` (defaults follow each provider's documented limits);
-    ``cache`` (a path to a SQLite file: re-runs send nothing); ``allow_private_urls`` (let client-side
-    downloads reach loopback/private hosts); ``image_side`` (override the upload size); for Vertex also
-    ``project_id``, ``location`` and ``credentials`` (google-auth).
+    Options (:class:`mmembed.options.EmbedderOptions`, declared once for every adapter): ``model`` (or
+    ``text_model`` + ``vision_model`` for Nomic); ``dimensions`` (every modality); ``api_key`` (never stored
+    anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host only); ``timeout``
+    (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and ``requests_per_minute``
+    (defaults follow each provider's documented limits) or a shared ``rate_limiter``; ``cache`` (a path to a
+    SQLite file: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
+    loopback/private hosts); ``image_side`` (override the upload size); for Vertex also ``project_id``,
+    ``location`` and ``credentials`` (google-auth). ``None`` means "not given". An Embedder pickles as its
+    key-free :meth:`config`.
     """
 
-    def __init__(
-        self,
-        provider: str,
-        *,
-        model: str | None = None,
-        text_model: str | None = None,
-        vision_model: str | None = None,
-        dimensions: int | None = None,
-        api_key: str | None = None,
-        api_key_env_var: str | None = None,
-        base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        max_concurrency: int | None = None,
-        requests_per_minute: float | None = None,
-        cache: str | os.PathLike[str] | EmbeddingCache | None = None,
-        allow_private_urls: bool = False,
-        image_side: int | None = None,
-        project_id: str | None = None,
-        location: str | None = None,
-        credentials: Any = None,
-    ) -> None:
-        options = ProviderOptions(
-            api_key=api_key,
-            api_key_env_var=api_key_env_var,
-            base_url=base_url,
-            dimensions=dimensions,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            requests_per_minute=requests_per_minute,
-            allow_private_urls=allow_private_urls,
-            image_side=image_side,
-        )
-        self.provider: Provider = _make_provider(
-            provider,
-            options,
-            model=model,
-            text_model=text_model,
-            vision_model=vision_model,
-            project_id=project_id,
-            location=location,
-            credentials=credentials,
-        )
+    def __init__(self, provider: str, **options: Unpack[EmbedderOptions]) -> None:
+        cls = provider_class(provider)
+        given: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
+        _check_options(cls, given)
+        self._options = given
+        common = {key: given[key] for key in ProviderOptions.__dataclass_fields__ if key in given}
+        own = {key: given[key] for key in cls.option_names if key in given}
+        self.provider: Provider = cls(ProviderOptions(**common), **own)
+        cache = given.get("cache")
         self.cache = cache if isinstance(cache, EmbeddingCache) or cache is None else EmbeddingCache(cache)
         self._pools_lock = threading.Lock()
         self._send_pool: ThreadPoolExecutor | None = None
         self._prep_pool: ThreadPoolExecutor | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
+        """Pickle as a config that rebuilds everything: no key, no credentials, no threads or connections.
+
+        The rebuilt Embedder reads its key from the environment variable in use here (``api_key_env_var``),
+        so a worker process needs that variable set (with Ray: ``runtime_env={"env_vars": {...}}``).
+        """
+        return (_rebuild, (self.provider.name, self.config()))
+
+    def config(self) -> dict[str, Any]:
+        """The options this Embedder was made with, without secrets (the key, credentials).
+
+        ``Embedder(embedder.provider_name, **embedder.config())`` builds an equivalent Embedder whose key comes
+        from the environment variable this one resolved.
+        """
+        specs = option_specs()
+        config = {key: value for key, value in self._options.items() if not specs[key].secret}
+        config["api_key_env_var"] = self.provider.api_key_env_var
+        if isinstance(self.cache, EmbeddingCache):
+            config["cache"] = str(self.cache.path)
+        return config
 
     def __repr__(self) -> str:
         return f"Embedder({self.provider!r}, cache={self.cache!r})"
@@ -391,30 +383,27 @@ def _cancel_preparation(batch: _Batch) -> None:
             prepared.cancel()
 
 
-def _make_provider(
-    name: str,
-    options: ProviderOptions,
-    *,
-    model: str | None,
-    text_model: str | None,
-    vision_model: str | None,
-    project_id: str | None,
-    location: str | None,
-    credentials: Any,
-) -> Provider:
-    from .providers import GeminiProvider, JinaProvider, NomicProvider, VertexProvider
-
+def provider_class(name: str) -> type[Provider]:
+    """The registered provider class called ``name`` (case-insensitive)."""
     key = name.lower().strip() if isinstance(name, str) else name
     if key not in PROVIDERS:
         raise ConfigurationError(f"unknown provider {name!r}; choose one of {sorted(PROVIDERS)}")
-    if key == "nomic":
-        if model is not None:
-            raise ConfigurationError("nomic takes text_model= and vision_model=, not model=")
-        return NomicProvider(options, text_model=text_model, vision_model=vision_model)
-    if text_model is not None or vision_model is not None:
-        raise ConfigurationError(f"{key} takes model=, not text_model=/vision_model=")
-    if key in ("jina", "gemini"):
-        if project_id or location or credentials:
-            raise ConfigurationError("project_id, location and credentials are Vertex options")
-        return (GeminiProvider if key == "gemini" else JinaProvider)(options, model=model)
-    return VertexProvider(options, model=model, project_id=project_id, location=location, credentials=credentials)
+    return PROVIDERS[key]
+
+
+def _check_options(cls: type[Provider], given: dict[str, Any]) -> None:
+    """Refuse options that do not exist, or that this provider does not take."""
+    specs = option_specs()
+    for key in given:
+        if key not in specs:
+            raise TypeError(f"Embedder() got an unexpected keyword argument {key!r}")
+        if key not in COMMON_OPTIONS and key not in cls.option_names:
+            takes = [name for name in cls.option_names if name not in ("credentials",)]
+            raise ConfigurationError(
+                f"{cls.name} does not take {key}=; its own options are "
+                + (", ".join(f"{name}=" for name in takes) or "none")
+            )
+
+
+def _rebuild(provider: str, config: dict[str, Any]) -> Embedder:
+    return Embedder(provider, **config)

@@ -3,7 +3,7 @@
 Every error mmembed raises on purpose derives from :class:`EmbeddingError`::
 
     EmbeddingError
-    ├── ConfigurationError        a missing key / project, an impossible option
+    ├── ConfigurationError        a missing key / project, an impossible option (also a ValueError)
     ├── InputError                an item the caller sent cannot be embedded (.index, .source)
     │   └── UnsafeURLError        a URL refused by the download policy (scheme, address, size, type)
     └── ProviderError             the provider (or the network to it) failed (.provider, .status, .request_id, .body)
@@ -37,7 +37,7 @@ class EmbeddingError(Exception):
     """Root of every error mmembed raises on purpose."""
 
 
-class ConfigurationError(EmbeddingError):
+class ConfigurationError(EmbeddingError, ValueError):
     """The embedder cannot be built or used as configured (missing key, bad option)."""
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 try:
     from llama_index.core.base.embeddings.base import Embedding
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, create_model, field_serializer
     from llama_index.core.embeddings import MultiModalEmbedding
     from llama_index.core.schema import ImageType
 except ImportError as exc:  # an optional extra: say how to get it
@@ -37,16 +37,17 @@ except ImportError as exc:  # an optional extra: say how to get it
 import numpy as np
 
 from .cache import EmbeddingCache
-from .embedder import Embedder
+from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .inputs import ImageSource
+from .options import OptionSpec, options_for
+from .providers import PROVIDERS, Provider
 
 __all__ = [
+    "CLASSES",
     "EmbedderMultiModalEmbedding",
-    "JinaMultiModalEmbedding",
-    "NomicMultiModalEmbedding",
-    "VertexMultiModalEmbedding",
-]
+    "embedding_class",
+]  # plus one {Title}MultiModalEmbedding per registered provider, added below
 
 # LlamaIndex's own ceiling for embed_batch_size. The Embedder splits each call into requests at the
 # provider's caps and runs them concurrently, so a bigger LlamaIndex batch only means fewer, larger calls.
@@ -69,41 +70,6 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
         gt=0,
         le=MAX_EMBED_BATCH_SIZE,
     )
-    # A plain str (so type checkers accept api_key="...") kept out of every dump and repr. SecretStr alone
-    # would not do: to_dict() would carry a SecretStr object and to_json() would fail on it.
-    api_key: str | None = Field(
-        default=None,
-        description="The provider's API key; never serialised. Default: the api_key_env_var environment variable.",
-        exclude=True,
-        repr=False,
-    )
-    api_key_env_var: str | None = Field(
-        default=None, description="Environment variable that holds the key (default: the provider's usual one)."
-    )
-    base_url: str | None = Field(
-        default=None, description="Scheme and host to send requests to instead of the provider's (a gateway)."
-    )
-    dimensions: int | None = Field(
-        default=None, description="Output size for texts and images alike (default: the model's native size)."
-    )
-    timeout: float = Field(default=60.0, description="Seconds per request attempt.", gt=0)
-    max_retries: int = Field(default=5, description="Retries after 429, 5xx and network errors.", ge=0)
-    max_concurrency: int | None = Field(
-        default=None, description="Most requests in flight at once (default: the provider's documented limit)."
-    )
-    requests_per_minute: float | None = Field(
-        default=None, description="Client-side rate limit (default: the provider's documented limit)."
-    )
-    cache: str | Path | EmbeddingCache | None = Field(
-        default=None, description="Path of a SQLite embedding cache: items embedded before are not sent again."
-    )
-    allow_private_urls: bool = Field(
-        default=False, description="Let client-side image downloads reach loopback and private addresses."
-    )
-    image_side: int | None = Field(
-        default=None, description="Shortest side images are shrunk to before upload (default: the model's input)."
-    )
-
     _embedder: Embedder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
@@ -122,11 +88,10 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
         self._embedder = embedder
 
     def _embedder_options(self) -> dict[str, Any]:
-        """This object's Embedder options: every field the LlamaIndex base class does not declare."""
-        own = type(self).model_fields.keys() - MultiModalEmbedding.model_fields.keys() - {"embed_batch_size"}
-        return {name: getattr(self, name) for name in own}
+        """This object's Embedder options: one field per option its provider takes."""
+        return {spec.name: getattr(self, spec.name) for spec in _options(PROVIDERS[self.provider])}
 
-    @field_serializer("cache")
+    @field_serializer("cache", check_fields=False)
     def _serialize_cache(self, cache: str | Path | EmbeddingCache | None) -> str | None:
         if isinstance(cache, EmbeddingCache):
             return str(cache.path)
@@ -174,53 +139,53 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
         return _lists(await self._embedder.aembed(_images(img_file_paths)))
 
 
-class NomicMultiModalEmbedding(EmbedderMultiModalEmbedding):
-    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d), key in ``NOMIC_API_KEY``."""
+def _options(provider: type[Provider]) -> list[OptionSpec]:
+    """The Embedder options that become fields: all but those LlamaIndex's base class already has.
 
-    provider: ClassVar[str] = "nomic"
+    ``rate_limiter`` is LlamaIndex's own (acquired once per batch call); mmembed's limiter stays per provider.
+    """
+    return [spec for spec in options_for(provider) if spec.name not in MultiModalEmbedding.model_fields]
 
-    text_model: str = Field(default="nomic-embed-text-v1.5", description="Nomic text model.")
-    vision_model: str | None = Field(
-        default=None, description="Nomic vision model (default: the one sharing text_model's space)."
+
+def _field(spec: OptionSpec) -> tuple[Any, Any]:
+    """A pydantic field for one Embedder option: its description, and secrets kept out of dumps and reprs.
+
+    A secret (``api_key``) stays a plain ``str``: SecretStr would put an object into to_dict() and break
+    to_json(). Objects that cannot be serialised (credentials, a shared rate limiter) are excluded too.
+    """
+    hidden = spec.secret or (spec.simple_type is None and spec.name != "cache")
+    annotation = spec.annotation if spec.simple_type is not None else Any
+    default = spec.default
+    return annotation, Field(default=default, description=spec.doc, exclude=hidden, repr=not spec.secret)
+
+
+def _embedding_class(provider: type[Provider]) -> type[EmbedderMultiModalEmbedding]:
+    """The LlamaIndex class of one provider: one field per option it takes, derived from its declaration."""
+    name = f"{provider.title}MultiModalEmbedding"
+    summary = (provider.__doc__ or provider.name).strip().splitlines()[0]
+    fields = {spec.name: _field(spec) for spec in _options(provider)}
+    cls = create_model(  # type: ignore[call-overload]
+        name,
+        __base__=EmbedderMultiModalEmbedding,
+        __module__=__name__,
+        __doc__=f"{summary} Key: ``{provider.env_var}`` (never in repr, to_dict or to_json).",
+        **fields,
     )
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "mmembed_NomicMultiModalEmbedding"
-
-
-class JinaMultiModalEmbedding(EmbedderMultiModalEmbedding):
-    """Jina AI: jina-clip-v2 (1024-d) by default, key in ``JINA_API_KEY``."""
-
-    provider: ClassVar[str] = "jina"
-
-    model: str = Field(default="jina-clip-v2", description="Jina model (jina-clip-v2, jina-clip-v1, ...).")
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "mmembed_JinaMultiModalEmbedding"
+    cls.provider = provider.name
+    cls.class_name = classmethod(lambda _cls: f"mmembed_{name}")
+    return cast("type[EmbedderMultiModalEmbedding]", cls)
 
 
-class VertexMultiModalEmbedding(EmbedderMultiModalEmbedding):
-    """Google Vertex AI multimodalembedding@001 (1408-d): an API key (``GOOGLE_API_KEY``) or ADC."""
+CLASSES: dict[str, type[EmbedderMultiModalEmbedding]] = {
+    name: _embedding_class(provider) for name, provider in PROVIDERS.items()
+}
+globals().update({cls.__name__: cls for cls in CLASSES.values()})
+__all__ += sorted(cls.__name__ for cls in CLASSES.values())
 
-    provider: ClassVar[str] = "vertex"
 
-    model: str = Field(default="multimodalembedding@001", description="Vertex AI model.")
-    project_id: str | None = Field(default=None, description="Google Cloud project (default: GOOGLE_CLOUD_PROJECT).")
-    location: str | None = Field(
-        default=None, description="Google Cloud region (default: GOOGLE_CLOUD_LOCATION, else us-central1)."
-    )
-    credentials: Any = Field(
-        default=None,
-        description="google-auth credentials to use instead of an API key or ADC; never serialised.",
-        exclude=True,
-        repr=False,
-    )
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "mmembed_VertexMultiModalEmbedding"
+def embedding_class(provider: str) -> type[EmbedderMultiModalEmbedding]:
+    """The LlamaIndex embedding class of ``provider`` (e.g. ``embedding_class("jina")``)."""
+    return CLASSES[provider_class(provider).name]
 
 
 def _images(images: list[ImageType]) -> list[object]:

@@ -59,6 +59,7 @@ class ProviderOptions:
     requests_per_minute: float | None = None
     allow_private_urls: bool = False
     image_side: int | None = None
+    rate_limiter: Any = None  # an object with acquire() and pause(seconds); default: a RateLimiter of our own
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +80,13 @@ class Provider(ABC):
     """Base class of the three providers; subclasses declare capabilities and speak one wire format."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # names the adapter classes: f"{title}MultimodalEmbeddingFunction", ...
     env_var: ClassVar[str]  # default environment variable holding the key
+    fallback_env_vars: ClassVar[tuple[str, ...]] = ()  # read, in order, when env_var is unset
+    # Keyword arguments of __init__ beyond ``options`` (names of mmembed.options.EmbedderOptions).
+    option_names: ClassVar[tuple[str, ...]] = ("model",)
+    model_keys: ClassVar[tuple[str, ...]] = ("model",)  # persisted in a Chroma config; frozen once stored
+    extra_keys: ClassVar[tuple[str, ...]] = ()  # other persisted options (instance attributes of the same name)
     default_base_url: ClassVar[str]
     image_formats: ClassVar[frozenset[str]]  # upload formats the API accepts
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
@@ -90,11 +97,13 @@ class Provider(ABC):
 
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
-        self.api_key_env_var = options.api_key_env_var or self.env_var
-        self._api_key = options.api_key or os.environ.get(self.api_key_env_var) or None
+        names = (options.api_key_env_var,) if options.api_key_env_var else (self.env_var, *self.fallback_env_vars)
+        found = next((name for name in names if os.environ.get(name)), None)
+        self.api_key_env_var = found or names[0]
+        self._api_key = options.api_key or (os.environ.get(found) if found else None)
         if self._api_key is None and self.key_required:
             raise ConfigurationError(
-                f"{self.name}: no API key; set the {self.api_key_env_var} environment variable "
+                f"{self.name}: no API key; set the {' or '.join(names)} environment variable "
                 "or pass api_key=... (or api_key_env_var=... to read another variable)"
             )
         self.base_url = (options.base_url or self.default_base_url).rstrip("/")
@@ -106,7 +115,7 @@ class Provider(ABC):
             self.name,
             timeout=options.timeout,
             retry=RetryPolicy(max_retries=max(0, options.max_retries)),
-            limiter=RateLimiter(rpm),
+            limiter=options.rate_limiter or RateLimiter(rpm),
             pool_size=self.concurrency,
             describe_error=self.describe_error,
             is_auth_error=self.is_auth_error,

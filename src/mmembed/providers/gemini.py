@@ -11,9 +11,7 @@ the download policy. The key travels in the ``x-goog-api-key`` header, never in 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,7 +60,7 @@ class GeminiProvider(Provider):
         query_template: str | None = None,
         document_template: str | None = None,
     ) -> None:
-        super().__init__(_with_fallback_key(options, self.env_var, self.fallback_env_vars))
+        super().__init__(options)
         self.model = model or "gemini-embedding-2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=768, max_side=2048, known=False)
         self.check_dimensions(self.info)
@@ -150,13 +148,3 @@ class GeminiProvider(Provider):
 
     def retry_after(self, response: requests.Response) -> float | None:
         return _google.retry_delay(response)
-
-
-def _with_fallback_key(options: ProviderOptions, env_var: str, fallbacks: Sequence[str]) -> ProviderOptions:
-    """Read the key from the first fallback variable set when neither ``api_key`` nor ``env_var`` gives one."""
-    if options.api_key or options.api_key_env_var or os.environ.get(env_var):
-        return options
-    for name in fallbacks:
-        if os.environ.get(name):
-            return replace(options, api_key_env_var=name)
-    return options

@@ -41,9 +41,10 @@ IMAGES_PER_REQUEST = 64
 
 
 class JinaProvider(Provider):
-    """Jina AI multimodal embeddings."""
+    """Jina AI: jina-clip-v2 by default (1024-d, Matryoshka), jina-clip-v1, jina-embeddings-v4."""
 
     name: ClassVar[str] = "jina"
+    title: ClassVar[str] = "Jina"
     env_var: ClassVar[str] = "JINA_API_KEY"
     default_base_url: ClassVar[str] = "https://api.jina.ai"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})

@@ -37,9 +37,12 @@ IMAGE_CAP = 512
 
 
 class NomicProvider(Provider):
-    """Nomic Atlas embeddings (texts and images)."""
+    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d, one space)."""
 
     name: ClassVar[str] = "nomic"
+    title: ClassVar[str] = "Nomic"
+    option_names: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
+    model_keys: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
     env_var: ClassVar[str] = "NOMIC_API_KEY"
     default_base_url: ClassVar[str] = "https://api-atlas.nomic.ai"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})

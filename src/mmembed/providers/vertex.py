@@ -59,9 +59,14 @@ class TextTooLongWarning(UserWarning):
 
 
 class VertexProvider(Provider):
-    """Google Vertex AI: multimodalembedding@001 (text, image, or both in one instance) or gemini-embedding-2."""
+    """Google Vertex AI: multimodalembedding@001 (1408-d; 128/256/512) or gemini-embedding-2 (3072-d); a key or ADC."""
 
     name: ClassVar[str] = "vertex"
+    title: ClassVar[str] = "Vertex"
+    option_names: ClassVar[tuple[str, ...]] = (
+        "model", "project_id", "location", "credentials", "query_template", "document_template"
+    )
+    extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location", "query_template", "document_template")
     env_var: ClassVar[str] = "GOOGLE_API_KEY"
     default_base_url: ClassVar[str] = "https://{location}-aiplatform.googleapis.com"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
@@ -78,9 +83,20 @@ class VertexProvider(Provider):
         project_id: str | None = None,
         location: str | None = None,
         credentials: Any = None,
+        query_template: str | None = None,
+        document_template: str | None = None,
     ) -> None:
         self.model = model or "multimodalembedding@001"
         self.embed_content = _google.is_embed_content_model(self.model)
+        self.query_template: str | None = None
+        self.document_template: str | None = None
+        if self.embed_content:
+            self.query_template = _google.check_template("query_template", query_template or _google.QUERY_TEMPLATE)
+            self.document_template = _google.check_template(
+                "document_template", document_template or _google.DOCUMENT_TEMPLATE
+            )
+        elif query_template or document_template:
+            raise ConfigurationError(f"vertex: {self.model} takes no prompt templates (only Gemini models do)")
         default_location = "global" if self.embed_content else "us-central1"
         self.location = location or os.environ.get("GOOGLE_CLOUD_LOCATION") or default_location
         if options.base_url is None:
@@ -144,7 +160,7 @@ class VertexProvider(Provider):
         if self.embed_content:  # prompt prefixes on texts, media bare (as on the Gemini API)
             if not isinstance(item, TextItem):
                 return "media"
-            return f"{task}:{_google.QUERY_TEMPLATE if task == 'query' else _google.DOCUMENT_TEMPLATE}"
+            return f"{task}:{self._template(task)}"
         return task
 
     def prepare(self, item: Item) -> Ready:
@@ -173,11 +189,13 @@ class VertexProvider(Provider):
 
     def _embed_content(self, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         (ready,) = batch
-        template = _google.QUERY_TEMPLATE if task == "query" else _google.DOCUMENT_TEMPLATE
-        body: dict[str, Any] = {"content": _google.content(ready, template)}
+        body: dict[str, Any] = {"content": _google.content(ready, self._template(task))}
         if self.dimensions is not None:
             body["embedContentConfig"] = {"outputDimensionality": self.dimensions}
         return self.transport.post(self.endpoint, self._content_parser, headers=self._headers, json=body)
+
+    def _template(self, task: Task) -> str | None:
+        return self.query_template if task == "query" else self.document_template
 
     def _content_parser(self, response: requests.Response) -> list[np.ndarray]:
         body = json_body(response, self.name)
