@@ -26,7 +26,7 @@ from typing import Any, ClassVar, cast
 
 try:
     from llama_index.core.base.embeddings.base import Embedding
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr, create_model, field_serializer
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError, create_model, field_serializer
     from llama_index.core.embeddings import MultiModalEmbedding
     from llama_index.core.schema import ImageType
 except ImportError as exc:  # an optional extra: say how to get it
@@ -71,6 +71,12 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
         le=MAX_EMBED_BATCH_SIZE,
     )
     _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # pydantic wraps the ValueErrors of model_post_init; give ours back
+            raise configuration_error(exc) or exc from None
 
     def model_post_init(self, context: Any, /) -> None:
         embedder = Embedder(self.provider, **self._embedder_options())
@@ -137,6 +143,15 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return _lists(await self._embedder.aembed(_images(img_file_paths)))
+
+
+def configuration_error(exc: ValidationError) -> ConfigurationError | None:
+    """The ConfigurationError behind a pydantic ValidationError (raised by model_post_init), if that is its cause."""
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigurationError):
+            return cause
+    return None
 
 
 def _options(provider: type[Provider]) -> list[OptionSpec]:
