@@ -22,13 +22,16 @@ from mmembed.testing import Emulator, colour_photo
 
 CANARY_KEY = "canary-key-7f3a9c1e"
 PROVIDERS = ("nomic", "jina", "vertex")
-DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408}
+DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "gemini": 3072}
 
 
 @pytest.fixture(autouse=True)
 def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
-    for var in ("NOMIC_API_KEY", "JINA_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"):
+    for var in (
+        "NOMIC_API_KEY", "JINA_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -172,7 +172,7 @@ def _video(provider: Provider, item: VideoItem) -> Leaves | None:
     if "video" not in provider.native_kinds():
         raise refused(provider, "video")
     limits = provider.options.media_limits
-    if provider.video_clips:  # video_windows
+    if provider.clips_video():  # video_windows
         if item.start is not None and item.end is not None and item.end - item.start <= limits.video_window:
             return None
         if item.raw is None:
@@ -290,14 +290,14 @@ def _pdf_segments(provider: Provider, item: DocumentItem, parent: int) -> list[S
 def _video_segments(provider: Provider, item: VideoItem, parent: int) -> list[Segment]:
     if "video" not in provider.native_kinds():
         raise refused(provider, "video")
-    if provider.video_clips and item.raw is not None:
+    if provider.clips_video() and item.raw is not None:
         start, end = _clip(item)
         spans = _edges(start, end, provider.options.media_limits.video_interval)
         return [
             Segment(dataclasses.replace(item, start=a, end=b), parent, "video", {"start": a, "end": b})
             for a, b in spans
         ]
-    if item.raw is not None and not provider.video_clips:
+    if item.raw is not None and not provider.clips_video():
         plan(provider, item)
         duration = _check_length(provider, item)
         return [Segment(item, parent, "video", {"start": 0.0, "end": round(duration, 3)})]

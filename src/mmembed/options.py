@@ -81,6 +81,15 @@ class EmbedderOptions(TypedDict, total=False):
         Doc("Caps and settings for PDFs, video and audio (mmembed.MediaLimits; default: the documented limits).",
             local=True),
     ]
+    query_template: Annotated[
+        str | None,
+        Doc("Gemini models: the prompt a query text is wrapped in, with {text} in it "
+            "(default 'task: search result | query: {text}'); media go bare."),
+    ]
+    document_template: Annotated[
+        str | None,
+        Doc("Gemini models: the prompt a document text is wrapped in (default 'title: none | text: {text}')."),
+    ]
 
 
 # Options every provider takes; the others are taken by the providers that name them in ``option_names``.

@@ -275,6 +275,7 @@ class TransportStats:
 
 ErrorParser = Callable[[requests.Response], tuple[str, str | None]]
 AuthCheck = Callable[[requests.Response], bool]
+RetryAfter = Callable[[requests.Response], float | None]
 
 
 class Transport:
@@ -290,6 +291,7 @@ class Transport:
         pool_size: int = 8,
         describe_error: ErrorParser | None = None,
         is_auth_error: AuthCheck | None = None,
+        retry_after: RetryAfter | None = None,
         user_agent: str = "mmembed",
     ) -> None:
         self.provider = provider
@@ -298,6 +300,7 @@ class Transport:
         self.limiter = limiter or RateLimiter(None)
         self.describe_error = describe_error or default_error_description
         self.is_auth_error = is_auth_error or default_is_auth_error
+        self.retry_after = retry_after or default_retry_after
         self.stats = TransportStats()
         self._rng = random.Random()
         # A whole attempt gets the (read) timeout: connecting, sending and reading the answer together.
@@ -406,7 +409,7 @@ class Transport:
             raise AuthenticationError(
                 message, provider=self.provider, status=status, request_id=request_id, body=body
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = self.retry_after(response)
         if retry_after is not None:
             retry_after = min(retry_after, self.retry.retry_after_cap)
         if status == 429:
@@ -457,6 +460,11 @@ def parse_retry_after(value: str | None) -> float | None:
     if when is None:
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def default_retry_after(response: requests.Response) -> float | None:
+    """Seconds the ``Retry-After`` header asks for (None when absent or unreadable)."""
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def default_is_auth_error(response: requests.Response) -> bool:

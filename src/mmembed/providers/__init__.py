@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
+from .gemini import GeminiProvider
 from .jina import JinaProvider
 from .nomic import NomicProvider
 from .vertex import TextTooLongWarning, VertexProvider
 
 __all__ = [
     "PROVIDERS",
+    "GeminiProvider",
     "JinaProvider",
     "ModelInfo",
     "NomicProvider",
@@ -24,4 +26,5 @@ PROVIDERS: dict[str, type[Provider]] = {
     "nomic": NomicProvider,
     "jina": JinaProvider,
     "vertex": VertexProvider,
+    "gemini": GeminiProvider,
 }

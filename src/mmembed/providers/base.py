@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, InputError, InvalidResponseError
 from ..images import EncodedImage, ImageSpec, prepare_image
 from ..inputs import DocumentItem, InterleavedItem, Item, MediaItem, PageImage, TextItem
 from ..mediainfo import MediaLimits
-from ..transport import RateLimiter, RetryPolicy, Transport
+from ..transport import RateLimiter, RetryPolicy, Transport, default_retry_after
 
 __all__ = ["ALL_KINDS", "TEXT_IMAGE", "ModelInfo", "Provider", "ProviderOptions", "Ready", "Task", "normalise"]
 
@@ -44,6 +44,7 @@ class ModelInfo:
     dimension_choices: tuple[int, ...] | None = None  # the only sizes the API accepts (Vertex)
     matryoshka: bool = True  # a truncated, re-normalised prefix is still a good vector
     max_batch: int | None = None  # per-request input cap, when it differs from the provider default
+    max_side: int | None = None  # longest side worth uploading, if the model caps it too
     known: bool = True
 
 
@@ -136,6 +137,7 @@ class Provider(ABC):
             pool_size=self.concurrency,
             describe_error=self.describe_error,
             is_auth_error=self.is_auth_error,
+            retry_after=self.retry_after,
         )
         # The caller's timeout bounds client-side downloads too (never above the policy's own default).
         self.download_policy = DownloadPolicy(
@@ -186,6 +188,10 @@ class Provider(ABC):
         """Whether an error response means the credentials were refused (401/403; never retried)."""
         return response.status_code in (401, 403)
 
+    def retry_after(self, response: requests.Response) -> float | None:
+        """Seconds an error response asks the client to wait before retrying (default: ``Retry-After``)."""
+        return default_retry_after(response)
+
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         """Whether ``item`` may join an open batch of its route (default: under the count cap)."""
         return len(batch) < self.cap(route)
@@ -211,6 +217,10 @@ class Provider(ABC):
         native = self.native_kinds()
         return "interleaved" in native and all(part.kind in native for part in item.parts)
 
+    def clips_video(self) -> bool:
+        """Whether the model embeds a time range of a video file (Vertex @001's videoSegmentConfig)."""
+        return self.video_clips
+
     def reads_page_text(self) -> bool:
         """Whether a PDF page rendered for this model also yields its text layer as a text item."""
         return True
@@ -225,7 +235,7 @@ class Provider(ABC):
     # -- derived behaviour --------------------------------------------------------------------------
     def image_spec(self) -> ImageSpec:
         side = self.options.image_side or self.image_model().image_side
-        return ImageSpec(min_side=side, formats=self.image_formats)
+        return ImageSpec(min_side=side, formats=self.image_formats, max_side=self.image_model().max_side)
 
     def prepare(self, item: Item) -> Ready:
         """Make one item wire-ready: shrink and encode local images, download what the server can't fetch."""

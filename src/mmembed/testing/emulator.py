@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from .faults import Fault, FaultPlan
+from .gemini import GeminiApi, VertexGemini
 from .jina import Jina
 from .models import PROVIDERS
 from .nomic import NomicImage, NomicText
@@ -135,7 +136,9 @@ class Emulator:
         self.max_concurrency, self.jina_unnormalized = max_concurrency, jina_unnormalized
         self._settings = Settings.make(api_keys, jina_unnormalized)
         self._faults = FaultPlan(fault_rate, tuple(Fault.parse(k) for k in fault_kinds), seed)
-        self._endpoints: tuple[Endpoint, ...] = (NomicText(), NomicImage(), Jina(), Vertex())
+        self._endpoints: tuple[Endpoint, ...] = (
+            NomicText(), NomicImage(), Jina(), Vertex(), GeminiApi(), VertexGemini()
+        )
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
         self._stats = EmulatorStats()
@@ -309,8 +312,10 @@ class Emulator:
                     self._stats.max_in_flight = max(self._stats.max_in_flight, self._in_flight)
                     return None
                 message = f"Rate limit exceeded: at most {self.rate_limit:g} requests per second"
-        headers = (("Retry-After", str(max(1, math.ceil(wait)))),) if self.retry_after else ()
-        reply = endpoint.error(ApiError(429, message), req.request_id)
+        seconds = max(1, math.ceil(wait))
+        headers = (("Retry-After", str(seconds)),) if self.retry_after and endpoint.retry_after_header else ()
+        error = ApiError(429, message, retry_delay=seconds if self.retry_after else None)
+        reply = endpoint.error(error, req.request_id)
         return dataclasses.replace(reply, headers=reply.headers + headers)
 
     def _answer_admitted(self, req: Incoming, endpoint: Endpoint) -> Reply | None:
@@ -345,13 +350,18 @@ class Emulator:
         except ValueError:
             phrase = "Error"
         headers: tuple[tuple[str, str], ...] = ()
+        delay: float | None = None
         if fault.retry_after is not None:
             value = fault.retry_after
             headers = (("Retry-After", value if isinstance(value, str) else str(math.ceil(value))),)
+            delay = None if isinstance(value, str) else float(value)
         elif status == 429 and self.retry_after:
-            headers = (("Retry-After", "1"),)
+            headers, delay = (("Retry-After", "1"),), 1.0
         if fault.kind == "html":
             page = _PROXY_PAGE.format(status=status, phrase=phrase).encode()
             return Reply(status, page, "text/html", headers)
-        reply = endpoint.error(ApiError(status, f"{phrase} (injected by the emulator)"), req.request_id)
+        if not endpoint.retry_after_header:  # the delay goes in the error body (Google's RetryInfo)
+            headers = ()
+        error = ApiError(status, f"{phrase} (injected by the emulator)", retry_delay=delay)
+        reply = endpoint.error(error, req.request_id)
         return dataclasses.replace(reply, headers=reply.headers + headers)

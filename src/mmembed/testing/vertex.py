@@ -79,6 +79,8 @@ class Vertex(Endpoint):
         match = PATH.match(req.path)
         name = match.group(3) if match else ""
         spec = find_model("vertex", name)
+        if spec is not None and spec.embed_content:
+            raise ApiError(400, f"Publisher model {name!r} does not support predict; use :embedContent")
         if spec is None:
             raise ApiError(400, f"Publisher model {name!r} is not supported; use multimodalembedding@001")
         if req.body_error is not None:
