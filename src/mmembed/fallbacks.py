@@ -90,7 +90,10 @@ def refused(provider: Provider, kind: str) -> InputError:
     able = [f"{name} ({', '.join(models)})" for name, cls in PROVIDERS.items() if (models := cls.models_taking(kind))]
     model = " + ".join(provider.model_names().values())
     advice = f"providers that can: {'; '.join(able)}" if able else "no provider here can"
-    return InputError(f"{provider.name} {model} cannot embed {_LABELS.get(kind, kind)}; {advice}")
+    what = _LABELS.get(kind, kind)
+    if provider.native_kinds() == {"text"}:
+        return InputError(f"{provider.name}: {model} embeds text only, so it cannot embed {what}; {advice}")
+    return InputError(f"{provider.name} {model} cannot embed {what}; {advice}")
 
 
 _LABELS = {"pdf": "PDF documents", "video": "video", "audio": "audio", "image": "images", "text": "text"}

@@ -18,7 +18,7 @@ import requests
 
 from ..errors import InvalidResponseError
 from ..inputs import ImageItem, Item
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["JinaProvider"]
 
@@ -51,6 +51,7 @@ class JinaProvider(Provider):
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
     default_requests_per_minute: ClassVar[float | None] = 500
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in MODELS}
 
     def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
         super().__init__(options)

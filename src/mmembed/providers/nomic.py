@@ -17,7 +17,7 @@ import requests
 
 from ..errors import InvalidResponseError
 from ..inputs import ImageItem, Item, TextItem
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["NomicProvider"]
 
@@ -49,6 +49,8 @@ class NomicProvider(Provider):
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 8
     default_requests_per_minute: ClassVar[float | None] = 1200 / 5  # 1200 per 5-minute window
+    # Listed by vision model (the text model names the pair): both read text and images, nothing else.
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in VISION_MODELS}
 
     def __init__(
         self,
