@@ -45,6 +45,7 @@ __all__ = [
     "PageImage",
     "TextItem",
     "VideoItem",
+    "from_uri",
     "to_item",
 ]
 
@@ -438,6 +439,21 @@ def _interleaved(obj: Interleaved) -> InterleavedItem:
             raise InputError(f"part {i} of an Interleaved is itself Interleaved; flatten it")
         parts.append(item)
     return InterleavedItem(parts=tuple(parts), weights=obj.weights)
+
+
+def from_uri(uri: str) -> pathlib.Path | ImageSource | MediaSource:
+    """What a URI string names, for adapters that get strings (Chroma ``uris=``, LlamaIndex image paths).
+
+    A local path becomes a ``Path`` (its kind is then read from its content); an http(s)/gs:// URI whose name
+    says PDF, video or audio becomes a :class:`MediaSource`, any other an :class:`ImageSource`.
+    """
+    source = ImageSource(uri)
+    if source.kind == "path":
+        return to_item_path(source.uri)
+    if source.kind == "data":
+        return source
+    guessed, _ = mimetypes.guess_type(urlsplit(source.uri).path)
+    return MediaSource(source.uri) if media_kind(guessed) else source
 
 
 def to_item_path(uri: str) -> pathlib.Path:
