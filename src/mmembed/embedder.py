@@ -228,8 +228,8 @@ class _Run:
         self.results: list[np.ndarray | None] = []
         self.owner: list[int] = []
         self.rows: list[int | _Combo] = []
-        self.pending: dict[int, list[int]] = {}  # leaf slot → [leaves of its row still to come] (progress)
-        self.pending_lock = threading.Lock()
+        self.leaf_rows: dict[int, list[int]] = {}  # leaf slot → [leaves of its row still to come] (progress)
+        self.rows_lock = threading.Lock()
         self.aliases: dict[int, int] = {}
         self.first_index: dict[str, int] = {}
         self.open: dict[str, _Batch] = {}
@@ -265,7 +265,7 @@ class _Run:
             return
         counter = [1]  # its leaves still unanswered, plus one until all are admitted
         self.rows.append(self._combo(index, leaves, counter))
-        with self.pending_lock:
+        with self.rows_lock:
             counter[0] -= 1
             done = counter[0] == 0
         if done:
@@ -309,9 +309,9 @@ class _Run:
                 return slot
         self.first_index[key] = slot
         if counter is not None:
-            with self.pending_lock:
+            with self.rows_lock:
                 counter[0] += 1
-                self.pending[slot] = counter
+                self.leaf_rows[slot] = counter
         self._add(slot, item, key)
         return slot
 
@@ -437,9 +437,9 @@ class _Run:
     def _tick_slots(self, slots: list[int]) -> None:
         """Progress counts caller rows: a leaf's row is done when its last leaf is answered."""
         done = 0
-        with self.pending_lock:
+        with self.rows_lock:
             for slot in slots:
-                counter = self.pending.pop(slot, None)
+                counter = self.leaf_rows.pop(slot, None)
                 if counter is None:
                     done += 1
                     continue
