@@ -152,12 +152,12 @@ def test_big_photo_is_drafted_shrunk_and_small(monkeypatch: pytest.MonkeyPatch) 
     assert elapsed < 1.0  # ~60 ms measured on a 2-core box; generous bound against noisy CI
 
 
-def test_big_png_is_shrunk_to_jpeg_with_its_colours() -> None:
+def test_big_png_is_shrunk_to_webp_with_its_colours() -> None:
     source = Image.new("RGB", (1600, 1200), BLUE)
     source.paste(RED, (0, 0, 800, 1200))
     out = prepare_image(encode(source, "PNG"), NOMIC)
     img = decode(out)
-    assert (out.width, out.height, out.media_type) == (341, 256, "image/jpeg")
+    assert (out.width, out.height, out.media_type) == (341, 256, "image/webp")
     assert near(img.getpixel((10, 128)), RED)
     assert near(img.getpixel((330, 128)), BLUE)
 
@@ -306,11 +306,13 @@ def test_every_mode_becomes_rgb_or_rgba(
         assert img.getpixel(xy) == colour, (name, xy)
 
 
-def test_opaque_output_is_jpeg_and_transparent_output_is_png() -> None:
+def test_opaque_output_is_webp_or_jpeg_and_transparent_output_is_png() -> None:
     opaque = prepare_image(palette(False), NOMIC)
     clear = prepare_image(palette(True), NOMIC)
-    assert (opaque.media_type, decode(opaque).mode) == ("image/jpeg", "RGB")
+    assert (opaque.media_type, decode(opaque).mode) == ("image/webp", "RGB")
     assert (clear.media_type, decode(clear).mode) == ("image/png", "RGBA")
+    no_webp = prepare_image(palette(False), VERTEX)  # an API without WebP gets JPEG
+    assert (no_webp.media_type, decode(no_webp).mode) == ("image/jpeg", "RGB")
 
 
 def test_transparency_survives_downscaling_with_white_under_clear_pixels() -> None:
@@ -337,7 +339,7 @@ def test_animation_uploads_its_first_frame(fmt: str) -> None:
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
     out = prepare_image(data, EVERYTHING)  # every format accepted, still never passed through
     img = decode(out).convert("RGB")
-    assert (out.passthrough, out.media_type, img.size) == (False, "image/jpeg", (40, 30))
+    assert (out.passthrough, out.media_type, img.size) == (False, "image/webp", (40, 30))
     assert near(img.getpixel((20, 15)), RED)
 
 
@@ -416,12 +418,16 @@ def test_opaque_image_for_a_png_only_api_is_png() -> None:
     assert (out.media_type, out.width, decode(out).mode) == ("image/png", 300, "RGB")
 
 
-def test_webp_only_api_takes_webp_untouched_but_cannot_get_a_re_encoded_image() -> None:
+def test_webp_only_api_takes_webp_untouched_and_gets_webp_when_re_encoded() -> None:
     webp_only = ImageSpec(min_side=512, formats=frozenset({"WEBP"}))
     small_webp = encode(photo(64, 64), "WEBP")
     assert prepare_image(small_webp, webp_only).passthrough is True
-    with pytest.raises(InputError, match="accepts only WEBP"):
-        prepare_image(encode(photo(64, 64), "JPEG"), webp_only)
+    out = prepare_image(encode(photo(64, 64), "JPEG"), webp_only)
+    assert (out.media_type, out.passthrough, decode(out).size) == ("image/webp", False, (64, 64))
+    clear = prepare_image(rgba_with_holes(), webp_only)
+    assert (clear.media_type, decode(clear).mode) == ("image/webp", "RGBA")
+    with pytest.raises(InputError, match="accepts only GIF"):
+        prepare_image(encode(photo(64, 64), "JPEG"), ImageSpec(min_side=512, formats=frozenset({"GIF"})))
 
 
 # -- refusals -------------------------------------------------------------------------------------------------
@@ -590,7 +596,7 @@ def test_chroma_array_is_shrunk_and_encoded() -> None:
     array = np.zeros((1024, 2048, 3), np.uint8)
     array[:, :, 1] = 255
     out = prepare_image(array, NOMIC)
-    assert (out.width, out.height, out.media_type, out.passthrough) == (512, 256, "image/jpeg", False)
+    assert (out.width, out.height, out.media_type, out.passthrough) == (512, 256, "image/webp", False)
     assert near(decode(out).getpixel((100, 100)), (0, 255, 0))
 
 
@@ -635,7 +641,7 @@ def test_spec_format_names_are_normalised() -> None:
 
 def test_encoded_image_repr_leaves_out_the_bytes() -> None:
     out = prepare_image(photo(64, 64), NOMIC)
-    assert repr(out) == "EncodedImage(media_type='image/jpeg', width=64, height=64, passthrough=False)"
+    assert repr(out) == "EncodedImage(media_type='image/webp', width=64, height=64, passthrough=False)"
 
 
 def test_docstring_examples_run() -> None:

@@ -36,7 +36,7 @@ __all__ = ["main"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 PASSAGE_CHARS = 1200
-CHUNK = 64  # records added per Chroma call
+WRITE_BATCH = 256  # records written per Chroma call, as their vectors arrive
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
 
 
@@ -210,8 +210,6 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, client: Any) -> int:
-    from . import chroma
-
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
     records: list[Record] = []
@@ -223,11 +221,11 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
             report.failed.append((str(path), err.reason))
     todo = _changed(collection, records, report)
     progress = _progress(len(todo), args.quiet)
+    writer = _Writer(collection, report, progress)
     try:
-        for start in range(0, len(todo), CHUNK):
-            _add_chunk(chroma, collection, todo[start : start + CHUNK], report)
-            progress.update(min(CHUNK, len(todo) - start))
+        _stream(function.embedder, todo, writer, report)
     except EmbeddingError as err:
+        writer.flush()  # what was answered before the failure is stored
         progress.close()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -239,6 +237,64 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     for source, reason in report.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
     return EXIT_FAILED_ITEMS if report.failed else EXIT_OK
+
+
+def _stream(embedder: Any, todo: list[Record], writer: _Writer, report: IngestReport) -> None:
+    """Every record through one pipeline: full batches, concurrent requests, written as vectors arrive.
+
+    Answers are cached as they arrive and Chroma writes are upserts by stable id, so a run killed at any
+    moment resumes without paying again for what was answered, and ends with the same records.
+    """
+    for index, value in embedder.embed_stream(r.item for r in todo):
+        record = todo[index]
+        if isinstance(value, InputError):
+            report.failed.append((record.source, value.reason))
+            writer.drop(record.source)
+        else:
+            writer.add(record, value)
+    writer.flush()
+
+
+class _Writer:
+    """Writes records to Chroma in batches of WRITE_BATCH; the progress bar counts what is stored."""
+
+    def __init__(self, collection: Any, report: IngestReport, progress: Any) -> None:
+        self.collection, self.report, self.progress = collection, report, progress
+        self.buffer: list[tuple[Record, Any]] = []
+        self.failed: set[str] = set()
+
+    def add(self, record: Record, vector: Any) -> None:
+        self.buffer.append((record, vector))
+        if len(self.buffer) >= WRITE_BATCH:
+            self.flush()
+
+    def drop(self, source: str) -> None:
+        """A file that cannot be embedded: none of its records is written from now on."""
+        self.failed.add(source)
+
+    def flush(self) -> None:
+        from .chroma import MODALITY_KEY
+
+        rows = [(r, v) for r, v in self.buffer if r.source not in self.failed]
+        self.buffer = []
+        for modality in ("text", "image"):
+            part = [(r, v) for r, v in rows if r.modality == modality]
+            if not part:
+                continue
+            content = {"documents": [r.item for r, _ in part]} if modality == "text" else {
+                "uris": [str(r.item) for r, _ in part]
+            }
+            self.collection.upsert(
+                ids=[r.id for r, _ in part],
+                embeddings=[v for _, v in part],
+                metadatas=[
+                    {"source": r.source, "sha256": r.digest, "passage": r.passage, MODALITY_KEY: modality}
+                    for r, _ in part
+                ],
+                **content,
+            )
+        self.report.added += len(rows)
+        self.progress.update(len(rows))
 
 
 def _changed(collection: Any, records: list[Record], report: IngestReport) -> list[Record]:
@@ -254,29 +310,6 @@ def _changed(collection: Any, records: list[Record], report: IngestReport) -> li
     if stale:
         collection.delete(ids=stale)
     return todo
-
-
-def _add_chunk(chroma: Any, collection: Any, chunk: list[Record], report: IngestReport) -> None:
-    """Add a chunk; an item that cannot be embedded is reported and dropped, the rest still stored."""
-    failed_sources = {s for s, _ in report.failed}
-    chunk = [r for r in chunk if r.source not in failed_sources]
-    while chunk:
-        try:
-            chroma.add_mixed(
-                collection,
-                ids=[r.id for r in chunk],
-                items=[r.item for r in chunk],
-                metadatas=[{"source": r.source, "sha256": r.digest, "passage": r.passage} for r in chunk],
-            )
-        except InputError as err:
-            if err.index is None or not 0 <= err.index < len(chunk):
-                raise
-            bad = chunk[err.index]
-            report.failed.append((bad.source, err.reason))
-            chunk = [r for r in chunk if r.source != bad.source]
-            continue
-        report.added += len(chunk)
-        return
 
 
 class _NoProgress:

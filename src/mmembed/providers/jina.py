@@ -52,6 +52,7 @@ class JinaProvider(Provider):
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
     default_requests_per_minute: ClassVar[float | None] = 500
     model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in MODELS}
+    rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
 
     def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
         super().__init__(options)

@@ -48,7 +48,8 @@ class NomicProvider(Provider):
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 8
-    default_requests_per_minute: ClassVar[float | None] = 1200 / 5  # 1200 per 5-minute window
+    default_requests_per_minute: ClassVar[float | None] = 1200 / 5
+    rate_window: ClassVar[float] = 300.0  # 1200 requests per 5-minute window, per IP
     # Listed by vision model (the text model names the pair): both read text and images, nothing else.
     model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in VISION_MODELS}
 

@@ -77,6 +77,7 @@ class VertexProvider(Provider):
     accepts_gcs: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 120
+    rate_window: ClassVar[float] = 60.0  # a per-minute quota per project and region
     key_required: ClassVar[bool] = False
     kinds: ClassVar[frozenset[str]] = KINDS
     model_kinds: ClassVar[dict[str, frozenset[str]]] = {
