@@ -19,6 +19,7 @@ from .errors import (
     RateLimitError,
     TransportError,
     UnsafeURLError,
+    UnsupportedKindError,
 )
 from .fallbacks import Segment
 from .inputs import ImageSource, Interleaved, MediaSource
@@ -45,5 +46,6 @@ __all__ = [
     "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",
+    "UnsupportedKindError",
     "__version__",
 ]

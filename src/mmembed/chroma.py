@@ -64,6 +64,7 @@ __all__ = [
     "embedding_function_of",
     "function_class",
     "query_mixed",
+    "record_modalities",
     "stored_modalities",
 ]  # plus one {Title}MultimodalEmbeddingFunction per registered provider, added below
 
@@ -357,7 +358,7 @@ def add_mixed(
     documents = [item.text if isinstance(item, TextItem) else None for item in converted]
     originals = [item.item if isinstance(item, Segment) else item for item in items]
     uris = [_uri_of(original, item) for original, item in zip(originals, converted, strict=True)]
-    _record_modalities(collection, set(modalities))
+    record_modalities(collection, set(modalities))
     # Chroma's hints say list[str], but with embeddings= it stores None documents and uris as "absent".
     collection.add(
         ids=ids,
@@ -378,7 +379,8 @@ def stored_modalities(collection: Collection) -> tuple[Modality, ...]:
     return found or ("text", "image")
 
 
-def _record_modalities(collection: Collection, modalities: set[Modality]) -> None:
+def record_modalities(collection: Collection, modalities: set[Modality] | set[str]) -> None:
+    """Record in ``collection``'s metadata that it holds ``modalities`` (what :func:`query_mixed` queries)."""
     recorded = set(stored_modalities(collection)) if (collection.metadata or {}).get(MODALITIES_KEY) else set()
     if modalities <= recorded:
         return

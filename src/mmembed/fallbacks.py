@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import InputError, UnsupportedKindError
 from .inputs import (
     AudioItem,
     DocumentItem,
@@ -83,7 +83,7 @@ def plan(provider: Provider, item: Item) -> Leaves | None:
     return None
 
 
-def refused(provider: Provider, kind: str) -> InputError:
+def refused(provider: Provider, kind: str) -> UnsupportedKindError:
     """The error for a kind ``provider``'s model cannot embed, naming the providers and models that can."""
     from .providers import PROVIDERS
 
@@ -92,8 +92,8 @@ def refused(provider: Provider, kind: str) -> InputError:
     advice = f"providers that can: {'; '.join(able)}" if able else "no provider here can"
     what = _LABELS.get(kind, kind)
     if provider.native_kinds() == {"text"}:
-        return InputError(f"{provider.name}: {model} embeds text only, so it cannot embed {what}; {advice}")
-    return InputError(f"{provider.name} {model} cannot embed {what}; {advice}")
+        return UnsupportedKindError(f"{provider.name}: {model} embeds text only, so it cannot embed {what}; {advice}")
+    return UnsupportedKindError(f"{provider.name} {model} cannot embed {what}; {advice}")
 
 
 _LABELS = {"pdf": "PDF documents", "video": "video", "audio": "audio", "image": "images", "text": "text"}
