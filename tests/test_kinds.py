@@ -242,3 +242,12 @@ def test_progress_counts_caller_items(media_dir: Path, embedder_for: Callable[..
     ticks: list[int] = []
     embedder_for("jina").embed(["a", media_dir / "doc.pdf", Interleaved(["b", "c"])], progress=ticks.append)
     assert sum(ticks) == 3
+
+
+def test_the_documents_and_video_example_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    example = Path(__file__).parent.parent / "examples" / "documents_and_video.py"
+    runpy.run_path(str(example), run_name="example")["main"]("vertex")
+    out = capsys.readouterr().out
+    assert "talk.mp4: video {'start': 16.0, 'end': 32.0}" in out and "tone.wav: skipped" in out
