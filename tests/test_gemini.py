@@ -28,7 +28,15 @@ import requests
 from PIL import Image
 
 from conftest import CANARY_KEY, jpeg_bytes, png_bytes
-from mmembed import AuthenticationError, ConfigurationError, Embedder, InputError, ProviderError, RateLimitError
+from mmembed import (
+    AuthenticationError,
+    ConfigurationError,
+    Embedder,
+    ImageSource,
+    InputError,
+    ProviderError,
+    RateLimitError,
+)
 from mmembed.providers import _google
 from mmembed.testing import Emulator, Fault, colour_photo
 
@@ -552,3 +560,51 @@ def test_one_content_with_several_parts_is_their_mean(mmembed_emulator: Emulator
     )
     mean = (text + image) / np.linalg.norm(text + image)
     np.testing.assert_allclose(agg, mean, atol=1e-6)
+
+
+# -- settings, gs://, pickling ------------------------------------------------------------------------------
+
+
+def test_prompt_templates_are_settings_and_part_of_the_cache_key(mmembed_emulator: Emulator, tmp_path: Path) -> None:
+    cache = tmp_path / "c.db"
+    with gemini(mmembed_emulator, cache=cache) as emb:
+        emb.embed_query(["red"])
+    custom = "task: question answering | query: {text}"
+    templates = {"query_template": custom, "document_template": "title: x | text: {text}"}
+    with gemini(mmembed_emulator, cache=cache, **templates) as emb:
+        emb.embed_query(["red"])  # another template: another vector, so the cache does not answer
+        emb.embed(["red"])
+    parts = parts_of(mmembed_emulator)
+    assert parts == [
+        {"text": "task: search result | query: red"},
+        {"text": "task: question answering | query: red"},
+        {"text": "title: x | text: red"},
+    ]
+    with pytest.raises(ConfigurationError, match="query_template"):
+        gemini(mmembed_emulator, query_template="no placeholder")
+    with pytest.raises(ConfigurationError, match="prompt templates"):
+        Embedder("vertex", api_key="k", project_id="p", query_template="q: {text}")  # @001 has no prompts
+
+
+def test_gs_uris_go_to_vertex_gemini_as_file_data_and_are_refused_by_the_gemini_api(
+    mmembed_emulator: Emulator,
+) -> None:
+    with vertex(mmembed_emulator, project_id="p") as emb:
+        got = emb.embed([ImageSource("gs://bucket/photos/red.png")])
+    (sent,) = mmembed_emulator.requests
+    assert sent.json["content"]["parts"] == [{"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/photos/red.png"}}]
+    assert got.shape == (1, 3072)
+    with vertex(mmembed_emulator, project_id="p") as emb, pytest.raises(InputError, match=r"\.png or \.jpg"):
+        emb.embed([ImageSource("gs://bucket/photos/red.webp")])
+    with gemini(mmembed_emulator) as emb, pytest.raises(InputError, match="gs://") as info:
+        emb.embed(["a", ImageSource("gs://bucket/red.png")])
+    assert info.value.index == 1
+
+
+def test_a_gemini_embedder_pickles_without_its_key(mmembed_emulator: Emulator) -> None:
+    import pickle
+
+    emb = gemini(mmembed_emulator, dimensions=256)
+    data = pickle.dumps(emb)
+    assert CANARY_KEY.encode() not in data
+    assert emb.config()["api_key_env_var"] == "GEMINI_API_KEY" and emb.config()["dimensions"] == 256
