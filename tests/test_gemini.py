@@ -356,6 +356,16 @@ def test_vertex_one_request_per_item_concurrently_in_global(
         assert r.headers["x-goog-api-key"] == CANARY_KEY
 
 
+def test_vertex_default_limits_overlap_calls_even_with_short_latency(
+    mmembed_emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = mmembed_emulator_factory(latency=0.05)
+    with vertex(emu, project_id="proj") as emb:  # default concurrency (8) and rate (600/min, the first 8 at once)
+        assert emb.provider.concurrency == 8
+        emb.embed([f"text {i}" for i in range(8)])
+    assert len(emu.requests) == 8 and emu.stats.max_in_flight >= 4
+
+
 def test_vertex_gemini_defaults_to_the_global_host() -> None:
     emb = Embedder("vertex", model=MODEL, api_key="k", project_id="p")
     assert emb.provider.endpoint == (

@@ -61,6 +61,7 @@ class GeminiProvider(Provider):
         document_template: str | None = None,
     ) -> None:
         super().__init__(options)
+        _google.start_together(self)
         self.model = model or "gemini-embedding-2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=768, max_side=2048, known=False)
         self.check_dimensions(self.info)
