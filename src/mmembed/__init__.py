@@ -1,4 +1,4 @@
-"""mmembed: multimodal (text + image) embeddings for Chroma and LlamaIndex over Nomic, Jina and Vertex.
+"""mmembed: multimodal (text + image) embeddings for Chroma and LlamaIndex over Nomic, Jina, Vertex and Gemini.
 
 >>> import mmembed
 >>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
