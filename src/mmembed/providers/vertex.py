@@ -126,6 +126,9 @@ class VertexProvider(Provider):
                 "vertex: no project; set GOOGLE_CLOUD_PROJECT or pass project_id=..."
             )
         self._warned_long_text = False
+        # Gemini models: prompt tokens by modality, summed over answered calls (what an image really costs).
+        self.usage: dict[str, int] = {}
+        self._usage_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", project_id={self.project_id!r}, location={self.location!r})"
@@ -207,7 +210,19 @@ class VertexProvider(Provider):
             raise InvalidResponseError("response has no 'embedding.values'", provider=self.name, body=response.text)
         if body.get("truncated") is True:
             self._warn_truncated()
-        return self.finish([values], 1)
+        vectors = self.finish([values], 1)
+        self._count_usage(body.get("usageMetadata"))
+        return vectors
+
+    def _count_usage(self, usage: object) -> None:
+        details = usage.get("promptTokensDetails") if isinstance(usage, dict) else None
+        if not isinstance(details, list):
+            return
+        with self._usage_lock:
+            for detail in details:
+                if isinstance(detail, dict) and isinstance(detail.get("tokenCount"), int):
+                    modality = str(detail.get("modality", "UNKNOWN"))
+                    self.usage[modality] = self.usage.get(modality, 0) + detail["tokenCount"]
 
     def _headers(self) -> dict[str, str]:
         if self._api_key is not None:
