@@ -24,7 +24,7 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GOOGLE_API_KEY + project).
+# Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GEMINI_API_KEY / GOOGLE_API_KEY + project).
 record: $(STAMP)
 	MMEMBED_RECORD=live $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
 

@@ -28,7 +28,15 @@ import requests
 from PIL import Image
 
 from conftest import CANARY_KEY, jpeg_bytes, png_bytes
-from mmembed import AuthenticationError, ConfigurationError, Embedder, InputError, ProviderError, RateLimitError
+from mmembed import (
+    AuthenticationError,
+    ConfigurationError,
+    Embedder,
+    ImageSource,
+    InputError,
+    ProviderError,
+    RateLimitError,
+)
 from mmembed.providers import _google
 from mmembed.testing import Emulator, Fault, colour_photo
 
@@ -348,6 +356,16 @@ def test_vertex_one_request_per_item_concurrently_in_global(
         assert r.headers["x-goog-api-key"] == CANARY_KEY
 
 
+def test_vertex_default_limits_overlap_calls_even_with_short_latency(
+    mmembed_emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = mmembed_emulator_factory(latency=0.05)
+    with vertex(emu, project_id="proj") as emb:  # default concurrency (8) and rate (600/min, the first 8 at once)
+        assert emb.provider.concurrency == 8
+        emb.embed([f"text {i}" for i in range(8)])
+    assert len(emu.requests) == 8 and emu.stats.max_in_flight >= 4
+
+
 def test_vertex_gemini_defaults_to_the_global_host() -> None:
     emb = Embedder("vertex", model=MODEL, api_key="k", project_id="p")
     assert emb.provider.endpoint == (
@@ -416,6 +434,13 @@ def test_vertex_answer_shape(mmembed_emulator: Emulator) -> None:
     assert len(body["embedding"]["values"]) == 3072
     details = {d["modality"]: d["tokenCount"] for d in body["usageMetadata"]["promptTokensDetails"]}
     assert details == {"TEXT": 3, "IMAGE": 258} and body["usageMetadata"]["promptTokenCount"] == 261
+
+
+def test_vertex_usage_is_summed_by_modality(mmembed_emulator: Emulator) -> None:
+    with vertex(mmembed_emulator, project_id="p") as emb:
+        emb.embed(["a red car", colour_photo("red", size=(1600, 1200))])
+        # 1024x768 after shrinking: two 768-px tiles by the emulator's (Gemini vision) rule; the live API says its own.
+        assert emb.provider.usage == {"TEXT": 3 + 6, "IMAGE": 516}  # "title: none | text: " adds 6 tokens
 
 
 def test_vertex_auth_error_and_retry_info(mmembed_emulator_factory: Callable[..., Emulator]) -> None:
@@ -552,3 +577,51 @@ def test_one_content_with_several_parts_is_their_mean(mmembed_emulator: Emulator
     )
     mean = (text + image) / np.linalg.norm(text + image)
     np.testing.assert_allclose(agg, mean, atol=1e-6)
+
+
+# -- settings, gs://, pickling ------------------------------------------------------------------------------
+
+
+def test_prompt_templates_are_settings_and_part_of_the_cache_key(mmembed_emulator: Emulator, tmp_path: Path) -> None:
+    cache = tmp_path / "c.db"
+    with gemini(mmembed_emulator, cache=cache) as emb:
+        emb.embed_query(["red"])
+    custom = "task: question answering | query: {text}"
+    templates = {"query_template": custom, "document_template": "title: x | text: {text}"}
+    with gemini(mmembed_emulator, cache=cache, **templates) as emb:
+        emb.embed_query(["red"])  # another template: another vector, so the cache does not answer
+        emb.embed(["red"])
+    parts = parts_of(mmembed_emulator)
+    assert parts == [
+        {"text": "task: search result | query: red"},
+        {"text": "task: question answering | query: red"},
+        {"text": "title: x | text: red"},
+    ]
+    with pytest.raises(ConfigurationError, match="query_template"):
+        gemini(mmembed_emulator, query_template="no placeholder")
+    with pytest.raises(ConfigurationError, match="prompt templates"):
+        Embedder("vertex", api_key="k", project_id="p", query_template="q: {text}")  # @001 has no prompts
+
+
+def test_gs_uris_go_to_vertex_gemini_as_file_data_and_are_refused_by_the_gemini_api(
+    mmembed_emulator: Emulator,
+) -> None:
+    with vertex(mmembed_emulator, project_id="p") as emb:
+        got = emb.embed([ImageSource("gs://bucket/photos/red.png")])
+    (sent,) = mmembed_emulator.requests
+    assert sent.json["content"]["parts"] == [{"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/photos/red.png"}}]
+    assert got.shape == (1, 3072)
+    with vertex(mmembed_emulator, project_id="p") as emb, pytest.raises(InputError, match=r"\.png or \.jpg"):
+        emb.embed([ImageSource("gs://bucket/photos/red.webp")])
+    with gemini(mmembed_emulator) as emb, pytest.raises(InputError, match="gs://") as info:
+        emb.embed(["a", ImageSource("gs://bucket/red.png")])
+    assert info.value.index == 1
+
+
+def test_a_gemini_embedder_pickles_without_its_key(mmembed_emulator: Emulator) -> None:
+    import pickle
+
+    emb = gemini(mmembed_emulator, dimensions=256)
+    data = pickle.dumps(emb)
+    assert CANARY_KEY.encode() not in data
+    assert emb.config()["api_key_env_var"] == "GEMINI_API_KEY" and emb.config()["dimensions"] == 256

@@ -1,4 +1,4 @@
-"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) for Chroma and LlamaIndex.
+"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over Nomic, Jina, Vertex and Gemini.
 
 >>> import mmembed
 >>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP

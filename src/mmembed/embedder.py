@@ -431,7 +431,7 @@ class _Run:
             try:
                 sub = fallbacks.plan(self.provider, leaf)
             except InputError as err:
-                raise err.at(index, f"{err.source or ''} (in {leaf.source})".strip()) from err.__cause__
+                raise err.at(index, err.source or leaf.source) from err.__cause__
             if sub is not None:
                 children.append((self._combo(index, sub, counter), weight))
             else:

@@ -10,10 +10,10 @@ LlamaIndex passes images as ``str`` (a local path or an http(s) URL: here a ``st
 image) or ``BytesIO`` (``ImageNode.image`` decoded, or ``ImageNode.image_url`` fetched by LlamaIndex).
 
 PDFs and video reach the same methods: ``get_image_embedding("report.pdf")`` or
-``get_image_embedding_batch(["talk.mp4"])`` are read by content (a local file's first bytes; a URL's name), and go natively or through
-mmembed's fallbacks (a PDF's pages rendered and averaged). For one node per page or per video segment,
-expand first: ``embed_model.embedder.expand([Path("report.pdf")])`` gives the segments, each with its
-``page`` or ``start``/``end`` metadata, whose ``item`` the same methods embed.
+``get_image_embedding_batch(["talk.mp4"])`` are read by content (a local file's first bytes; a URL's name),
+and go natively or through mmembed's fallbacks (a PDF's pages rendered and averaged). For one node per page
+or per video segment, expand first: ``embed_model.embedder.expand([Path("report.pdf")])`` gives the
+segments, each with its ``page`` or ``start``/``end`` metadata, whose ``item`` the same methods embed.
 
 >>> from mmembed.llama_index import JinaMultiModalEmbedding
 >>> from mmembed.testing import Emulator

@@ -83,12 +83,12 @@ class EmbedderOptions(TypedDict, total=False):
     ]
     query_template: Annotated[
         str | None,
-        Doc("Gemini models: the prompt a query text is wrapped in, with {text} in it "
-            "(default 'task: search result | query: {text}'); media go bare."),
+        Doc("The prompt a query text is wrapped in, {text} once (Gemini models; default "
+            "'task: search result | query: {text}'; images go bare)."),
     ]
     document_template: Annotated[
         str | None,
-        Doc("Gemini models: the prompt a document text is wrapped in (default 'title: none | text: {text}')."),
+        Doc("The prompt a document text is wrapped in (Gemini models; default 'title: none | text: {text}')."),
     ]
 
 

@@ -8,9 +8,9 @@ a wrong count never reaches the caller unless every retry failed.
 Retried: 408, 409, 429, every 5xx, connection errors, timeouts and untrustworthy 200s. Never retried:
 401/403 or whatever else the provider's ``is_auth_error`` recognises (:class:`AuthenticationError`), and
 other 4xx (validation errors). Should a server echo a credential into an error body, it is redacted.
-Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date) wins, up to
-``retry_after_cap``. A 429 also pauses the shared :class:`RateLimiter`, so every worker of the client
-slows down together.
+Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date), or whatever delay
+the provider's ``retry_after`` hook reads (Google's ``RetryInfo``), wins, up to ``retry_after_cap``. A 429
+also pauses the shared :class:`RateLimiter`, so every worker of the client slows down together.
 
 ``timeout`` bounds each attempt as a whole, not only each read: :func:`attempt_deadline` shuts the socket of
 an attempt that outlives it, so a server that trickles its answer a byte at a time cannot hold a worker.

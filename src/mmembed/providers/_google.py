@@ -18,8 +18,8 @@ import requests
 
 from ..errors import ConfigurationError, InputError
 from ..inputs import InterleavedItem, Item, MediaItem
-from ..transport import parse_retry_after
-from .base import Ready, Task
+from ..transport import RateLimiter, parse_retry_after
+from .base import Provider, Ready, Task
 
 __all__ = [
     "DOCUMENT_TEMPLATE",
@@ -33,8 +33,10 @@ __all__ = [
     "inline_size",
     "is_auth_error",
     "is_embed_content_model",
+    "one_content",
     "part",
     "retry_delay",
+    "start_together",
 ]
 
 # gemini-embedding-2 takes its task as a prompt prefix, not ``taskType`` (Google's cookbook); the strings are the
@@ -50,6 +52,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 def is_embed_content_model(model: str) -> bool:
     """Whether Vertex serves ``model`` through ``:embedContent`` (as Google's SDKs decide), not ``:predict``."""
     return "gemini" in model and model != "gemini-embedding-001" and "maas" not in model
+
+
+def start_together(provider: Provider) -> None:
+    """Let the first ``max_concurrency`` calls start at once; the per-minute rate holds after that.
+
+    Google's quotas are per minute, so a burst of a few calls is within them; without it a one-item-per-call
+    fan-out (Vertex) would start its calls one rate interval apart and rarely overlap them.
+    """
+    if provider.options.rate_limiter is None:
+        rpm = provider.options.requests_per_minute or provider.default_requests_per_minute
+        provider.transport.limiter = RateLimiter(rpm, burst=provider.concurrency)
 
 
 def check_template(name: str, template: str) -> str:
@@ -97,6 +110,12 @@ def check_media_type(item: Item) -> None:
     if isinstance(item, InterleavedItem):
         for p in item.parts:
             check_media_type(p)
+
+
+def one_content(item: InterleavedItem) -> bool:
+    """Whether the parts fit one gemini-embedding-2 content: at most 6 images and one PDF, video, audio each."""
+    kinds = [part.kind for part in item.parts]
+    return kinds.count("image") <= 6 and all(kinds.count(k) <= 1 for k in ("pdf", "video", "audio"))
 
 
 def inline_size(item: Item) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import requests
 
 from ..errors import InputError, InvalidResponseError
-from ..inputs import ImageItem, Item, TextItem
+from ..inputs import ImageItem, InterleavedItem, Item, TextItem
 from . import _google
 from .base import ALL_KINDS, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
@@ -69,6 +69,7 @@ class GeminiProvider(Provider):
         document_template: str | None = None,
     ) -> None:
         super().__init__(options)
+        _google.start_together(self)
         self.model = model or "gemini-embedding-2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=768, max_side=2048, known=False)
         self.check_dimensions(self.info)
@@ -100,6 +101,9 @@ class GeminiProvider(Provider):
             return sum(isinstance(b, ImageItem) for b in batch) < IMAGES_PER_REQUEST
         size = _google.inline_size(item)
         return not size or sum(_google.inline_size(b) for b in batch) + size <= INLINE_BYTES_PER_REQUEST
+
+    def takes_interleaved(self, item: InterleavedItem) -> bool:
+        return super().takes_interleaved(item) and _google.one_content(item)
 
     def task_key(self, item: Item, task: Task) -> str:
         # Media go bare whatever the task, so a query image and a document image share a cache entry.

@@ -120,6 +120,8 @@ class VertexProvider(Provider):
                 requests_per_minute=options.requests_per_minute or GEMINI_REQUESTS_PER_MINUTE,
             )
         super().__init__(options)
+        if self.embed_content:
+            _google.start_together(self)
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
         self.check_dimensions(self.info)
         if self.dimensions is None:
@@ -136,6 +138,9 @@ class VertexProvider(Provider):
                 "vertex: no project; set GOOGLE_CLOUD_PROJECT or pass project_id=..."
             )
         self._warned_long_text = False
+        # Gemini models: prompt tokens by modality, summed over answered calls (what an image really costs).
+        self.usage: dict[str, int] = {}
+        self._usage_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", project_id={self.project_id!r}, location={self.location!r})"
@@ -177,7 +182,7 @@ class VertexProvider(Provider):
     def takes_interleaved(self, item: InterleavedItem) -> bool:
         """@001: one text and one image share an instance (two vectors come back, averaged by the weights)."""
         if self.embed_content:
-            return super().takes_interleaved(item)
+            return super().takes_interleaved(item) and _google.one_content(item)
         return sorted(part.kind for part in item.parts) == ["image", "text"]
 
     def task_key(self, item: Item, task: Task) -> str:
@@ -233,7 +238,19 @@ class VertexProvider(Provider):
             raise InvalidResponseError("response has no 'embedding.values'", provider=self.name, body=response.text)
         if body.get("truncated") is True:
             self._warn_truncated()
-        return self.finish([values], 1)
+        vectors = self.finish([values], 1)
+        self._count_usage(body.get("usageMetadata"))
+        return vectors
+
+    def _count_usage(self, usage: object) -> None:
+        details = usage.get("promptTokensDetails") if isinstance(usage, dict) else None
+        if not isinstance(details, list):
+            return
+        with self._usage_lock:
+            for detail in details:
+                if isinstance(detail, dict) and isinstance(detail.get("tokenCount"), int):
+                    modality = str(detail.get("modality", "UNKNOWN"))
+                    self.usage[modality] = self.usage.get(modality, 0) + detail["tokenCount"]
 
     def _headers(self) -> dict[str, str]:
         if self._api_key is not None:

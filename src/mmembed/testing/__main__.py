@@ -18,7 +18,8 @@ NOTE = "This is an offline EMULATOR: deterministic fake vectors, NOT the real mo
 def build_parser(prog: str = "python -m mmembed.testing") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve an offline emulator of the Nomic Atlas, Jina and Vertex AI embedding APIs. " + NOTE,
+        description="Serve an offline emulator of the Nomic Atlas, Jina, Vertex AI and Gemini API embedding APIs. "
+        + NOTE,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default: 8765)")
@@ -56,7 +57,8 @@ def serve_forever(
     with emulator as emu:
         print(f"mmembed emulator listening on {emu.url}", file=out)
         print(NOTE, file=out)
-        print("Use it as the base URL of the Nomic, Jina or Vertex client. Ctrl-C stops it.", file=out, flush=True)
+        print("Use it as the base URL of the Nomic, Jina, Vertex or Gemini client. Ctrl-C stops it.", file=out,
+              flush=True)
         try:
             while not stop.wait(0.5):
                 pass

@@ -1,4 +1,4 @@
-"""The Emulator: an offline stand-in for the Nomic Atlas, Jina and Vertex AI embedding APIs.
+"""The Emulator: an offline stand-in for the Nomic Atlas, Jina, Vertex AI and Gemini API embedding APIs.
 
 It answers with deterministic FAKE vectors (see :mod:`mmembed.testing.space`), NOT the real models' output;
 it is meant for tests, demos and benchmarks. Everything it does is observable: every request is recorded, and
@@ -107,7 +107,7 @@ class _SlidingWindow:
 
 
 class Emulator:
-    """An offline emulator of the Nomic Atlas, Jina and Vertex AI embedding APIs over real HTTP.
+    """An offline emulator of the Nomic Atlas, Jina, Vertex AI and Gemini API embedding APIs over real HTTP.
 
     This is an EMULATOR: it answers with deterministic fake vectors, NOT the real models' embeddings — for
     tests, demos and benchmarks. The fake space keeps the traits clients must cope with: texts and images share
