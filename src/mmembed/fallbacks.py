@@ -116,10 +116,12 @@ def _pdf(provider: Provider, item: DocumentItem) -> Leaves | None:
         raise InputError(
             f"{provider.name} renders PDFs page by page here, which needs the file: download it and pass its path"
         )
+    per = limits.pdf_pages_per_content
+    if "pdf" in native and item.pages is not None and item.pages[1] - item.pages[0] < per:
+        return None  # a page range that fits one content (as expand makes them): read only when prepared
     first, last, data = _pages(provider, item)
     if "pdf" in native:  # pdf_chunks
-        per = limits.pdf_pages_per_content
-        if last - first + 1 <= per and (item.pages is not None or first == 1):
+        if last - first + 1 <= per:
             return None
         return [
             (dataclasses.replace(item, pages=(a, min(a + per - 1, last))), float(min(a + per - 1, last) - a + 1))
