@@ -160,15 +160,34 @@ def test_video_on_vertex_goes_in_segments_with_video_segment_config(
     assert vectors.shape == (6, 1408)
     configs = [r.json["instances"][0]["video"]["videoSegmentConfig"] for r in mmembed_emulator.requests
                if "video" in r.json["instances"][0]]
-    assert sorted(configs, key=lambda c: c["startOffsetSec"]) == [
-        {"startOffsetSec": 0, "endOffsetSec": 16, "intervalSec": 16},
-        {"startOffsetSec": 16, "endOffsetSec": 32, "intervalSec": 16},
-        {"startOffsetSec": 32, "endOffsetSec": 40, "intervalSec": 8},
-    ]
+    # the three segments share one request: one interval each, matched back by start offset
+    assert configs == [{"startOffsetSec": 0, "endOffsetSec": 40, "intervalSec": 16}]
     similarities = vectors[:3] @ vectors[3:].T  # each segment nearest its own colour
     assert list(similarities.argmax(axis=1)) == [0, 1, 2]
     (whole,) = embedder.embed([media_dir / "clip.mp4"])  # embed(): the whole clip, one vector
     assert whole.shape == (1408,)
+    config = mmembed_emulator.requests[-1].json["instances"][0]["video"]["videoSegmentConfig"]
+    assert config == {"startOffsetSec": 0, "endOffsetSec": 12, "intervalSec": 12}
+
+
+def test_segments_not_in_one_window_or_of_other_files_go_apart(
+    media_dir: Path, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
+) -> None:
+    embedder = embedder_for("vertex", media_limits=MediaLimits(video_interval=8))
+    segments = embedder.expand([media_dir / "long.mp4", media_dir / "clip.mp4"])
+    tail = [{"start": 32, "end": 40}, {"start": 0, "end": 8}, {"start": 8, "end": 12}]
+    assert [s.metadata for s in segments][-3:] == tail
+    vectors = embedder.embed([s.item for s in segments])
+    configs = sorted(
+        (r.json["instances"][0]["video"]["videoSegmentConfig"] for r in mmembed_emulator.requests),
+        key=lambda c: (c["endOffsetSec"] - c["startOffsetSec"], c["startOffsetSec"]),
+    )
+    assert configs == [
+        {"startOffsetSec": 0, "endOffsetSec": 12, "intervalSec": 8},  # clip.mp4: 0-8 and 8-12 (4 s)
+        {"startOffsetSec": 0, "endOffsetSec": 40, "intervalSec": 8},  # long.mp4: five segments, one request
+    ]
+    singles = embedder.embed([s.item for s in segments[:2]] + [segments[-1].item])  # alone, then matched again
+    assert float(singles[0] @ vectors[0]) > 0.999 and float(singles[2] @ vectors[-1]) > 0.999
 
 
 def test_vertex_refuses_video_at_reduced_dimensions(media_dir: Path, embedder_for: Callable[..., Embedder]) -> None:

@@ -86,7 +86,10 @@ def test_vertex_video_becomes_segment_records_with_video_segment_config(
     assert videos == [("clip.mp4", 0, 12), ("long.mp4", 0, 16), ("long.mp4", 16, 32), ("long.mp4", 32, 40)]
     configs = [r.json["instances"][0]["video"]["videoSegmentConfig"] for r in mmembed_emulator.requests
                if "video" in r.json["instances"][0]]
-    assert len(configs) == 4 and all(c["intervalSec"] >= 4 for c in configs)
+    assert sorted(configs, key=lambda c: c["endOffsetSec"]) == [  # a video's segments share one request
+        {"startOffsetSec": 0, "endOffsetSec": 12, "intervalSec": 12},
+        {"startOffsetSec": 0, "endOffsetSec": 40, "intervalSec": 16},
+    ]
     pages = [m for m in metas if m["modality"] == "pdf"]
     assert sorted(m["page"] for m in pages) == [1, 2, 3]  # page images, beside the pages' text passages
     assert sorted(m["page"] for m in metas if m["modality"] == "text" and "page" in m) == [1, 2, 3]

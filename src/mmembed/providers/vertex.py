@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import pathlib
 import re
 import threading
 import warnings
@@ -31,7 +32,7 @@ import numpy as np
 import requests
 
 from ..errors import ConfigurationError, InputError, InvalidResponseError
-from ..inputs import InterleavedItem, Item, TextItem, VideoItem
+from ..inputs import InterleavedItem, Item, MediaItem, TextItem, VideoItem
 from . import _google
 from .base import ALL_KINDS, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
@@ -138,6 +139,8 @@ class VertexProvider(Provider):
                 "vertex: no project; set GOOGLE_CLOUD_PROJECT or pass project_id=..."
             )
         self._warned_long_text = False
+        self._video_lock = threading.Lock()
+        self._video_memo: tuple[tuple[str, int, int], bytes] | None = None
         # Gemini models: prompt tokens by modality, summed over answered calls (what an image really costs).
         self.usage: dict[str, int] = {}
         self._usage_lock = threading.Lock()
@@ -162,14 +165,20 @@ class VertexProvider(Provider):
         )
 
     def route(self, item: Item) -> str:
-        return "content" if self.embed_content else "instance"
+        if self.embed_content:
+            return "content"
+        return "video" if isinstance(item, VideoItem) else "instance"
 
     def cap(self, route: str) -> int:
+        if route == "video":  # consecutive segments of one video share a request (one per interval)
+            return int(self.options.media_limits.video_window // MIN_INTERVAL)
         return 1 if self.embed_content else 2
 
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         if self.embed_content:
             return not batch
+        if route == "video":
+            return not batch or _next_segment(batch, item, self.options.media_limits.video_window)
         # One instance: at most one text and one image; a video or an interleaved pair goes alone.
         alone = (VideoItem, InterleavedItem)
         if isinstance(item, alone) or any(isinstance(b, alone) for b in batch):
@@ -192,6 +201,20 @@ class VertexProvider(Provider):
             return f"{task}:{self._template(task)}"
         return task
 
+    def prepare_media(self, item: MediaItem) -> Ready:
+        # The segments of one video file share its bytes (read once, not once per segment).
+        if isinstance(item, VideoItem) and isinstance(item.raw, pathlib.Path):
+            with self._video_lock:
+                stat = item.raw.stat() if item.raw.exists() else None
+                key = (str(item.raw), stat.st_size, stat.st_mtime_ns) if stat else None
+                if key is not None and self._video_memo is not None and self._video_memo[0] == key:
+                    data = self._video_memo[1]
+                else:
+                    data = item.data(self.options.media_limits.max_media_bytes)
+                    self._video_memo = (key, data) if key is not None else None
+            return Ready(kind="video", media=data, media_type=item.media_type, start=item.start, end=item.end)
+        return super().prepare_media(item)
+
     def prepare(self, item: Item) -> Ready:
         if isinstance(item, TextItem) and not self.embed_content:
             self._warn_if_long(item.text)
@@ -212,9 +235,12 @@ class VertexProvider(Provider):
         if self.embed_content:
             return self._embed_content(batch, task)
         instance: dict[str, Any] = {}
-        for ready in batch:
-            for part in ready.parts or (ready,):
-                _fill(instance, part, self.options.media_limits.video_interval)
+        if route == "video" and len(batch) > 1:
+            _fill_segments(instance, batch)
+        else:
+            for ready in batch:
+                for part in ready.parts or (ready,):
+                    _fill(instance, part, self.options.media_limits.video_interval)
         body: dict[str, Any] = {"instances": [instance]}
         if self.options.dimensions is not None:
             body["parameters"] = {"dimension": self.options.dimensions}
@@ -270,9 +296,25 @@ class VertexProvider(Provider):
             if not isinstance(predictions, list) or len(predictions) != 1 or not isinstance(predictions[0], dict):
                 raise InvalidResponseError("expected exactly one prediction", provider=self.name, body=response.text)
             prediction = predictions[0]
+            if len(batch) > 1 and all(r.kind == "video" for r in batch):
+                return self._segment_vectors(prediction, batch)
             return [self._vector(prediction, ready) for ready in batch]
 
         return parse
+
+    def _segment_vectors(self, prediction: dict[str, Any], batch: Sequence[Ready]) -> list[np.ndarray]:
+        """Each segment's vector, matched by its start offset (never by position)."""
+        segments = prediction.get("videoEmbeddings")
+        if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
+            raise InvalidResponseError("prediction lacks videoEmbeddings", provider=self.name)
+        by_start = {s.get("startOffsetSec", 0): s.get("embedding") for s in segments}
+        starts = [int(r.start or 0) for r in batch]
+        missing = [start for start in starts if start not in by_start]
+        if missing or len(by_start) != len(segments):
+            raise InvalidResponseError(
+                f"videoEmbeddings do not match the segments asked for (missing starts {missing})", provider=self.name
+            )
+        return _finish_video(self, [by_start[start] for start in starts])
 
     def _vector(self, prediction: dict[str, Any], ready: Ready) -> np.ndarray:
         """One item's vector from the prediction: its text/image embedding, a video's segments averaged (one
@@ -350,6 +392,45 @@ def _fill(instance: dict[str, Any], ready: Ready, interval: float) -> None:
             "bytesBase64Encoded": base64.b64encode(ready.image.data).decode("ascii"),
             "mimeType": ready.image.media_type,
         }
+
+
+def _next_segment(batch: Sequence[Item], item: Item, window: float) -> bool:
+    """Whether ``item`` is the next segment of the video the segments in ``batch`` come from, so that one request
+    with ``intervalSec`` = their length returns them all: same file, whole-second offsets, consecutive, all of
+    one length but the last (which may be shorter), within one request's window."""
+    clips = [b for b in batch if isinstance(b, VideoItem)]
+    if not isinstance(item, VideoItem) or len(clips) != len(batch):
+        return False
+    first = clips[0]
+    same = item.raw is first.raw or (isinstance(item.raw, pathlib.Path) and item.raw == first.raw)
+    if not same or item.gcs_uri != first.gcs_uri:
+        return False
+    spans: list[tuple[float, float]] = []
+    for clip in [*clips, item]:
+        if clip.start is None or clip.end is None or float(clip.start) != int(clip.start):
+            return False
+        spans.append((clip.start, clip.end))
+    length = spans[0][1] - spans[0][0]
+    start, end = spans[-1]
+    return (
+        length >= MIN_INTERVAL
+        and all(b - a == length for a, b in spans[:-1])
+        and start == spans[-2][1]
+        and end - start <= length
+        and end - spans[0][0] <= window
+    )
+
+
+def _fill_segments(instance: dict[str, Any], batch: Sequence[Ready]) -> None:
+    """One video instance whose intervals are the segments of ``batch`` (see :func:`_next_segment`)."""
+    first, last = batch[0], batch[-1]
+    start, length = int(first.start or 0), int((first.end or 0) - (first.start or 0))
+    _fill(instance, first, length)
+    instance["video"]["videoSegmentConfig"] = {
+        "startOffsetSec": start,
+        "endOffsetSec": math.ceil(last.end or 0),
+        "intervalSec": max(MIN_INTERVAL, length),
+    }
 
 
 def _finish_video(provider: VertexProvider, vectors: list[Any]) -> list[np.ndarray]:
