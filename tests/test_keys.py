@@ -21,6 +21,7 @@ import pytest
 from conftest import CANARY_KEY, PROVIDERS, jpeg_bytes, make_embedder
 from mmembed import (
     AuthenticationError,
+    ConfigurationError,
     Embedder,
     EmbeddingCache,
     EmbeddingError,
@@ -263,3 +264,43 @@ def test_llama_index_models_never_serialise_the_key(mmembed_emulator: Emulator) 
         for text in dumps:
             assert CANARY_KEY not in text, cls.__name__
         model.close()
+
+
+def test_langchain_embeddings_never_serialise_the_key(mmembed_emulator: Emulator) -> None:
+    if importlib.util.find_spec("mmembed.langchain") is None:
+        pytest.skip("mmembed.langchain is not part of this tree")
+    pytest.importorskip("langchain_core")
+    import pickle
+
+    langchain = importlib.import_module("mmembed.langchain")
+    for name, cls in langchain.CLASSES.items():
+        if name not in PROVIDERS:  # providers the emulator does not speak yet
+            continue
+        options: dict[str, Any] = {"project_id": "p"} if name == "vertex" else {}
+        embeddings = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url, **options)
+        embeddings.embed_query("hello")
+        dumps = [
+            repr(embeddings),
+            str(embeddings),
+            embeddings.model_dump_json(),
+            repr(embeddings.model_dump()),
+            repr(embeddings.embedder),
+            repr(pickle.dumps(embeddings)),
+        ]
+        for text in dumps:
+            assert CANARY_KEY not in text, cls.__name__
+        embeddings.close()
+
+
+def test_adapter_configuration_errors_never_carry_the_key(
+    mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydantic quotes the whole input of a failed model_post_init; the error that reaches the caller must not."""
+    from mmembed.langchain import VertexMultimodalEmbeddings
+    from mmembed.llama_index import VertexMultiModalEmbedding
+
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    for cls in (VertexMultiModalEmbedding, VertexMultimodalEmbeddings):
+        with pytest.raises(ConfigurationError, match="project") as info:
+            cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url)
+        assert CANARY_KEY not in everything_said_by(info.value), cls.__name__

@@ -329,6 +329,8 @@ def query_mixed(
     query_images: Sequence[object] | None = None,
     n_results: int = 10,
     where: Mapping[str, Any] | None = None,
+    *,
+    embedder: Embedder | None = None,
 ) -> MixedQueryResult:
     """Query a mixed collection so that texts and images compete fairly; one result list per query.
 
@@ -340,6 +342,10 @@ def query_mixed(
     exactly one ranking, so the result interleaves the best text with the best image, the second with the
     second, and so on; equal scores go to the smaller distance. Queries are the texts, then the images.
 
+    The queries are embedded by the collection's mmembed function, or by ``embedder`` when given: a
+    collection that another framework fills with ready-made vectors has no such function (LangChain's
+    ``Chroma`` store: ``query_mixed(client.get_collection(name), ..., embedder=embeddings.embedder)``).
+
     Returns Chroma's query shape (``ids``, ``distances`` — each hit's own distance, cosine by default —,
     ``metadatas``, ``documents``, ``uris``) plus ``rrf_scores``, the fused scores, highest first.
     """
@@ -348,7 +354,10 @@ def query_mixed(
         raise ValueError("query_mixed needs query_texts or query_images")
     if isinstance(n_results, bool) or not isinstance(n_results, int) or n_results < 1:
         raise ValueError(f"n_results must be a positive integer, got {n_results!r}")
-    vectors = embedding_function_of(collection).embed_query(cast(Embeddable, queries))
+    if embedder is not None:
+        vectors: Embeddings = list(embedder.embed_query(queries))
+    else:
+        vectors = embedding_function_of(collection).embed_query(cast(Embeddable, queries))
     rankings = [
         collection.query(
             query_embeddings=vectors,

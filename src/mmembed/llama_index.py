@@ -36,6 +36,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
+from ._pydantic import safe_error
 from .cache import EmbeddingCache
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
@@ -75,8 +76,11 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
-        except ValidationError as exc:  # pydantic wraps the ValueErrors of model_post_init; give ours back
-            raise configuration_error(exc) or exc from None
+        except ValidationError as exc:  # pydantic wraps the ValueErrors of model_post_init: give ours back
+            error = safe_error(exc)
+        else:
+            return
+        raise error  # outside the except block, so the error holding the input is not its context
 
     def model_post_init(self, context: Any, /) -> None:
         embedder = Embedder(self.provider, **self._embedder_options())
@@ -143,15 +147,6 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return _lists(await self._embedder.aembed(_images(img_file_paths)))
-
-
-def configuration_error(exc: ValidationError) -> ConfigurationError | None:
-    """The ConfigurationError behind a pydantic ValidationError (raised by model_post_init), if that is its cause."""
-    for error in exc.errors():
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, ConfigurationError):
-            return cause
-    return None
 
 
 def _options(provider: type[Provider]) -> list[OptionSpec]:
