@@ -158,3 +158,20 @@ def test_image_source_urls_are_downloaded_for_gemini(mmembed_emulator: Emulator)
     ef = gemini_function(mmembed_emulator, allow_private_urls=False)
     with pytest.raises(UnsafeURLError, match=r"private|loopback|refused"):
         ef([ImageSource("http://127.0.0.1:9/x.png")])  # type: ignore[list-item]
+
+
+def test_langchain_class_embeds_texts_and_images(mmembed_emulator: Emulator, photo: Path) -> None:
+    pytest.importorskip("langchain_core")
+    from mmembed.langchain import embeddings_class
+
+    cls = embeddings_class("gemini")
+    assert cls.__name__ == "GeminiMultimodalEmbeddings"
+    embeddings = cls(api_key=CANARY, base_url=mmembed_emulator.url, dimensions=256)
+    assert CANARY not in repr(embeddings) and CANARY not in json.dumps(embeddings.model_dump(mode="json"))
+    docs = embeddings.embed_documents(["a red fire truck", "the blue sea"])
+    query = embeddings.embed_query("something red")
+    (image,) = embeddings.embed_image([str(photo)])
+    assert [len(v) for v in (*docs, query, image)] == [256] * 4
+    assert float(np.dot(query, image)) > float(np.dot(query, docs[1]))  # the red photo beats the blue sea
+    parts = [r.json["requests"][0]["content"]["parts"][0] for r in mmembed_emulator.requests]
+    assert parts[1] == {"text": "task: search result | query: something red"}
