@@ -131,17 +131,20 @@ def test_batches_fill_to_the_caps_and_records_are_stored_and_counted_as_they_arr
     monkeypatch.setattr(mmembed.cli, "WRITE_BATCH", 60)
     counted: list[int] = []
 
-    class Progress:
+    grown: list[int] = []
+
+    class Progress(mmembed.cli._Progress):
+        def grow(self, n: int) -> None:
+            grown.append(n)
+
         def update(self, n: int) -> None:
             counted.append(n)
 
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(mmembed.cli, "_progress", lambda total, quiet: Progress())
+    monkeypatch.setattr(mmembed.cli, "_progress", lambda quiet: Progress())
     monkeypatch.setattr(JinaProvider, "cap", lambda self, route: 100)
     assert main(ingest_args(notes_folder, tmp_path / "db", mmembed_emulator, "jina")) == 0
     sizes = sorted(len(r.json["input"]) for r in mmembed_emulator.requests)
     assert sizes == [43, 100, 100]  # full batches (the photos join the last one)
     assert sum(counted) == NOTES + PHOTOS and max(counted) <= 60  # the bar counts records as stored
+    assert sum(grown) == NOTES + PHOTOS
     assert len(stored(tmp_path / "db")["ids"]) == NOTES + PHOTOS

@@ -44,6 +44,7 @@ TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 MEDIA_SUFFIXES = frozenset({".pdf", ".mp4", ".mov", ".m4v", ".webm", ".mkv", ".mp3", ".wav", ".m4a", ".ogg", ".flac"})
 PASSAGE_CHARS = 1200
 WRITE_BATCH = 256  # records written per Chroma call, as their vectors arrive
+CHECK_BATCH = 500  # records looked up in Chroma per call (are they stored, and unchanged?)
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
 
 
@@ -86,10 +87,12 @@ def walk(paths: Sequence[str]) -> Iterator[Path]:
             continue
         if not root.is_dir():
             raise FileNotFoundError(f"no such file or folder: {raw}")
+        root = root.resolve()  # once: a path below it is then absolute and resolved, unless it is a symlink
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
-                if path.suffix.lower() in IMAGE_SUFFIXES | TEXT_SUFFIXES | MEDIA_SUFFIXES:
-                    yield path.resolve()
+            if path.suffix.lower() not in IMAGE_SUFFIXES | TEXT_SUFFIXES | MEDIA_SUFFIXES:
+                continue
+            if not any(part.startswith(".") for part in path.relative_to(root).parts) and path.is_file():
+                yield path.resolve() if path.is_symlink() else path
 
 
 def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
@@ -251,20 +254,13 @@ def ingest(args: argparse.Namespace) -> int:
 def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, client: Any) -> int:
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
-    records: list[Record] = []
     cache = function.embedder.cache
-    for path in files:
-        try:
-            records.extend(records_for(path, cache.file_digest if cache is not None else None, function.embedder))
-        except UnsupportedKindError as err:
-            report.skipped.append((str(path), err.reason))
-        except InputError as err:
-            report.failed.append((str(path), err.reason))
-    todo = _changed(collection, records, report)
-    progress = _progress(len(todo), args.quiet)
+    progress = _progress(args.quiet)
     writer = _Writer(collection, report, progress)
+    digest = cache.file_digest if cache is not None else None
+    pending = _pending(collection, files, digest, report, progress, function.embedder)
     try:
-        _stream(function.embedder, todo, writer, report)
+        _stream(function.embedder, pending, writer, report)
     except EmbeddingError as err:
         writer.flush()  # what was answered before the failure is stored
         progress.close()
@@ -283,13 +279,46 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     return EXIT_FAILED_ITEMS if report.failed else EXIT_OK
 
 
-def _stream(embedder: Any, todo: list[Record], writer: _Writer, report: IngestReport) -> None:
+def _pending(
+    collection: Any,
+    files: list[Path],
+    file_digest: FileDigest | None,
+    report: IngestReport,
+    progress: _Progress,
+    embedder: Any = None,
+) -> Iterator[Record]:
+    """The records that need embedding, found as the pipeline asks for them (files are read lazily).
+
+    Images come first: their decoding starts at once on the CPU pool and overlaps reading the texts.
+    """
+    chunk: list[Record] = []
+    for path in sorted(files, key=lambda p: p.suffix.lower() not in IMAGE_SUFFIXES):  # stable: sorted within
+        try:
+            chunk.extend(records_for(path, file_digest, embedder))
+        except UnsupportedKindError as err:  # a kind the model cannot embed: named, not a failure
+            report.skipped.append((str(path), err.reason))
+        except InputError as err:
+            report.failed.append((str(path), err.reason))
+        if len(chunk) >= CHECK_BATCH:
+            yield from _changed(collection, chunk, report, progress)
+            chunk = []
+    yield from _changed(collection, chunk, report, progress)
+
+
+def _stream(embedder: Any, records: Iterator[Record], writer: _Writer, report: IngestReport) -> None:
     """Every record through one pipeline: full batches, concurrent requests, written as vectors arrive.
 
     Answers are cached as they arrive and Chroma writes are upserts by stable id, so a run killed at any
     moment resumes without paying again for what was answered, and ends with the same records.
     """
-    for index, value in embedder.embed_stream(r.item for r in todo):
+    todo: list[Record] = []
+
+    def items() -> Iterator[object]:
+        for record in records:
+            todo.append(record)
+            yield record.item
+
+    for index, value in embedder.embed_stream(items()):
         record = todo[index]
         if isinstance(value, InputError):
             report.failed.append((record.source, value.reason))
@@ -359,22 +388,28 @@ def _text_of(record: Record) -> str | None:
     return record.item.text if isinstance(record.item, TextItem) else None
 
 
-def _changed(collection: Any, records: list[Record], report: IngestReport) -> list[Record]:
-    """Records whose id is new or whose content hash differs from the stored one."""
-    stored: dict[str, str] = {}
-    for start in range(0, len(records), 500):
-        got = collection.get(ids=[r.id for r in records[start : start + 500]], include=["metadatas"])
-        for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
-            stored[rid] = str((meta or {}).get("sha256", ""))
+def _changed(collection: Any, records: list[Record], report: IngestReport, progress: _Progress) -> list[Record]:
+    """Records whose id is new or whose content hash differs from the stored one (stale ones are deleted)."""
+    if not records:
+        return []
+    got = collection.get(ids=[r.id for r in records], include=["metadatas"])
+    metas = zip(got["ids"], got["metadatas"] or [], strict=False)
+    stored = {rid: str((meta or {}).get("sha256", "")) for rid, meta in metas}
     todo = [r for r in records if stored.get(r.id) != r.digest]
-    report.unchanged = len(records) - len(todo)
+    report.unchanged += len(records) - len(todo)
     stale = [r.id for r in todo if r.id in stored]
     if stale:
         collection.delete(ids=stale)
+    progress.grow(len(todo))
     return todo
 
 
-class _NoProgress:
+class _Progress:
+    """Counts records as they are stored; the total grows as files are found to need work."""
+
+    def grow(self, n: int) -> None:
+        pass
+
     def update(self, n: int) -> None:
         pass
 
@@ -382,14 +417,30 @@ class _NoProgress:
         pass
 
 
-def _progress(total: int, quiet: bool) -> Any:
-    if quiet or total == 0:
-        return _NoProgress()
+class _Bar(_Progress):
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def grow(self, n: int) -> None:
+        if n:
+            self.bar.total = (self.bar.total or 0) + n
+            self.bar.refresh()
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(quiet: bool) -> _Progress:
+    if quiet:
+        return _Progress()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _NoProgress()
-    return tqdm(total=total, unit="item", desc="embedding", file=sys.stderr, disable=None)
+        return _Progress()
+    return _Bar(tqdm(total=0, unit="record", desc="stored", file=sys.stderr, disable=None))
 
 
 # -- search ----------------------------------------------------------------------------------------

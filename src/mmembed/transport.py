@@ -206,8 +206,12 @@ class _Watchdog:
     """One daemon thread that expires watches at their deadlines.
 
     A ``threading.Timer`` per attempt would start (and tear down) a thread per request, about 0.1 ms each:
-    on a warm query that is a tenth of the client's whole budget. Cancelled entries are dropped lazily.
+    on a warm query that is a tenth of the client's whole budget. Nor is the watchdog woken per request: it
+    looks again at least every ``IDLE_LOOK`` seconds, so only a deadline earlier than its next look wakes it.
+    Cancelled entries are dropped lazily.
     """
+
+    IDLE_LOOK = 0.5
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -215,15 +219,16 @@ class _Watchdog:
         self._cancelled = 0
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wake_at = 0.0  # when the watchdog looks next
 
     def add(self, seconds: float, watch: AttemptWatch) -> list[Any]:
-        entry = [time.monotonic() + seconds, next(self._sequence), watch]
+        entry: list[Any] = [time.monotonic() + seconds, next(self._sequence), watch]
         with self._cond:
             heapq.heappush(self._heap, entry)
             if self._thread is None or not self._thread.is_alive():  # first use, or in a forked child
                 self._thread = threading.Thread(target=self._run, name="mmembed-deadlines", daemon=True)
                 self._thread.start()
-            if self._heap[0] is entry:
+            if entry[0] < self._wake_at:
                 self._cond.notify()
         return entry
 
@@ -242,11 +247,12 @@ class _Watchdog:
                 while self._heap and self._heap[0][2] is None:
                     heapq.heappop(self._heap)
                     self._cancelled -= 1
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                delay = self._heap[0][0] - time.monotonic()
-                if delay > 0:
+                now = time.monotonic()
+                delay: float = self.IDLE_LOOK
+                if self._heap:
+                    delay = min(float(self._heap[0][0]) - now, self.IDLE_LOOK)
+                if delay > 0 or not self._heap:
+                    self._wake_at = now + delay
                     self._cond.wait(delay)
                     continue
                 watch = heapq.heappop(self._heap)[2]
