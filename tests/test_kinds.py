@@ -127,7 +127,8 @@ def test_a_pdf_on_nomic_is_its_pages_rendered_and_their_text(
     images = [f for r in mmembed_emulator.requests if r.path.endswith("/image") for f in r.files if f[0] == "images"]
     assert len(images) == 3
     sizes = [Image.open(io.BytesIO(f[3])).size for f in images]
-    assert all(min(s) == 256 for s in sizes)  # rendered at the model's side, not at 300 dpi
+    side = embedder.provider.image_spec().min_side
+    assert all(min(s) == side for s in sizes)  # rendered at the model's side, not at 300 dpi
     pages = embedder.embed([*PAGES, *(Path(media_dir / "doc.pdf"),)])
     assert float(pages[3] @ unit(pages[0] + pages[1] + pages[2])) > 0.5
 
