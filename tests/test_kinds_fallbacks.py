@@ -76,3 +76,23 @@ def test_an_error_inside_a_fallback_names_the_caller_item(
     with pytest.raises(InputError, match="cannot embed video") as info:
         embedder.embed(["x", "y", Interleaved(["z", files["long.mp4"]])])
     assert info.value.index == 2
+
+
+def test_the_pages_of_one_pdf_are_read_from_disk_once(
+    tmp_path: Path, embedder_for: Callable[..., Embedder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pdf = tmp_path / "many.pdf"
+    pdf.write_bytes(make_pdf([f"page {n}" for n in range(1, 9)]))
+    reads: list[Path] = []
+    real = Path.read_bytes
+
+    def spy(self: Path) -> bytes:
+        reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    for provider in ("gemini", "jina"):
+        embedder = embedder_for(provider)
+        segments = embedder.expand([pdf])
+        embedder.embed([s.item for s in segments])
+    assert reads.count(pdf) == 1

@@ -18,6 +18,7 @@ import hashlib
 import io
 import mimetypes
 import pathlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -176,18 +177,36 @@ class MediaItem:
         if isinstance(raw, bytes):
             data = raw
         elif isinstance(raw, pathlib.Path):
-            try:
-                size = raw.stat().st_size
-                if size > limit:
-                    raise InputError(f"{self.kind} file is {size:,} bytes, over the {limit:,}-byte limit")
-                data = raw.read_bytes()
-            except OSError as exc:
-                raise InputError(f"cannot read file: {exc.strerror or exc}") from exc
+            data = _read_media(raw, self.kind, limit)
         else:
             raise InputError(f"{self.kind} item has no local content")
         if len(data) > limit:
             raise InputError(f"{self.kind} is {len(data):,} bytes, over the {limit:,}-byte limit")
         return data
+
+
+_RECENT_FILES: list[tuple[tuple[str, int, int], bytes]] = []  # the last media files read, newest last
+_RECENT_LOCK = threading.Lock()
+RECENT_FILES = 2  # the pages of one PDF and the segments of one video are read from disk once, not once each
+
+
+def _read_media(path: pathlib.Path, kind: str, limit: int) -> bytes:
+    """A media file's bytes (at most ``limit``), from a tiny memo keyed by path, size and modification time."""
+    try:
+        stat = path.stat()
+        if stat.st_size > limit:
+            raise InputError(f"{kind} file is {stat.st_size:,} bytes, over the {limit:,}-byte limit")
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with _RECENT_LOCK:
+            for known, data in _RECENT_FILES:
+                if known == key:
+                    return data
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}") from exc
+    with _RECENT_LOCK:
+        _RECENT_FILES[:] = [*_RECENT_FILES, (key, data)][-RECENT_FILES:]
+    return data
 
 
 @dataclass(frozen=True, eq=False)

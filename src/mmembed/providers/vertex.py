@@ -32,7 +32,7 @@ import numpy as np
 import requests
 
 from ..errors import ConfigurationError, InputError, InvalidResponseError
-from ..inputs import InterleavedItem, Item, MediaItem, TextItem, VideoItem
+from ..inputs import InterleavedItem, Item, TextItem, VideoItem
 from . import _google
 from .base import ALL_KINDS, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
@@ -139,8 +139,6 @@ class VertexProvider(Provider):
                 "vertex: no project; set GOOGLE_CLOUD_PROJECT or pass project_id=..."
             )
         self._warned_long_text = False
-        self._video_lock = threading.Lock()
-        self._video_memo: tuple[tuple[str, int, int], bytes] | None = None
         # Gemini models: prompt tokens by modality, summed over answered calls (what an image really costs).
         self.usage: dict[str, int] = {}
         self._usage_lock = threading.Lock()
@@ -200,20 +198,6 @@ class VertexProvider(Provider):
                 return "media"
             return f"{task}:{self._template(task)}"
         return task
-
-    def prepare_media(self, item: MediaItem) -> Ready:
-        # The segments of one video file share its bytes (read once, not once per segment).
-        if isinstance(item, VideoItem) and isinstance(item.raw, pathlib.Path):
-            with self._video_lock:
-                stat = item.raw.stat() if item.raw.exists() else None
-                key = (str(item.raw), stat.st_size, stat.st_mtime_ns) if stat else None
-                if key is not None and self._video_memo is not None and self._video_memo[0] == key:
-                    data = self._video_memo[1]
-                else:
-                    data = item.data(self.options.media_limits.max_media_bytes)
-                    self._video_memo = (key, data) if key is not None else None
-            return Ready(kind="video", media=data, media_type=item.media_type, start=item.start, end=item.end)
-        return super().prepare_media(item)
 
     def prepare(self, item: Item) -> Ready:
         if isinstance(item, TextItem) and not self.embed_content:
