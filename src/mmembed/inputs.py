@@ -195,7 +195,10 @@ def _read_media(path: pathlib.Path, kind: str, limit: int) -> bytes:
     try:
         stat = path.stat()
         if stat.st_size > limit:
-            raise InputError(f"{kind} file is {stat.st_size:,} bytes, over the {limit:,}-byte limit")
+            raise InputError(
+                f"{kind} file is {stat.st_size:,} bytes, over the {limit:,}-byte limit (mmembed.MediaLimits; "
+                "Vertex reads larger files from gs://)"
+            )
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         with _RECENT_LOCK:
             for known, data in _RECENT_FILES:
