@@ -13,6 +13,7 @@ import mmembed
 MODULES = [
     "mmembed",
     "mmembed.cache",
+    "mmembed.cpus",
     "mmembed.documents",
     "mmembed.download",
     "mmembed.embedder",
@@ -22,6 +23,7 @@ MODULES = [
     "mmembed.inputs",
     "mmembed.mediainfo",
     "mmembed.providers",
+    "mmembed.ray",
     "mmembed.transport",
     "mmembed.testing",
 ]

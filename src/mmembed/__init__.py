@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .cache import EmbeddingCache
+from .cache import EmbeddingCache, VectorCache
 from .embedder import Embedder
 from .errors import (
     AuthenticationError,
@@ -47,5 +47,6 @@ __all__ = [
     "TransportError",
     "UnsafeURLError",
     "UnsupportedKindError",
+    "VectorCache",
     "__version__",
 ]

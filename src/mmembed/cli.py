@@ -257,7 +257,7 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     cache = function.embedder.cache
     progress = _progress(args.quiet)
     writer = _Writer(collection, report, progress)
-    digest = cache.file_digest if cache is not None else None
+    digest = getattr(cache, "file_digest", None)
     pending = _pending(collection, files, digest, report, progress, function.embedder)
     try:
         _stream(function.embedder, pending, writer, report)
