@@ -496,12 +496,12 @@ def speed_scenario(bench: Bench) -> Section:
                             {**spec, "chroma_dir": str(bench.work / "cli-db")}, bound=None,
                             note="in-process `main()`: the interpreter's start-up is not counted")
     with EmulatorProcess(0.0, rate_limit=500 / 60, rate_window=60) as emu:
-        burst = bench.measure("5 `embed_query` after an idle second, then 40 back to back (Jina defaults)",
-                              "query_burst", emu, {"texts": [""] * 45, "sustained": 40}, bound=None,
+        burst = bench.measure("3 x (5 `embed_query` after an idle second), then 40 back to back (Jina defaults)",
+                              "query_burst", emu, {"texts": [""] * 55, "sustained": 40}, bound=None,
                               note="emulator: at most 500 requests in any 60 s")
     with EmulatorProcess(0.0, rate_limit=500 / 60) as emu:
         bucket = bench.measure("… the same against a token bucket of 500/min (8.3 at once)", "query_burst", emu,
-                               {"texts": [""] * 45, "sustained": 40}, bound=None,
+                               {"texts": [""] * 55, "sustained": 40}, bound=None,
                                note="the emulator's default limit: stricter than a window")
     with EmulatorProcess(0.0) as emu:
         overhead = bench.measure("warm `embed_query` and `query_mixed` (2,000 records), medians of 60",
@@ -509,9 +509,10 @@ def speed_scenario(bench: Bench) -> Section:
                                                          "chroma_dir": str(bench.work / "mixed-db")}, bound=None,
                                  note="client rate lifted: this measures the client's own work")
     ratio_cli = ratio(cli.wall, library.wall)
-    b = burst.extra
-    raw, waits = b.get("raw_s", math.nan), b.get("burst_s", [])
-    worst = max(waits) if waits else math.nan
+    rounds = burst.extra.get("rounds", [])
+    # Per round: the slowest of our 5 queries against the slowest of 5 raw POSTs made after the same idle second.
+    tolls = sorted(max(r["burst_s"]) - max(r["raw_s"]) for r in rounds) or [math.nan]
+    toll_burst = tolls[len(tolls) // 2]
     o = overhead.extra
     toll = o.get("embed_query_s", math.nan) - o.get("raw_s", math.nan)
     mixed_extra = o.get("query_mixed_s", math.nan) - o.get("embed_in_mixed_s", math.nan) - o.get(
@@ -519,9 +520,9 @@ def speed_scenario(bench: Bench) -> Section:
     mixed_share = ratio(mixed_extra, o.get("chroma_queries_s", math.nan))
     chroma_ms = o.get("chroma_queries_s", math.nan) * 1000
     for r in (burst, bucket):
-        if r.ok:
-            r.note += f"; burst: {', '.join(f'{t * 1000:.1f}' for t in r.extra.get('burst_s', []))} ms " \
-                      f"(raw round trip {r.extra.get('raw_s', math.nan) * 1000:.1f} ms)"
+        for n, rnd in enumerate(r.extra.get("rounds", []) if r.ok else [], start=1):
+            r.note += (f"; round {n}: ours {', '.join(f'{t * 1000:.1f}' for t in rnd['burst_s'])} ms, raw "
+                       f"{', '.join(f'{t * 1000:.1f}' for t in rnd['raw_s'])} ms")
     if overhead.ok:
         overhead.note += (f"; raw POST {o['raw_s'] * 1000:.2f} ms, `embed_query` {o['embed_query_s'] * 1000:.2f} ms, "
                           f"`query_mixed` {o['query_mixed_s'] * 1000:.2f} ms = its `embed_query` "
@@ -542,8 +543,9 @@ def speed_scenario(bench: Bench) -> Section:
                   f"{library.wall:.2f} s, {library.emu.get('embed_requests')} requests)" if cli.ok and library.ok
                   else why(cli, library), ratio_cli <= 1.3 if cli.ok and library.ok else None),
             Check("15b. 5 `embed_query` calls after an idle second: each ≤ raw round trip + 5 ms",
-                  f"slowest {worst * 1000:.1f} ms, raw round trip {raw * 1000:.1f} ms" if burst.ok else why(burst),
-                  worst <= raw + 0.005 if burst.ok else None),
+                  f"slowest of the 5 minus slowest of 5 raw POSTs after the same idle: {toll_burst * 1000:+.1f} ms "
+                  f"(median of {len(rounds)} rounds; all: {', '.join(f'{t * 1000:+.1f}' for t in tolls)} ms)"
+                  if burst.ok else why(burst), toll_burst <= 0.005 if burst.ok else None),
             Check("15c. 40 back-to-back queries against a 500/min server: ≤ 2 x 429",
                   f"{burst.emu.get('rate_limited')} x 429 (windowed server), {bucket.emu.get('rate_limited')} x 429 "
                   "(token-bucket server)" if burst.ok and bucket.ok else why(burst, bucket),
@@ -565,7 +567,7 @@ def fidelity_section() -> Section:
     import fidelity
 
     table = fidelity.rows()
-    ours = [r for r in table if not r.encoding.startswith("(before")]
+    ours = [r for r in table if not r.encoding.startswith("(")]
     return Section(
         "6. What the model sees: the upload after the model's own resize, against resizing the original",
         (fidelity.__doc__ or "").split("\n\n", 2)[-1].strip(),
@@ -585,7 +587,8 @@ def render(sections: list[Section], command: str, elapsed: float) -> str:
         "# Benchmark results",
         "",
         f"`{command}` (or `make bench`) on {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')}; the whole run took {elapsed / 60:.1f} min.",
+        f"{time.strftime('%Y-%m-%d')}; the whole run took {elapsed / 60:.1f} min. The cores may be shared with "
+        "other work (they were for the committed run): single times are noisy, so compare ratios within one run.",
         "",
         "Every contender talks to mmembed's offline emulator (real wire formats, fake vectors) running in a separate "
         "process, and runs in a subprocess of its own. *requests*: embedding requests the emulator received, retries "

@@ -144,7 +144,7 @@ def test_big_photo_is_uploaded_small(
     (request,) = mmembed_emulator.requests
     if provider == "nomic":
         ((name, _filename, content_type, data),) = request.files
-        assert name == "images" and content_type == "image/webp"
+        assert name == "images" and content_type == "image/jpeg"
         assert request.form["model"] == ["nomic-embed-vision-v1.5"]
     elif provider == "jina":
         data = base64.b64decode(request.json["input"][0]["image"])

@@ -153,12 +153,12 @@ def test_big_photo_is_drafted_shrunk_and_small(monkeypatch: pytest.MonkeyPatch) 
     assert elapsed < 1.0  # ~60 ms measured on a 2-core box; generous bound against noisy CI
 
 
-def test_big_png_is_shrunk_to_webp_with_its_colours() -> None:
+def test_big_png_is_shrunk_to_jpeg_with_its_colours() -> None:
     source = Image.new("RGB", (1600, 1200), BLUE)
     source.paste(RED, (0, 0, 800, 1200))
     out = prepare_image(encode(source, "PNG"), NOMIC)
     img = decode(out)
-    assert (out.width, out.height, out.media_type) == (341, 256, "image/webp")
+    assert (out.width, out.height, out.media_type) == (341, 256, "image/jpeg")
     assert near(img.getpixel((10, 128)), RED)
     assert near(img.getpixel((330, 128)), BLUE)
 
@@ -307,13 +307,11 @@ def test_every_mode_becomes_rgb_or_rgba(
         assert img.getpixel(xy) == colour, (name, xy)
 
 
-def test_opaque_output_is_webp_or_jpeg_and_transparent_output_is_png() -> None:
+def test_opaque_output_is_jpeg_and_transparent_output_is_png() -> None:
     opaque = prepare_image(palette(False), NOMIC)
     clear = prepare_image(palette(True), NOMIC)
-    assert (opaque.media_type, decode(opaque).mode) == ("image/webp", "RGB")
+    assert (opaque.media_type, decode(opaque).mode) == ("image/jpeg", "RGB")
     assert (clear.media_type, decode(clear).mode) == ("image/png", "RGBA")
-    no_webp = prepare_image(palette(False), VERTEX)  # an API without WebP gets JPEG
-    assert (no_webp.media_type, decode(no_webp).mode) == ("image/jpeg", "RGB")
 
 
 def test_transparency_survives_downscaling_with_white_under_clear_pixels() -> None:
@@ -340,7 +338,7 @@ def test_animation_uploads_its_first_frame(fmt: str) -> None:
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
     out = prepare_image(data, EVERYTHING)  # every format accepted, still never passed through
     img = decode(out).convert("RGB")
-    assert (out.passthrough, out.media_type, img.size) == (False, "image/webp", (40, 30))
+    assert (out.passthrough, out.media_type, img.size) == (False, "image/jpeg", (40, 30))
     assert near(img.getpixel((20, 15)), RED)
 
 
@@ -597,7 +595,7 @@ def test_chroma_array_is_shrunk_and_encoded() -> None:
     array = np.zeros((1024, 2048, 3), np.uint8)
     array[:, :, 1] = 255
     out = prepare_image(array, NOMIC)
-    assert (out.width, out.height, out.media_type, out.passthrough) == (512, 256, "image/webp", False)
+    assert (out.width, out.height, out.media_type, out.passthrough) == (512, 256, "image/jpeg", False)
     assert near(decode(out).getpixel((100, 100)), (0, 255, 0))
 
 
@@ -642,7 +640,7 @@ def test_spec_format_names_are_normalised() -> None:
 
 def test_encoded_image_repr_leaves_out_the_bytes() -> None:
     out = prepare_image(photo(64, 64), NOMIC)
-    assert repr(out) == "EncodedImage(media_type='image/webp', width=64, height=64, passthrough=False)"
+    assert repr(out) == "EncodedImage(media_type='image/jpeg', width=64, height=64, passthrough=False)"
 
 
 def test_docstring_examples_run() -> None:
@@ -664,9 +662,9 @@ def _clip_view(img: Image.Image, side: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("formats", "upload_side", "model_side", "media_type"),
-    [({"JPEG", "PNG", "WEBP"}, 512, 512, "image/webp"),  # Jina: shortest side 512, centre crop
-     ({"JPEG", "PNG", "WEBP"}, 336, 224, "image/webp"),  # Nomic's vision tower: 224
-     ({"JPEG", "PNG"}, 512, 512, "image/jpeg")],  # Vertex: no WebP
+    [({"JPEG", "PNG", "WEBP"}, 512, 512, "image/jpeg"),  # Jina: shortest side 512, centre crop
+     ({"JPEG", "PNG", "WEBP"}, 336, 224, "image/jpeg"),  # Nomic's vision tower: 224
+     ({"JPEG", "PNG"}, 512, 512, "image/jpeg")],  # Vertex
 )
 def test_the_model_sees_the_upload_as_it_would_see_the_original(
     formats: set[str], upload_side: int, model_side: int, media_type: str

@@ -26,6 +26,7 @@ import html
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 # The suffix only picks files to look at; what a file is, is read from its content.
 MEDIA_SUFFIXES = frozenset({".pdf", ".mp4", ".mov", ".m4v", ".webm", ".mkv", ".mp3", ".wav", ".m4a", ".ogg", ".flac"})
 PASSAGE_CHARS = 1200
-WRITE_BATCH = 256  # records written per Chroma call, as their vectors arrive
+WRITE_BATCH = 500  # records written per Chroma call, as their vectors arrive
 CHECK_BATCH = 500  # records looked up in Chroma per call (are they stored, and unchanged?)
+IMAGE_CHECK_BATCH = 16
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
 
 
@@ -236,14 +238,20 @@ def cache_path(args: argparse.Namespace) -> str | None:
 
 
 def ingest(args: argparse.Namespace) -> int:
-
-    try:
-        files = list(walk(args.paths))
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    missing = [raw for raw in args.paths if not Path(raw).expanduser().exists()]
+    if missing:
+        print(f"error: no such file or folder: {missing[0]}", file=sys.stderr)
         return EXIT_ERROR
     function = embedding_function(args)
-    client = open_client(args)
+    with ThreadPoolExecutor(1, thread_name_prefix="mmembed-chroma") as opener:
+        opening = opener.submit(open_client, args)  # Chroma takes a few tenths of a second to open: walk meanwhile
+        try:
+            files = list(walk(args.paths))
+        except BaseException:
+            close_client(opening.result())
+            function.close()
+            raise
+        client = opening.result()
     try:
         return _ingest_files(args, files, function, client)
     finally:
@@ -299,7 +307,9 @@ def _pending(
             report.skipped.append((str(path), err.reason))
         except InputError as err:
             report.failed.append((str(path), err.reason))
-        if len(chunk) >= CHECK_BATCH:
+        # Photos go on in small chunks, so the first ones are being decoded while the rest are still hashed.
+        limit = IMAGE_CHECK_BATCH if path.suffix.lower() in IMAGE_SUFFIXES else CHECK_BATCH
+        if len(chunk) >= limit:
             yield from _changed(collection, chunk, report, progress)
             chunk = []
     yield from _changed(collection, chunk, report, progress)

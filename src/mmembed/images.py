@@ -5,7 +5,7 @@ The pipeline, for bytes and paths::
     open (format allowlist, pixel cap read from the header, nothing decoded yet)
     → first frame → full decode (a truncated file is an error, not a grey band)
     → EXIF orientation → RGB or RGBA → shrink the shortest side to what the model sees
-    → WebP (or JPEG where the API takes no WebP) when opaque, PNG when transparency is really used
+    → JPEG when opaque (WebP for an API that takes no JPEG), PNG when transparency is really used
 
 Decisions worth knowing:
 
@@ -19,10 +19,11 @@ Decisions worth knowing:
   at most ``min_side``, a clean full decode, and no more bytes than raw pixels would take (a tiny image
   carrying megabytes of metadata is re-encoded). Re-encoded images carry no metadata (no EXIF, no GPS).
 * **Encoding.** What the model sees is the upload after *its own* resize (Jina: shortest side 512 and a
-  centre crop; Nomic 224; Vertex 512x512), so bytes beyond what survives that resize are wasted. WebP at
-  quality 85 (JPEG at 85 with 4:2:0 chroma and optimised Huffman tables where WebP is not accepted) is a
-  quarter of the bytes of JPEG at 90 and changes the model's input by under 1 dB PSNR: the figures, and the
-  tolerance they are held to, are in ``benchmarks/fidelity.py`` and the README.
+  centre crop; Nomic 224; Vertex 512x512), so bytes beyond what survives that resize are wasted. JPEG at
+  quality 85 with 4:2:0 chroma and optimised Huffman tables is a third smaller than JPEG at 90 and moves the
+  model's input by under 0.5 dB PSNR. WebP (method 4) would halve the bytes again but costs ~10x the CPU
+  time to encode (about 1 dB, too), which is what bounds a large ingest. The figures, and the tolerance
+  they are held to, are in ``benchmarks/fidelity.py`` and the README.
 * **Errors.** Every failure is an :class:`~mmembed.errors.InputError` without an index; the caller places
   it with ``.at(index, source)``. Pillow's exceptions never escape, and neither does its
   ``DecompressionBombWarning``: ``Image.open`` runs with that warning silenced (under a lock, since
@@ -433,8 +434,8 @@ def _encode(img: Image.Image, spec: ImageSpec) -> EncodedImage:
 
 
 def _output_format(transparent: bool, accepted: frozenset[str]) -> str:
-    """WebP (else JPEG) for opaque images, PNG where transparency matters; what the API takes otherwise."""
-    order: tuple[str, ...] = ("PNG", "WEBP", "JPEG") if transparent else ("WEBP", "JPEG", "PNG")
+    """JPEG for opaque images, PNG where transparency matters; WebP, then the other, if the API takes neither."""
+    order: tuple[str, ...] = ("PNG", "WEBP", "JPEG") if transparent else ("JPEG", "WEBP", "PNG")
     for fmt in order:
         if fmt in accepted and (fmt != "WEBP" or _can_write_webp()):
             return fmt

@@ -75,7 +75,8 @@ class Limiter(Protocol):
 
     ``acquire()`` blocks until one request may start and returns the seconds it waited; ``pause(seconds)``
     is called on a 429 with the server's ``Retry-After`` and must hold back every client sharing the key.
-    Both are called from several threads at once.
+    Both are called from several threads at once. A limiter may also offer ``release()``: the transport then
+    calls it, on the same thread, when the request that ``acquire()`` admitted has ended (see RateLimiter).
     """
 
     def acquire(self) -> float: ...
