@@ -13,12 +13,14 @@ import mmembed
 MODULES = [
     "mmembed",
     "mmembed.cache",
+    "mmembed.cpus",
     "mmembed.download",
     "mmembed.embedder",
     "mmembed.errors",
     "mmembed.images",
     "mmembed.inputs",
     "mmembed.providers",
+    "mmembed.ray",
     "mmembed.transport",
     "mmembed.testing",
 ]

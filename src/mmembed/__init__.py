@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .cache import EmbeddingCache
+from .cache import EmbeddingCache, VectorCache
 from .embedder import Embedder
 from .errors import (
     AuthenticationError,
@@ -39,5 +39,6 @@ __all__ = [
     "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",
+    "VectorCache",
     "__version__",
 ]

@@ -10,6 +10,10 @@ them all again, the cache also remembers each file's digest with its size, inode
 change times (as git's index does): a file whose stat data is unchanged is not read. A file changed in the
 same timestamp tick as it was hashed could keep its stat data, so a digest taken less than
 ``RACY_SECONDS`` after the file's last change is never trusted; the file is simply hashed again.
+
+:class:`VectorCache` is the protocol an Embedder's ``cache=`` takes: ``get_many`` and ``put_many``, plus an
+optional ``file_digest`` memo. :class:`EmbeddingCache` implements it in one SQLite file per node; a shared
+store (Redis, a key-value service) implements the two methods and plugs in the same way.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["EmbeddingCache"]
+__all__ = ["EmbeddingCache", "VectorCache", "open_cache"]
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
 FILES_SCHEMA = (
@@ -31,6 +36,22 @@ FILES_SCHEMA = (
     "hashed_ns INTEGER NOT NULL)"
 )
 RACY_SECONDS = 2.0  # coarser than any file system's timestamp tick (FAT: 2 s)
+
+
+@runtime_checkable
+class VectorCache(Protocol):
+    """What ``Embedder(cache=...)`` needs from a cache: vectors by content-addressed key (hex strings).
+
+    ``get_many`` answers the keys it holds and leaves out the rest; ``put_many`` stores vectors as each
+    request completes (it may be called from several threads at once). An object may also offer
+    ``file_digest(path, compute) -> str`` (see :meth:`EmbeddingCache.file_digest`) so unchanged image files
+    are not read again; without it, files are hashed on each call. Used by a Ray job, the cache travels to
+    the workers by pickle: pickle it as its address, not as its connections.
+    """
+
+    def get_many(self, keys: Sequence[str]) -> Mapping[str, np.ndarray]: ...
+
+    def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None: ...
 
 
 class EmbeddingCache:
@@ -113,6 +134,17 @@ class EmbeddingCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def open_cache(cache: object) -> VectorCache | None:
+    """The cache ``cache=`` names: None, a SQLite file's path, or any object with get_many and put_many."""
+    if cache is None or isinstance(cache, VectorCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return EmbeddingCache(cache)
+    raise TypeError(
+        f"cache= takes a path or an object with get_many(keys) and put_many(entries), not {type(cache).__name__}"
+    )
 
 
 def _stat_key(st: os.stat_result) -> str:

@@ -218,7 +218,7 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     cache = function.embedder.cache
     for path in files:
         try:
-            records.extend(records_for(path, cache.file_digest if cache is not None else None))
+            records.extend(records_for(path, getattr(cache, "file_digest", None)))
         except InputError as err:
             report.failed.append((str(path), err.reason))
     todo = _changed(collection, records, report)

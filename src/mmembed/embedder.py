@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .cache import EmbeddingCache
+from .cache import EmbeddingCache, open_cache
+from .cpus import cpu_share
 from .errors import ConfigurationError, EmbeddingError, InputError
 from .inputs import ImageItem, ImageSource, Item, to_item
 from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
+from .transport import TransportSnapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -61,8 +63,9 @@ class Embedder:
     ``text_model`` + ``vision_model`` for Nomic); ``dimensions`` (every modality); ``api_key`` (never stored
     anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host only); ``timeout``
     (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and ``requests_per_minute``
-    (defaults follow each provider's documented limits) or a shared ``rate_limiter``; ``cache`` (a path to a
-    SQLite file: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
+    (defaults follow each provider's documented limits) or a shared ``rate_limiter`` (any object with
+    ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
+    :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
     loopback/private hosts); ``image_side`` (override the upload size); for Vertex also ``project_id``,
     ``location`` and ``credentials`` (google-auth). ``None`` means "not given". An Embedder pickles as its
     key-free :meth:`config`.
@@ -76,8 +79,7 @@ class Embedder:
         common = {key: given[key] for key in ProviderOptions.__dataclass_fields__ if key in given}
         own = {key: given[key] for key in cls.option_names if key in given}
         self.provider: Provider = cls(ProviderOptions(**common), **own)
-        cache = given.get("cache")
-        self.cache = cache if isinstance(cache, EmbeddingCache) or cache is None else EmbeddingCache(cache)
+        self.cache = open_cache(given.get("cache"))
         self._pools_lock = threading.Lock()
         self._send_pool: ThreadPoolExecutor | None = None
         self._prep_pool: ThreadPoolExecutor | None = None
@@ -112,6 +114,11 @@ class Embedder:
         return self.provider.name
 
     @property
+    def stats(self) -> TransportSnapshot:
+        """Counters so far: requests sent, retries, 429s, seconds waited on the rate limiter, bytes sent."""
+        return self.provider.transport.stats.snapshot()
+
+    @property
     def dimensions(self) -> int | None:
         """The size of every vector (None until the first response for an unknown model)."""
         return self.provider.output_dimensions()
@@ -140,7 +147,7 @@ class Embedder:
         """
         p = self.provider
         if isinstance(item, ImageItem):
-            content = item.content_key(self.cache.file_digest if self.cache is not None else None)
+            content = item.content_key(getattr(self.cache, "file_digest", None))
         else:
             content = item.content_key()
         parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), content]
@@ -168,7 +175,9 @@ class Embedder:
         with self._pools_lock:
             if self._send_pool is None or self._prep_pool is None:
                 self._send_pool = ThreadPoolExecutor(self.provider.concurrency, thread_name_prefix="mmembed-send")
-                self._prep_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="mmembed-prep")
+                # One thread per CPU this process may use (a Ray actor's share, the affinity mask), not per
+                # core of the node: 32 decoding threads in an actor given 1 CPU only fight each other.
+                self._prep_pool = ThreadPoolExecutor(cpu_share(), thread_name_prefix="mmembed-prep")
             return self._send_pool, self._prep_pool
 
     def _run(self, items: Iterable[object], task: Task, progress: Progress | None) -> np.ndarray:
@@ -196,7 +205,7 @@ class _Run:
         self.window = threading.Semaphore(self.provider.concurrency + 1)
         # Caller images held in memory but not yet encoded: enough to keep every core busy, few enough to
         # bound memory. Paths take no slot (see _add).
-        self.prep_slots = threading.Semaphore(2 * (os.cpu_count() or 2))
+        self.prep_slots = threading.Semaphore(2 * cpu_share())
 
     def execute(self, items: Iterable[object]) -> np.ndarray:
         try:
@@ -224,7 +233,7 @@ class _Run:
             self._tick(1)
             return
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = self.cache.get_many([key]).get(key)
             if hit is not None:
                 self.results[index] = hit
                 self.first_index[key] = index

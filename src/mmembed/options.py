@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_args, get_origin, get_type_hints
 
-from .cache import EmbeddingCache
+from .cache import VectorCache
 
 if TYPE_CHECKING:
     from .providers.base import Provider
@@ -61,8 +61,12 @@ class EmbedderOptions(TypedDict, total=False):
         Any, Doc("An object with acquire() and pause(seconds) shared by several clients (one API key).", local=True)
     ]
     cache: Annotated[
-        str | os.PathLike[str] | EmbeddingCache | None,
-        Doc("Path of a SQLite embedding cache: items embedded before are not sent again.", local=True),
+        str | os.PathLike[str] | VectorCache | None,
+        Doc(
+            "Path of a SQLite embedding cache, or any VectorCache (get_many/put_many): items embedded before "
+            "are not sent again.",
+            local=True,
+        ),
     ]
     allow_private_urls: Annotated[
         bool | None, Doc("Let client-side downloads reach loopback and private addresses.", default=False, local=True)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -47,9 +47,12 @@ from .errors import (
 __all__ = [
     "AttemptWatch",
     "DeadlineAdapter",
+    "Limiter",
     "RateLimiter",
     "RetryPolicy",
     "Transport",
+    "TransportSnapshot",
+    "TransportStats",
     "WatchedHTTPConnection",
     "WatchedHTTPSConnection",
     "attempt_deadline",
@@ -61,6 +64,19 @@ T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 AUTH_STATUSES = frozenset({401, 403})
+
+
+class Limiter(Protocol):
+    """What a Transport needs from a rate limiter (``Embedder(rate_limiter=...)`` takes any such object).
+
+    ``acquire()`` blocks until one request may start and returns the seconds it waited; ``pause(seconds)``
+    is called on a 429 with the server's ``Retry-After`` and must hold back every client sharing the key.
+    Both are called from several threads at once.
+    """
+
+    def acquire(self) -> float: ...
+
+    def pause(self, seconds: float) -> None: ...
 
 
 class RateLimiter:
@@ -249,6 +265,18 @@ class RetryPolicy:
         return rng.uniform(0, min(self.backoff_max, self.backoff_base * (2**attempt)))
 
 
+@dataclass(frozen=True)
+class TransportSnapshot:
+    """A client's counters at one moment (:attr:`mmembed.Embedder.stats`)."""
+
+    requests: int  # attempts sent, retries included
+    retries: int
+    rate_limited: int  # 429 answers
+    waited: float  # seconds spent waiting for the rate limiter (summed over threads)
+    bytes_sent: int
+    max_in_flight: int
+
+
 @dataclass
 class TransportStats:
     """Counters a benchmark or test can read."""
@@ -256,10 +284,21 @@ class TransportStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    waited: float = 0.0
     bytes_sent: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_wait(self, seconds: float) -> None:
+        with self._lock:
+            self.waited += seconds
+
+    def snapshot(self) -> TransportSnapshot:
+        with self._lock:
+            return TransportSnapshot(
+                self.requests, self.retries, self.rate_limited, self.waited, self.bytes_sent, self.max_in_flight
+            )
 
     def begin(self, size: int) -> None:
         with self._lock:
@@ -287,7 +326,7 @@ class Transport:
         *,
         timeout: float | tuple[float, float] = 60.0,
         retry: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         pool_size: int = 8,
         describe_error: ErrorParser | None = None,
         is_auth_error: AuthCheck | None = None,
@@ -297,7 +336,7 @@ class Transport:
         self.provider = provider
         self.timeout = timeout if isinstance(timeout, tuple) else (min(10.0, timeout), timeout)
         self.retry = retry or RetryPolicy()
-        self.limiter = limiter or RateLimiter(None)
+        self.limiter: Limiter = limiter or RateLimiter(None)
         self.describe_error = describe_error or default_error_description
         self.is_auth_error = is_auth_error or default_is_auth_error
         self.retry_after = retry_after or default_retry_after
@@ -339,7 +378,9 @@ class Transport:
         for attempt in range(self.retry.max_retries + 1):
             if attempt:
                 self.stats.retries += 1
-            self.limiter.acquire()
+            waited = self.limiter.acquire()
+            if waited:  # a user's limiter may answer None
+                self.stats.add_wait(float(waited))
             result, error, wait = self._attempt(prepared, headers, parse, size)
             if error is None:
                 return cast(T, result)
