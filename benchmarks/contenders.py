@@ -229,3 +229,170 @@ CONTENDERS: dict[str, Callable[[Spec], Run]] = {
     "llama_index_jina": llama_index_jina,
     "mmembed_stream": mmembed_stream,
 }
+
+
+# -- Issue 15: the CLI against the library, bursts of queries, query_mixed --------------------------------------
+def _ingest_items(spec: Spec) -> list[tuple[str, object, str]]:
+    """(id, item, modality) for the notes and photos of the ingest workload, in the CLI's walk order."""
+    notes = sorted(Path(spec["folder"], "notes").glob("*.txt"))
+    photos = sorted(Path(spec["folder"], "photos").glob("*.jpg"))
+    out: list[tuple[str, object, str]] = [(f"n{i}", p.read_text().strip(), "text") for i, p in enumerate(notes)]
+    return out + [(f"p{i}", p, "image") for i, p in enumerate(photos)]
+
+
+def library_ingest(spec: Spec) -> Run:
+    """`Embedder.embed` of the notes and photos, then Chroma's own `add()` of those vectors."""
+    import chromadb
+
+    from mmembed import Embedder
+
+    embedder = Embedder("jina", base_url=spec["url"], api_key=JINA_KEY)
+    items = _ingest_items(spec)
+    collection = chromadb.PersistentClient(path=spec["chroma_dir"]).create_collection("library")
+
+    def run() -> Callable[[], Shape]:
+        vectors = embedder.embed([item for _, item, _ in items])
+        texts = [(i, it) for i, (_, it, m) in enumerate(items) if m == "text"]
+        images = [(i, it) for i, (_, it, m) in enumerate(items) if m == "image"]
+        collection.add(ids=[items[i][0] for i, _ in texts], embeddings=vectors[[i for i, _ in texts]],
+                       documents=[str(t) for _, t in texts], metadatas=[{"modality": "text"} for _ in texts])
+        collection.add(ids=[items[i][0] for i, _ in images], embeddings=vectors[[i for i, _ in images]],
+                       uris=[str(p) for _, p in images], metadatas=[{"modality": "image"} for _ in images])
+        return lambda: (collection.count(), vectors.shape[1])
+
+    return run
+
+
+def cli_ingest(spec: Spec) -> Run:
+    """`mmembed ingest FOLDER --provider jina` (in this process: the interpreter's start-up is not counted)."""
+    import os
+
+    import chromadb
+
+    import mmembed.chroma  # noqa: F401  (imported up front, as the library contender imports its modules)
+    from mmembed.cli import main
+
+    os.environ["JINA_API_KEY"] = JINA_KEY
+    argv = ["ingest", spec["folder"], "--provider", "jina", "--collection", "cli", "--db", spec["chroma_dir"],
+            "--base-url", spec["url"], "-q"]
+
+    def run() -> Callable[[], Shape]:
+        status = main(argv)
+        if status != 0:
+            raise RuntimeError(f"mmembed ingest exited with {status}")
+
+        def check() -> Shape:
+            client = chromadb.PersistentClient(path=spec["chroma_dir"])
+            collection = client.get_collection("cli")
+            return collection.count(), len(collection.get(include=["embeddings"], limit=1)["embeddings"][0])
+
+        return check
+
+    return run
+
+
+_raw_sessions: dict[str, Any] = {}
+
+
+def _raw_round_trip(url: str, body: dict[str, Any], count: int) -> list[float]:
+    """Seconds per plain ``requests`` POST of ``body`` on one kept-alive session: the floor for any client."""
+    import requests
+
+    session = _raw_sessions.setdefault(url, requests.Session())
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = session.post(f"{url}/v1/embeddings", json=body, headers={"Authorization": f"Bearer {JINA_KEY}"})
+        response.json()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def query_burst(spec: Spec) -> Run:
+    """Three rounds of: an idle second, 5 raw POSTs; an idle second, 5 `embed_query` calls. Then 40 back to back."""
+    from mmembed import Embedder
+
+    embedder = Embedder("jina", base_url=spec["url"], api_key=JINA_KEY)  # Jina's defaults: 500/min, 5 at a time
+    body = {"model": "jina-clip-v2", "input": [{"text": "raw"}], "task": "retrieval.query"}
+    _raw_round_trip(spec["url"], body, 1)
+    embedder.embed_query(["a warm-up query"])  # a warm client: connection open, modules loaded
+    extra = spec.setdefault("extra", {})
+
+    def run() -> Shape:
+        rounds = []
+        for r in range(spec.get("rounds", 3)):
+            time.sleep(1.0)  # idle
+            raw = _raw_round_trip(spec["url"], body, 5)
+            time.sleep(1.0)  # idle again
+            ours = []
+            for i in range(5):
+                started = time.perf_counter()
+                embedder.embed_query([f"burst {r} query {i}"])
+                ours.append(time.perf_counter() - started)
+            rounds.append({"raw_s": raw, "burst_s": ours})
+        sustained = spec.get("sustained", 40)
+        for i in range(sustained):
+            embedder.embed_query([f"sustained query {i}"])
+        extra.update(rounds=rounds, sustained=sustained, client_429=embedder.provider.transport.stats.rate_limited)
+        return 5 * len(rounds) + sustained, int(embedder.dimensions or 0)
+
+    return run
+
+
+def query_overhead(spec: Spec) -> Run:
+    """A warm `embed_query` against the raw round trip; `query_mixed` against the Chroma queries it makes."""
+    import statistics
+
+    import chromadb
+    import numpy as np
+
+    from mmembed.chroma import JinaMultimodalEmbeddingFunction, query_mixed
+
+    ef = JinaMultimodalEmbeddingFunction(api_key=JINA_KEY, base_url=spec["url"], requests_per_minute=1e9)
+    embedder = ef.embedder
+    body = {"model": "jina-clip-v2", "input": [{"text": "q"}], "task": "retrieval.query"}
+    client = chromadb.PersistentClient(path=spec["chroma_dir"])
+    collection = client.create_collection("mixed", embedding_function=ef)
+    rng = np.random.default_rng(0)
+    n = spec.get("records", 2000)
+    vectors = rng.normal(size=(n, 1024)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for start in range(0, n, 1000):
+        stop = min(n, start + 1000)
+        collection.add(ids=[f"r{i}" for i in range(start, stop)], embeddings=vectors[start:stop],
+                       metadatas=[{"modality": "text" if i % 3 else "image"} for i in range(start, stop)])
+    for _ in range(20):  # warm everything: connection, Chroma's index, both code paths
+        _raw_round_trip(spec["url"], body, 1)
+        embedder.embed_query(["warm"])
+        query_mixed(collection, query_texts=["warm"], n_results=10)
+    extra = spec.setdefault("extra", {})
+    rounds = spec.get("rounds", 60)
+
+    def run() -> Shape:
+        raw, ours, mixed, chroma_only, embed_only = [], [], [], [], []
+        for i in range(rounds):  # interleaved, so the machine's load hits every series alike
+            raw += _raw_round_trip(spec["url"], {**body, "input": [{"text": f"raw {i}"}]}, 1)
+            started = time.perf_counter()
+            vector = embedder.embed_query([f"query {i}"])
+            ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            query_mixed(collection, query_texts=[f"mixed {i}"], n_results=10)
+            mixed.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            embedder.embed_query([f"mixed-embed {i}"])
+            embed_only.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            for modality in ("text", "image"):
+                collection.query(query_embeddings=vector, n_results=10, where={"modality": modality},
+                                 include=["metadatas", "documents", "distances", "uris"])
+            chroma_only.append(time.perf_counter() - started)
+        med = statistics.median
+        extra.update(raw_s=med(raw), embed_query_s=med(ours), query_mixed_s=med(mixed),
+                     chroma_queries_s=med(chroma_only), embed_in_mixed_s=med(embed_only))
+        return rounds, 1024
+
+    return run
+
+
+CONTENDERS.update(library_ingest=library_ingest, cli_ingest=cli_ingest, query_burst=query_burst,
+                  query_overhead=query_overhead)

@@ -71,9 +71,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--rate-window", type=float, default=None)
     parser.add_argument("--max-concurrency", type=int, default=None)
     args = parser.parse_args()
-    with Emulator(latency=args.latency, rate_limit=args.rate_limit, max_concurrency=args.max_concurrency) as emu:
+    with Emulator(latency=args.latency, rate_limit=args.rate_limit, rate_window=args.rate_window,
+                  max_concurrency=args.max_concurrency) as emu:
         print(json.dumps({"url": emu.url}), flush=True)
         cpu_at_clear = cpu_seconds()
         for line in sys.stdin:

@@ -259,7 +259,7 @@ def store(tmp_path: Path) -> Iterator[Any]:
         yield client
 
 
-@pytest.mark.parametrize(("provider", "short_side"), [("nomic", 256), ("jina", 512), ("vertex", 512)])
+@pytest.mark.parametrize(("provider", "short_side"), [("nomic", 336), ("jina", 512), ("vertex", 512)])
 def test_a_local_1600x1200_jpeg_goes_out_downscaled(
     provider: str, short_side: int, store: Any, mmembed_emulator: Emulator, photos: Photos
 ) -> None:

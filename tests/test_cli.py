@@ -206,12 +206,12 @@ def test_split_passages() -> None:
 def test_a_bad_file_does_not_make_the_rest_go_out_twice(
     folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Nomic sends texts and images in separate requests: the texts may be answered before the corrupt image
-    # stops the chunk. The default cache keeps them, so the retry of the chunk without the bad file sends
-    # only the images again.
+    # The corrupt image is reported on its own: its batch goes without it, and nothing is sent twice.
     monkeypatch.setenv("NOMIC_API_KEY", "test-key")
     base = store_args(tmp_path, mmembed_emulator)
     assert main(["ingest", str(folder), "--provider", "nomic", "-q", *base]) == 1
     text_requests = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/text"]
     assert sum(len(r.json["texts"]) for r in text_requests) == 2
+    (image_request,) = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/image"]
+    assert sum(f[0] == "images" for f in image_request.files) == len(PHOTO_COLOURS)
     assert (tmp_path / "db" / "embedding-cache.sqlite").exists()

@@ -136,7 +136,7 @@ def test_dimensions_256_for_texts_and_images(
         assert mmembed_emulator.requests[0].json["dimensions"] == 256
 
 
-@pytest.mark.parametrize(("provider", "side"), [("nomic", 256), ("jina", 512), ("vertex", 512)])
+@pytest.mark.parametrize(("provider", "side"), [("nomic", 336), ("jina", 512), ("vertex", 512)])
 def test_big_photo_is_uploaded_small(
     provider: str, side: int, big_photo_path: Path, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:

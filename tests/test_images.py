@@ -29,6 +29,7 @@ from mmembed.images import (
     prepare_image,
     target_size,
 )
+from mmembed.testing import colour_photo
 
 NOMIC = ImageSpec(min_side=256, formats=frozenset({"JPEG", "PNG", "WEBP"}))
 VERTEX = ImageSpec(min_side=512, formats=frozenset({"JPEG", "PNG"}))
@@ -416,12 +417,16 @@ def test_opaque_image_for_a_png_only_api_is_png() -> None:
     assert (out.media_type, out.width, decode(out).mode) == ("image/png", 300, "RGB")
 
 
-def test_webp_only_api_takes_webp_untouched_but_cannot_get_a_re_encoded_image() -> None:
+def test_webp_only_api_takes_webp_untouched_and_gets_webp_when_re_encoded() -> None:
     webp_only = ImageSpec(min_side=512, formats=frozenset({"WEBP"}))
     small_webp = encode(photo(64, 64), "WEBP")
     assert prepare_image(small_webp, webp_only).passthrough is True
-    with pytest.raises(InputError, match="accepts only WEBP"):
-        prepare_image(encode(photo(64, 64), "JPEG"), webp_only)
+    out = prepare_image(encode(photo(64, 64), "JPEG"), webp_only)
+    assert (out.media_type, out.passthrough, decode(out).size) == ("image/webp", False, (64, 64))
+    clear = prepare_image(rgba_with_holes(), webp_only)
+    assert (clear.media_type, decode(clear).mode) == ("image/webp", "RGBA")
+    with pytest.raises(InputError, match="accepts only GIF"):
+        prepare_image(encode(photo(64, 64), "JPEG"), ImageSpec(min_side=512, formats=frozenset({"GIF"})))
 
 
 # -- refusals -------------------------------------------------------------------------------------------------
@@ -640,3 +645,36 @@ def test_encoded_image_repr_leaves_out_the_bytes() -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(images).failed == 0
+
+
+# -- what the model sees --------------------------------------------------------------------------------------
+
+
+def _clip_view(img: Image.Image, side: int) -> np.ndarray:
+    """CLIP-style preprocessing (shortest side to ``side``, bicubic, centre square), as the models do it."""
+    img = img.convert("RGB")
+    scale = side / min(img.size)
+    w, h = max(side, round(img.width * scale)), max(side, round(img.height * scale))
+    img = img.resize((w, h), Image.Resampling.BICUBIC)
+    left, top = (w - side) // 2, (h - side) // 2
+    return np.asarray(img.crop((left, top, left + side, top + side)), dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    ("formats", "upload_side", "model_side", "media_type"),
+    [({"JPEG", "PNG", "WEBP"}, 512, 512, "image/jpeg"),  # Jina: shortest side 512, centre crop
+     ({"JPEG", "PNG", "WEBP"}, 336, 224, "image/jpeg"),  # Nomic's vision tower: 224
+     ({"JPEG", "PNG"}, 512, 512, "image/jpeg")],  # Vertex
+)
+def test_the_model_sees_the_upload_as_it_would_see_the_original(
+    formats: set[str], upload_side: int, model_side: int, media_type: str
+) -> None:
+    # The stated tolerance (benchmarks/fidelity.py): PSNR >= 35 dB at the model's input, after its own resize.
+    original = encode(colour_photo("orange", size=(1600, 1200), seed=5), "JPEG")
+    out = prepare_image(original, ImageSpec(min_side=upload_side, formats=frozenset(formats)))
+    assert out.media_type == media_type and min(out.width, out.height) == upload_side
+    assert len(out.data) < len(original) / 5
+    reference = _clip_view(Image.open(io.BytesIO(original)), model_side)
+    seen = _clip_view(decode(out), model_side)
+    mse = float(np.mean((reference - seen) ** 2))
+    assert 10 * np.log10(255**2 / mse) >= 35.0

@@ -345,7 +345,7 @@ def test_each_call_is_batched_by_the_core(photos: dict[str, Path], mmembed_emula
     assert sorted(len(r.json["texts"]) for r in text_reqs) == [5, 10, 10]  # Nomic's cap is 10 texts
     assert sorted(t for r in text_reqs for t in r.json["texts"]) == sorted(texts)
     assert images_in(image_req) == 4
-    assert {min(Image.open(io.BytesIO(f[3])).size) for f in image_req.files} == {256}
+    assert {min(Image.open(io.BytesIO(f[3])).size) for f in image_req.files} == {336}
 
 
 def test_options_are_forwarded(photos: dict[str, Path], mmembed_emulator: Emulator, tmp_path: Path) -> None:

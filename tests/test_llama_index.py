@@ -194,7 +194,7 @@ def test_images_from_base64_path_and_url_all_embed(
     (sent,) = image_requests(mmembed_emulator, "nomic")
     parts = [f for f in sent.files if f[0] == "images"]
     assert len(parts) == 3
-    assert all(min(Image.open(io.BytesIO(p[3])).size) == 256 for p in parts)
+    assert all(min(Image.open(io.BytesIO(p[3])).size) == 336 for p in parts)
 
 
 # -- what LlamaIndex passes: str paths, str URLs, BytesIO ---------------------------------------------------
@@ -214,7 +214,7 @@ def test_bytesio_uploads_downscaled_and_str_names_an_image(
 
     first, second, third = mmembed_emulator.requests
     (part,) = [f for f in first.files if f[0] == "images"]
-    assert Image.open(io.BytesIO(part[3])).size == (341, 256)  # shortest side 256, aspect kept
+    assert Image.open(io.BytesIO(part[3])).size == (448, 336)  # shortest side 336, aspect kept
     assert len(part[3]) < len(big) / 5
     assert second.form["model"] == ["nomic-embed-vision-v1.5"]
     assert [f[0] for f in second.files] == ["images"]  # a str path is an image, uploaded

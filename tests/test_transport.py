@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import threading
 import time
 
 import pytest
+import requests
 
 from conftest import CANARY_KEY
 from mmembed import AuthenticationError, Embedder, InvalidResponseError, ProviderError, RateLimitError
@@ -110,12 +112,116 @@ def test_backoff_has_full_jitter() -> None:
     assert 0 <= min(delays) < 1.0 and 7.0 < max(delays) <= 8.0
 
 
-def test_rate_limiter_spaces_requests() -> None:
-    limiter = RateLimiter(per_minute=600)  # 10 per second
-    started = time.monotonic()
-    for _ in range(6):
+class FakeClock:
+    """A clock the limiter reads and sleeps on: time moves only when it sleeps (or the test advances it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_burst_after_idle_goes_out_without_waiting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(500, window=60, burst=5, clock=clock, sleep=clock.sleep)  # Jina: 500/min, 5 at a time
+    assert [limiter.acquire() for _ in range(5)] == [0.0] * 5
+    waits = [limiter.acquire() for _ in range(3)]  # beyond the burst: the average rate, 120 ms apart
+    assert waits == pytest.approx([0.12] * 3)
+    clock.now += 60  # idle again: the next burst is free
+    assert [limiter.acquire() for _ in range(5)] == [0.0] * 5
+
+
+def test_the_limiter_keeps_every_window_under_the_quota() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1200 / 5, window=300, burst=8, clock=clock, sleep=clock.sleep)  # Nomic: 1200 per 5 min
+    assert limiter.quota == 1200
+    starts = []
+    for _ in range(3000):  # far more demand than the quota, as fast as the limiter lets it go
         limiter.acquire()
-    assert 0.45 <= time.monotonic() - started < 1.0
+        starts.append(clock.now)
+    most = max(bisect.bisect_left(starts, t + 300) - i for i, t in enumerate(starts))
+    assert most <= 1200  # over *every* 300 s window, not only aligned ones
+    assert starts[7] == starts[0]  # the burst went at once
+    assert starts[-1] - starts[0] == pytest.approx((3000 - 8) / 4)  # then the average rate, 4 per second
+
+
+def test_a_window_quota_binds_when_the_burst_is_the_whole_quota() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(60, window=10, clock=clock, sleep=clock.sleep)  # 10 per 10 s, no smoothing asked for
+    assert [limiter.acquire() for _ in range(10)] == [0.0] * 10
+    assert limiter.acquire() == pytest.approx(10.0)  # the 11th waits for the 1st to leave the window
+
+
+def test_a_request_counts_until_one_window_after_it_ended() -> None:
+    # The server counts a request when it arrives, somewhere between our start and the answer: holding its
+    # slot from start to one window after the end makes any network delay safe.
+    clock = FakeClock()
+    limiter = RateLimiter(12, window=10, clock=clock, sleep=clock.sleep)  # 2 per 10 s
+    assert limiter.acquire() == 0.0
+    clock.now += 5
+    limiter.release()  # the answer came 5 s later
+    assert limiter.acquire() == 0.0
+    limiter.release()
+    assert limiter.acquire() == pytest.approx(10.0)  # not 5 s (first start + window): first end + window
+
+
+def test_pause_restarts_at_the_average_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(600, window=60, burst=5, clock=clock, sleep=clock.sleep)
+    limiter.pause(2.0)
+    assert limiter.acquire() == pytest.approx(2.1)  # the pause, then one interval: no burst right after a 429
+
+
+def test_embed_query_bursts_go_out_without_a_client_side_wait(mmembed_emulator: Emulator) -> None:
+    embedder = jina(mmembed_emulator)  # Jina's defaults: 500 per minute, 5 in flight
+    limiter = embedder.provider.transport.limiter
+    waits: list[float] = []
+    acquire = limiter.acquire
+    limiter.acquire = lambda: waits.append(acquire()) or waits[-1]  # type: ignore[method-assign]
+    for i in range(5):
+        embedder.embed_query([f"query {i}"])
+    assert waits == [0.0] * 5
+    sent = [r.json for r in mmembed_emulator.requests]
+    assert [b["input"] for b in sent] == [[{"text": f"query {i}"}] for i in range(5)]
+    assert all(b["task"] == "retrieval.query" for b in sent)
+
+
+def test_a_sustained_run_against_a_windowed_limit_draws_at_most_a_stray_429(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mmembed.providers import JinaProvider
+
+    # The emulator allows 10 requests in any 0.5 s; the client declares the same window (20/s over 0.5 s).
+    monkeypatch.setattr(JinaProvider, "rate_window", 0.5)
+    with Emulator(rate_limit=20, rate_window=0.5) as emulator:
+        embedder = jina(emulator, requests_per_minute=20 * 60, max_concurrency=4, max_retries=8)
+        assert embedder.provider.transport.limiter.quota == 10
+        embedder.provider.cap = lambda route: 1  # type: ignore[method-assign]  # one text per request
+        texts = [f"t{i}" for i in range(40)]
+        vectors = embedder.embed(texts)
+        assert vectors.shape == (40, 1024)
+        assert emulator.stats.rate_limited <= 1
+        answered = sorted(r.json["input"][0]["text"] for r in emulator.requests if r.status == 200)
+        assert answered == sorted(texts)
+
+
+def test_the_emulator_window_refuses_what_its_quota_does_not_allow() -> None:
+    with Emulator(rate_limit=500 / 60, rate_window=60) as emulator:
+        session = requests.Session()
+        body = {"model": "jina-clip-v2", "input": ["x"]}
+        statuses = [
+            session.post(f"{emulator.url}/v1/embeddings", json=body, headers={"Authorization": "Bearer k"}).status_code
+            for _ in range(12)
+        ]
+        assert statuses == [200] * 12  # a token bucket of 8.3 would have refused some
+        emulator._bucket.log.extend([emulator._bucket.log[-1]] * (500 - 12))  # type: ignore[union-attr]
+        refused = session.post(f"{emulator.url}/v1/embeddings", json=body, headers={"Authorization": "Bearer k"})
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "500 requests per 60 s" in refused.json()["detail"]
 
 
 def test_pause_holds_every_worker() -> None:

@@ -22,6 +22,7 @@ import html
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ __all__ = ["main"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 PASSAGE_CHARS = 1200
-CHUNK = 64  # records added per Chroma call
+WRITE_BATCH = 500  # records written per Chroma call, as their vectors arrive
+CHECK_BATCH = 500  # records looked up in Chroma per call (are they stored, and unchanged?)
+IMAGE_CHECK_BATCH = 16
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ERROR = 0, 1, 2
 
 
@@ -77,10 +80,12 @@ def walk(paths: Sequence[str]) -> Iterator[Path]:
             continue
         if not root.is_dir():
             raise FileNotFoundError(f"no such file or folder: {raw}")
+        root = root.resolve()  # once: a path below it is then absolute and resolved, unless it is a symlink
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
-                if path.suffix.lower() in IMAGE_SUFFIXES | TEXT_SUFFIXES:
-                    yield path.resolve()
+            if path.suffix.lower() not in IMAGE_SUFFIXES | TEXT_SUFFIXES:
+                continue
+            if not any(part.startswith(".") for part in path.relative_to(root).parts) and path.is_file():
+                yield path.resolve() if path.is_symlink() else path
 
 
 def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
@@ -194,14 +199,20 @@ def cache_path(args: argparse.Namespace) -> str | None:
 
 
 def ingest(args: argparse.Namespace) -> int:
-
-    try:
-        files = list(walk(args.paths))
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    missing = [raw for raw in args.paths if not Path(raw).expanduser().exists()]
+    if missing:
+        print(f"error: no such file or folder: {missing[0]}", file=sys.stderr)
         return EXIT_ERROR
     function = embedding_function(args)
-    client = open_client(args)
+    with ThreadPoolExecutor(1, thread_name_prefix="mmembed-chroma") as opener:
+        opening = opener.submit(open_client, args)  # Chroma takes a few tenths of a second to open: walk meanwhile
+        try:
+            files = list(walk(args.paths))
+        except BaseException:
+            close_client(opening.result())
+            function.close()
+            raise
+        client = opening.result()
     try:
         return _ingest_files(args, files, function, client)
     finally:
@@ -210,24 +221,16 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, client: Any) -> int:
-    from . import chroma
-
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
-    records: list[Record] = []
     cache = function.embedder.cache
-    for path in files:
-        try:
-            records.extend(records_for(path, getattr(cache, "file_digest", None)))
-        except InputError as err:
-            report.failed.append((str(path), err.reason))
-    todo = _changed(collection, records, report)
-    progress = _progress(len(todo), args.quiet)
+    progress = _progress(args.quiet)
+    writer = _Writer(collection, report, progress)
+    pending = _pending(collection, files, getattr(cache, "file_digest", None), report, progress)
     try:
-        for start in range(0, len(todo), CHUNK):
-            _add_chunk(chroma, collection, todo[start : start + CHUNK], report)
-            progress.update(min(CHUNK, len(todo) - start))
+        _stream(function.embedder, pending, writer, report)
     except EmbeddingError as err:
+        writer.flush()  # what was answered before the failure is stored
         progress.close()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -241,45 +244,114 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     return EXIT_FAILED_ITEMS if report.failed else EXIT_OK
 
 
-def _changed(collection: Any, records: list[Record], report: IngestReport) -> list[Record]:
-    """Records whose id is new or whose content hash differs from the stored one."""
-    stored: dict[str, str] = {}
-    for start in range(0, len(records), 500):
-        got = collection.get(ids=[r.id for r in records[start : start + 500]], include=["metadatas"])
-        for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
-            stored[rid] = str((meta or {}).get("sha256", ""))
+def _pending(
+    collection: Any, files: list[Path], file_digest: FileDigest | None, report: IngestReport, progress: _Progress
+) -> Iterator[Record]:
+    """The records that need embedding, found as the pipeline asks for them (files are read lazily).
+
+    Images come first: their decoding starts at once on the CPU pool and overlaps reading the texts.
+    """
+    chunk: list[Record] = []
+    for path in sorted(files, key=lambda p: p.suffix.lower() not in IMAGE_SUFFIXES):  # stable: sorted within
+        try:
+            chunk.extend(records_for(path, file_digest))
+        except InputError as err:
+            report.failed.append((str(path), err.reason))
+        # Photos go on in small chunks, so the first ones are being decoded while the rest are still hashed.
+        limit = IMAGE_CHECK_BATCH if path.suffix.lower() in IMAGE_SUFFIXES else CHECK_BATCH
+        if len(chunk) >= limit:
+            yield from _changed(collection, chunk, report, progress)
+            chunk = []
+    yield from _changed(collection, chunk, report, progress)
+
+
+def _stream(embedder: Any, records: Iterator[Record], writer: _Writer, report: IngestReport) -> None:
+    """Every record through one pipeline: full batches, concurrent requests, written as vectors arrive.
+
+    Answers are cached as they arrive and Chroma writes are upserts by stable id, so a run killed at any
+    moment resumes without paying again for what was answered, and ends with the same records.
+    """
+    todo: list[Record] = []
+
+    def items() -> Iterator[object]:
+        for record in records:
+            todo.append(record)
+            yield record.item
+
+    for index, value in embedder.embed_stream(items()):
+        record = todo[index]
+        if isinstance(value, InputError):
+            report.failed.append((record.source, value.reason))
+            writer.drop(record.source)
+        else:
+            writer.add(record, value)
+    writer.flush()
+
+
+class _Writer:
+    """Writes records to Chroma in batches of WRITE_BATCH; the progress bar counts what is stored."""
+
+    def __init__(self, collection: Any, report: IngestReport, progress: Any) -> None:
+        self.collection, self.report, self.progress = collection, report, progress
+        self.buffer: list[tuple[Record, Any]] = []
+        self.failed: set[str] = set()
+
+    def add(self, record: Record, vector: Any) -> None:
+        self.buffer.append((record, vector))
+        if len(self.buffer) >= WRITE_BATCH:
+            self.flush()
+
+    def drop(self, source: str) -> None:
+        """A file that cannot be embedded: none of its records is written from now on."""
+        self.failed.add(source)
+
+    def flush(self) -> None:
+        from .chroma import MODALITY_KEY
+
+        rows = [(r, v) for r, v in self.buffer if r.source not in self.failed]
+        self.buffer = []
+        for modality in ("text", "image"):
+            part = [(r, v) for r, v in rows if r.modality == modality]
+            if not part:
+                continue
+            content = {"documents": [r.item for r, _ in part]} if modality == "text" else {
+                "uris": [str(r.item) for r, _ in part]
+            }
+            self.collection.upsert(
+                ids=[r.id for r, _ in part],
+                embeddings=[v for _, v in part],
+                metadatas=[
+                    {"source": r.source, "sha256": r.digest, "passage": r.passage, MODALITY_KEY: modality}
+                    for r, _ in part
+                ],
+                **content,
+            )
+        self.report.added += len(rows)
+        self.progress.update(len(rows))
+
+
+def _changed(collection: Any, records: list[Record], report: IngestReport, progress: _Progress) -> list[Record]:
+    """Records whose id is new or whose content hash differs from the stored one (stale ones are deleted)."""
+    if not records:
+        return []
+    got = collection.get(ids=[r.id for r in records], include=["metadatas"])
+    metas = zip(got["ids"], got["metadatas"] or [], strict=False)
+    stored = {rid: str((meta or {}).get("sha256", "")) for rid, meta in metas}
     todo = [r for r in records if stored.get(r.id) != r.digest]
-    report.unchanged = len(records) - len(todo)
+    report.unchanged += len(records) - len(todo)
     stale = [r.id for r in todo if r.id in stored]
     if stale:
         collection.delete(ids=stale)
+    progress.grow(len(todo))
     return todo
 
 
-def _add_chunk(chroma: Any, collection: Any, chunk: list[Record], report: IngestReport) -> None:
-    """Add a chunk; an item that cannot be embedded is reported and dropped, the rest still stored."""
-    failed_sources = {s for s, _ in report.failed}
-    chunk = [r for r in chunk if r.source not in failed_sources]
-    while chunk:
-        try:
-            chroma.add_mixed(
-                collection,
-                ids=[r.id for r in chunk],
-                items=[r.item for r in chunk],
-                metadatas=[{"source": r.source, "sha256": r.digest, "passage": r.passage} for r in chunk],
-            )
-        except InputError as err:
-            if err.index is None or not 0 <= err.index < len(chunk):
-                raise
-            bad = chunk[err.index]
-            report.failed.append((bad.source, err.reason))
-            chunk = [r for r in chunk if r.source != bad.source]
-            continue
-        report.added += len(chunk)
-        return
+class _Progress:
+    """Counts records as they are stored; the total grows as files are found to need work."""
 
+    def grow(self, n: int) -> None:
+        pass
 
-class _NoProgress:
     def update(self, n: int) -> None:
         pass
 
@@ -287,14 +359,30 @@ class _NoProgress:
         pass
 
 
-def _progress(total: int, quiet: bool) -> Any:
-    if quiet or total == 0:
-        return _NoProgress()
+class _Bar(_Progress):
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def grow(self, n: int) -> None:
+        if n:
+            self.bar.total = (self.bar.total or 0) + n
+            self.bar.refresh()
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(quiet: bool) -> _Progress:
+    if quiet:
+        return _Progress()
     try:
         from tqdm import tqdm
     except ImportError:
-        return _NoProgress()
-    return tqdm(total=total, unit="item", desc="embedding", file=sys.stderr, disable=None)
+        return _Progress()
+    return _Bar(tqdm(total=0, unit="record", desc="stored", file=sys.stderr, disable=None))
 
 
 # -- search ----------------------------------------------------------------------------------------

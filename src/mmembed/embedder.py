@@ -13,9 +13,10 @@ import functools
 import hashlib
 import os
 import pathlib
+import queue
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from PIL import Image
 from .cache import EmbeddingCache, open_cache
 from .cpus import cpu_share
 from .errors import ConfigurationError, EmbeddingError, InputError
-from .inputs import ImageItem, ImageSource, Item, to_item
+from .inputs import ImageItem, ImageSource, Item, TextItem, to_item
 from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 from .transport import TransportSnapshot
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Embedder", "provider_class"]
 
 Progress = Callable[[int], None]
+# A call of at most this many texts that fits one request runs on the caller's thread (see _Run.execute_inline).
+INLINE_MAX = 64
 
 
 @dataclass
@@ -131,6 +134,28 @@ class Embedder:
         """Embed items as search queries (the provider's query task), in input order."""
         return self._run(items, "query", progress)
 
+    def embed_stream(
+        self, items: Iterable[object], *, query: bool = False
+    ) -> Iterator[tuple[int, np.ndarray | InputError]]:
+        """Embed a stream of items, yielding ``(index, vector)`` as each request is answered.
+
+        Results come in completion order, not input order (``index`` is the item's position in ``items``).
+        Batches fill to the provider's caps and run concurrently, exactly as in :meth:`embed`, and at most
+        ``max_concurrency + 1`` batches are outstanding, so memory stays bounded however long the stream. An
+        item that cannot be embedded yields ``(index, InputError)`` and the others go on; a failure of the
+        provider itself (after its retries) raises. With ``cache=``, every answer is stored as it arrives.
+        ``query=True`` uses the provider's query task.
+
+        >>> from mmembed.testing import Emulator
+        >>> with Emulator() as emu:
+        ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+        ...     sorted((i, type(v).__name__) for i, v in embedder.embed_stream(["a text", b"not an image"]))
+        [(0, 'ndarray'), (1, 'InputError')]
+        """
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
+            raise TypeError("embed_stream() takes an iterable of items; wrap a single item in a list")
+        return _Run(self, "query" if query else "document", None, stream=True).stream(items)
+
     async def aembed(self, items: Iterable[object]) -> np.ndarray:
         """:meth:`embed` without blocking the event loop (in-flight requests stay within the bound)."""
         return await asyncio.to_thread(self._run, list(items), "document", None)
@@ -184,13 +209,17 @@ class Embedder:
         if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
             raise TypeError("embed() takes a list (or any iterable) of items; wrap a single item in a list")
         run = _Run(self, task, progress)
+        if isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX:
+            inline = run.execute_inline(items)
+            if inline is not None:
+                return inline
         return run.execute(items)
 
 
 class _Run:
     """The state of one embed call."""
 
-    def __init__(self, embedder: Embedder, task: Task, progress: Progress | None) -> None:
+    def __init__(self, embedder: Embedder, task: Task, progress: Progress | None, *, stream: bool = False) -> None:
         self.embedder = embedder
         self.provider = embedder.provider
         self.cache = embedder.cache
@@ -206,6 +235,12 @@ class _Run:
         # Caller images held in memory but not yet encoded: enough to keep every core busy, few enough to
         # bound memory. Paths take no slot (see _add).
         self.prep_slots = threading.Semaphore(2 * cpu_share())
+        # Streaming (embed_stream): answers go to this queue as (indexes, vectors or errors), not to `results`,
+        # and a bad item is reported on its own instead of failing its batch.
+        self.streaming = stream
+        self.answers: queue.SimpleQueue[list[tuple[int, np.ndarray | InputError]]] = queue.SimpleQueue()
+        self.pending: dict[str, int] = {}  # streaming: key -> index of the item in flight with that content
+        self.waiting: dict[int, list[int]] = {}  # streaming: that index -> later items with the same content
 
     def execute(self, items: Iterable[object]) -> np.ndarray:
         try:
@@ -220,6 +255,117 @@ class _Run:
         except BaseException:
             self._abort()
             raise
+        return self._assemble()
+
+    def stream(self, items: Iterable[object]) -> Iterator[tuple[int, np.ndarray | InputError]]:
+        """The pipeline of :meth:`execute`, yielding answers as they come (see :meth:`Embedder.embed_stream`)."""
+        try:
+            for index, obj in enumerate(items):
+                self._admit_streamed(index, obj)
+                yield from self._answered()
+                self._raise_failures()
+            for batch in list(self.open.values()):
+                self._dispatch(batch)
+            self.open.clear()
+            while self.in_flight:
+                done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+                self.in_flight -= done
+                for future in done:
+                    future.result()
+                yield from self._answered()
+            yield from self._answered()
+        except BaseException:  # an error, or the caller stopped reading (GeneratorExit)
+            self._abort()
+            raise
+
+    def _admit_streamed(self, index: int, obj: object) -> None:
+        try:
+            item = to_item(obj)
+            key = self.embedder.cache_key(item, self.task)
+        except InputError as err:
+            self.answers.put([(index, err.at(index))])
+            return
+        first = self.pending.get(key)
+        if first is not None:  # the same content is in flight: answer both with one vector
+            self.waiting.setdefault(first, []).append(index)
+            return
+        hit = self.cache.get_many([key]).get(key) if self.cache is not None else None
+        if hit is not None:
+            self.answers.put([(index, hit)])
+            return
+        self.pending[key] = index
+        self._add(index, item, key)
+
+    def _answered(self) -> Iterator[tuple[int, np.ndarray | InputError]]:
+        """What workers have answered so far (and the duplicates waiting for it), without blocking."""
+        while True:
+            try:
+                answers = self.answers.get_nowait()
+            except queue.Empty:
+                return
+            for index, value in answers:
+                yield index, value
+                for twin in self.waiting.pop(index, ()):
+                    yield twin, value.at(twin) if isinstance(value, InputError) else value
+
+    def _send_streamed(self, batch: _Batch) -> None:
+        """Send the items of ``batch`` that could be prepared; report the others one by one."""
+        ready: list[Ready] = []
+        good: list[int] = []
+        answers: list[tuple[int, np.ndarray | InputError]] = []
+        for i in range(len(batch.items)):
+            try:
+                ready.append(self._ready(batch, i))
+                good.append(i)
+            except InputError as err:
+                answers.append((batch.indexes[i], err))
+        batch.prepared.clear()
+        if ready:
+            vectors = self.provider.send(batch.route, ready, self.task)
+            if self.cache is not None:
+                self.cache.put_many(zip((batch.keys[i] for i in good), vectors, strict=True))
+            answers += [(batch.indexes[i], vector) for i, vector in zip(good, vectors, strict=True)]
+        for i in range(len(batch.items)):
+            self.pending.pop(batch.keys[i], None)
+        self.answers.put(answers)
+
+    def execute_inline(self, items: Sequence[object]) -> np.ndarray | None:
+        """A small all-text call whose misses fit one request: sent on the caller's thread, no pool hops.
+
+        A query is usually one text: handing it to a worker thread and back costs more than the rest of the
+        client's work. Cache, de-duplication, order, retries and errors are exactly the pipeline's (it is the
+        same ``_send``). Returns None, having sent nothing, when the call needs the pipeline (images, more
+        than one request, an item that is not valid).
+        """
+        try:
+            converted = [to_item(obj) for obj in items]
+        except InputError:
+            return None  # the pipeline raises it, placed at its index
+        if not all(isinstance(item, TextItem) for item in converted):
+            return None
+        keys = [self.embedder.cache_key(item, self.task) for item in converted]
+        hits = self.cache.get_many(list(dict.fromkeys(keys))) if self.cache is not None else {}
+        batch: _Batch | None = None
+        first: dict[str, int] = {}
+        for index, (item, key) in enumerate(zip(converted, keys, strict=True)):
+            if key in first or key in hits:
+                first.setdefault(key, index)
+                continue
+            first[key] = index
+            route = self.provider.route(item)
+            if batch is None:
+                batch = _Batch(route)
+            elif batch.route != route or not self.provider.fits(batch.items, item, route):
+                return None
+            batch.indexes.append(index)
+            batch.keys.append(key)
+            batch.items.append(item)
+            batch.prepared.append(None)
+        self.results = [hits.get(key) for key in keys]
+        self.aliases = {i: first[key] for i, key in enumerate(keys) if first[key] != i}
+        self._tick(len(keys) - (len(batch.items) if batch is not None else 0))
+        if batch is not None:
+            self._send(batch)
         return self._assemble()
 
     def _admit(self, index: int, obj: object) -> None:
@@ -296,7 +442,8 @@ class _Run:
         remaining, submitted, lock = [len(preparing)], [False], threading.Lock()
 
         def prepared(future: Future[Ready]) -> None:
-            failed = not future.cancelled() and future.exception() is not None  # report a bad image early
+            # Report a bad image early; when streaming, the batch goes without it, once the rest is ready.
+            failed = not self.streaming and not future.cancelled() and future.exception() is not None
             with lock:
                 remaining[0] -= 1
                 go = not submitted[0] and (remaining[0] == 0 or failed)
@@ -318,6 +465,9 @@ class _Run:
         sent.add_done_callback(functools.partial(_settle, outcome))
 
     def _send(self, batch: _Batch) -> None:
+        if self.streaming:
+            self._send_streamed(batch)
+            return
         ready = [self._ready(batch, i) for i in range(len(batch.items))]
         # The request holds the encoded images now; the batch, which outlives it (in_flight), drops them.
         batch.prepared.clear()

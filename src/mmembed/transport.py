@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import heapq
+import itertools
 import logging
+import math
 import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,7 +75,8 @@ class Limiter(Protocol):
 
     ``acquire()`` blocks until one request may start and returns the seconds it waited; ``pause(seconds)``
     is called on a 429 with the server's ``Retry-After`` and must hold back every client sharing the key.
-    Both are called from several threads at once.
+    Both are called from several threads at once. A limiter may also offer ``release()``: the transport then
+    calls it, on the same thread, when the request that ``acquire()`` admitted has ended (see RateLimiter).
     """
 
     def acquire(self) -> float: ...
@@ -80,39 +85,101 @@ class Limiter(Protocol):
 
 
 class RateLimiter:
-    """A token bucket shared by all workers of one client; :meth:`pause` holds everyone back after a 429."""
+    """What a provider's rate limit allows, shared by all workers of one client.
 
-    def __init__(self, per_minute: float | None, *, burst: int = 1) -> None:
+    Two rules, both checked before a request starts:
+
+    * **the window**: at most ``per_minute * window / 60`` requests in any ``window`` seconds, counted by
+      a sliding-window log (so the limit holds over *every* window, not only aligned ones). A request holds
+      its place in the log from its start until one window after it *ended* (:meth:`release`): the server
+      saw it arrive somewhere in between, so no network delay can make the server count more than the
+      quota in one of its windows;
+    * **the pace**: a bucket of ``burst`` tokens refilled at the average rate, so ``burst`` requests after
+      an idle spell go out at once and a longer run settles at the average rate instead of spending the
+      whole window's quota in its first second (a server that limits by token bucket would refuse that).
+
+    :meth:`pause` holds everyone back after a 429, and restarts at the average rate. Another limiter (a
+    process-wide one, say) plugs in by offering the same ``acquire()`` and ``pause(seconds)``; ``release()``
+    is optional (the transport calls it when it exists). ``clock`` and ``sleep`` are for tests.
+    """
+
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        *,
+        window: float = 60.0,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if window <= 0:
+            raise ValueError(f"window must be > 0 seconds, got {window}")
         self.rate = per_minute / 60.0 if per_minute else None
-        self.burst = max(1, burst)
+        self.window = float(window)
+        # The quota per window; rounded first so 500/min over 60 s is 500, not 499 from float error.
+        self.quota = max(1, math.floor(round(self.rate * self.window, 6))) if self.rate else None
+        # Without a rate nothing is paced; without a burst the whole window's quota may go at once.
+        self.burst = 1 if self.quota is None else max(1, min(burst or self.quota, self.quota))
+        self._clock, self._sleep = clock, sleep
+        self._log: deque[float] = deque()
         self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        self._mine = threading.local()  # the log entry of this thread's request, for release()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(quota={self.quota}, window={self.window:g}, burst={self.burst})"
 
     def acquire(self) -> float:
-        """Block until a request may start; returns the seconds waited."""
+        """Block until a request may start; returns the seconds waited (0.0 when it went at once)."""
         waited = 0.0
         while True:
             with self._lock:
-                now = time.monotonic()
-                delay = self._paused_until - now
-                if delay <= 0:
-                    if self.rate is None:
-                        return waited
-                    self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-                    self._stamp = now
-                    if self._tokens >= 1.0:
-                        self._tokens -= 1.0
-                        return waited
-                    delay = (1.0 - self._tokens) / self.rate
-            time.sleep(delay)
+                delay = self._delay(self._clock())
+            if delay <= 0:
+                return waited
+            self._sleep(delay)
             waited += delay
+
+    def _delay(self, now: float) -> float:
+        """0 after taking a start slot at ``now``, else how long until one may free up (under the lock)."""
+        if self._paused_until > now:
+            return self._paused_until - now
+        if self.rate is None or self.quota is None:
+            return 0.0
+        log = self._log
+        while log and log[0] <= now - self.window:
+            log.popleft()
+        self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
+        self._stamp = max(self._stamp, now)
+        if len(log) >= self.quota:
+            return log[0] + self.window - now
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / self.rate
+        self._tokens -= 1.0
+        log.append(now)
+        self._mine.start = now
+        return 0.0
+
+    def release(self) -> None:
+        """The request this thread last acquired for has ended: it counts for one more window from now."""
+        start = getattr(self._mine, "start", None)
+        if start is None or self.quota is None:
+            return
+        self._mine.start = None
+        with self._lock:
+            now = self._clock()
+            try:
+                self._log.remove(start)  # any entry with this time will do: they are alike
+            except ValueError:
+                pass  # it outlived a whole window and was dropped already
+            self._log.append(max(now, self._log[-1]) if self._log else now)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back for ``seconds`` (after a 429), without shortening a longer pause."""
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
             self._tokens = 0.0
             self._stamp = max(self._stamp, self._paused_until)
 
@@ -152,6 +219,66 @@ def _shut(sock: socket.socket) -> None:
         pass  # already closed
 
 
+class _Watchdog:
+    """One daemon thread that expires watches at their deadlines.
+
+    A ``threading.Timer`` per attempt would start (and tear down) a thread per request, about 0.1 ms each:
+    on a warm query that is a tenth of the client's whole budget. Nor is the watchdog woken per request: it
+    looks again at least every ``IDLE_LOOK`` seconds, so only a deadline earlier than its next look wakes it.
+    Cancelled entries are dropped lazily.
+    """
+
+    IDLE_LOOK = 0.5
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []  # [deadline, sequence, watch or None once cancelled]
+        self._cancelled = 0
+        self._sequence = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._wake_at = 0.0  # when the watchdog looks next
+
+    def add(self, seconds: float, watch: AttemptWatch) -> list[Any]:
+        entry: list[Any] = [time.monotonic() + seconds, next(self._sequence), watch]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():  # first use, or in a forked child
+                self._thread = threading.Thread(target=self._run, name="mmembed-deadlines", daemon=True)
+                self._thread.start()
+            if entry[0] < self._wake_at:
+                self._cond.notify()
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        with self._cond:
+            entry[2] = None
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled > len(self._heap) // 2:
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2] is None:
+                    heapq.heappop(self._heap)
+                    self._cancelled -= 1
+                now = time.monotonic()
+                delay: float = self.IDLE_LOOK
+                if self._heap:
+                    delay = min(float(self._heap[0][0]) - now, self.IDLE_LOOK)
+                if delay > 0 or not self._heap:
+                    self._wake_at = now + delay
+                    self._cond.wait(delay)
+                    continue
+                watch = heapq.heappop(self._heap)[2]
+                watch.expire()
+
+
+_watchdog = _Watchdog()
+
+
 @contextmanager
 def attempt_deadline(seconds: float) -> Iterator[AttemptWatch]:
     """Give the HTTP exchange made in this block, on this thread, ``seconds`` in all; then its socket is shut.
@@ -159,15 +286,13 @@ def attempt_deadline(seconds: float) -> Iterator[AttemptWatch]:
     Only connections of a :class:`DeadlineAdapter` take part; the watch's ``expired`` says why an error came.
     """
     watch = AttemptWatch()
-    timer = threading.Timer(seconds, watch.expire)
-    timer.daemon = True
     previous = getattr(_watching, "watch", None)
     _watching.watch = watch
-    timer.start()
+    entry = _watchdog.add(seconds, watch)
     try:
         yield watch
     finally:
-        timer.cancel()
+        _watchdog.cancel(entry)
         _watching.watch = previous
 
 
@@ -381,7 +506,12 @@ class Transport:
             waited = self.limiter.acquire()
             if waited:  # a user's limiter may answer None
                 self.stats.add_wait(float(waited))
-            result, error, wait = self._attempt(prepared, headers, parse, size)
+            try:
+                result, error, wait = self._attempt(prepared, headers, parse, size)
+            finally:
+                release = getattr(self.limiter, "release", None)
+                if release is not None:
+                    release()
             if error is None:
                 return cast(T, result)
             last = error

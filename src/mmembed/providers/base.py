@@ -93,6 +93,9 @@ class Provider(ABC):
     accepts_gcs: ClassVar[bool] = False
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = None
+    # The span the provider counts requests over: its quota is ``requests_per_minute * rate_window / 60``
+    # in any such span. Bursts of ``max_concurrency`` go out at once; longer runs keep the average rate.
+    rate_window: ClassVar[float] = 60.0
     key_required: ClassVar[bool] = True
 
     def __init__(self, options: ProviderOptions) -> None:
@@ -115,7 +118,7 @@ class Provider(ABC):
             self.name,
             timeout=options.timeout,
             retry=RetryPolicy(max_retries=max(0, options.max_retries)),
-            limiter=options.rate_limiter or RateLimiter(rpm),
+            limiter=options.rate_limiter or RateLimiter(rpm, window=self.rate_window, burst=self.concurrency),
             pool_size=self.concurrency,
             describe_error=self.describe_error,
             is_auth_error=self.is_auth_error,

@@ -51,6 +51,7 @@ class GeminiProvider(Provider):
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 100  # the free tier's limit; a batch is one request
+    rate_window: ClassVar[float] = 60.0  # a per-minute quota per project and model
 
     def __init__(
         self,
@@ -61,7 +62,6 @@ class GeminiProvider(Provider):
         document_template: str | None = None,
     ) -> None:
         super().__init__(options)
-        _google.start_together(self)
         self.model = model or "gemini-embedding-2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=768, max_side=2048, known=False)
         self.check_dimensions(self.info)

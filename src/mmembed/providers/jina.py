@@ -51,6 +51,7 @@ class JinaProvider(Provider):
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
     default_requests_per_minute: ClassVar[float | None] = 500
+    rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
 
     def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
         super().__init__(options)

@@ -26,8 +26,8 @@ TEXT_MODELS = {
     "nomic-embed-text-v1": ModelInfo("nomic-embed-text-v1", 768, matryoshka=False),
 }
 VISION_MODELS = {
-    "nomic-embed-vision-v1.5": ModelInfo("nomic-embed-vision-v1.5", 768, image_side=256),
-    "nomic-embed-vision-v1": ModelInfo("nomic-embed-vision-v1", 768, image_side=256, matryoshka=False),
+    "nomic-embed-vision-v1.5": ModelInfo("nomic-embed-vision-v1.5", 768, image_side=336),
+    "nomic-embed-vision-v1": ModelInfo("nomic-embed-vision-v1", 768, image_side=336, matryoshka=False),
 }
 # Which vision model shares a space with which text model.
 PAIRS = {"nomic-embed-text-v1.5": "nomic-embed-vision-v1.5", "nomic-embed-text-v1": "nomic-embed-vision-v1"}
@@ -48,7 +48,8 @@ class NomicProvider(Provider):
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 8
-    default_requests_per_minute: ClassVar[float | None] = 1200 / 5  # 1200 per 5-minute window
+    default_requests_per_minute: ClassVar[float | None] = 1200 / 5
+    rate_window: ClassVar[float] = 300.0  # 1200 requests per 5-minute window, per IP
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class NomicProvider(Provider):
         self.vision_model = vision_model or PAIRS.get(self.text_model, "nomic-embed-vision-v1.5")
         self._text_info = TEXT_MODELS.get(self.text_model) or ModelInfo(self.text_model, None, known=False)
         self._vision_info = VISION_MODELS.get(self.vision_model) or ModelInfo(
-            self.vision_model, None, image_side=256, known=False
+            self.vision_model, None, image_side=336, known=False
         )
         self.check_dimensions(self._text_info)
         self.check_dimensions(self._vision_info)

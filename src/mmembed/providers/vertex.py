@@ -73,6 +73,7 @@ class VertexProvider(Provider):
     accepts_gcs: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 120
+    rate_window: ClassVar[float] = 60.0  # a per-minute quota per project and region
     key_required: ClassVar[bool] = False
 
     def __init__(
@@ -108,8 +109,6 @@ class VertexProvider(Provider):
                 requests_per_minute=options.requests_per_minute or GEMINI_REQUESTS_PER_MINUTE,
             )
         super().__init__(options)
-        if self.embed_content:
-            _google.start_together(self)
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
         self.check_dimensions(self.info)
         if self.dimensions is None:

@@ -26,6 +26,9 @@ def build_parser(prog: str = "python -m mmembed.testing") -> argparse.ArgumentPa
     parser.add_argument("--latency", type=float, default=0.0, metavar="S", help="seconds added to each request")
     parser.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
                         help="requests per second over all endpoints; above it the emulator answers 429")
+    parser.add_argument("--rate-window", type=float, default=None, metavar="S",
+                        help="count --rate-limit over a sliding window of S seconds (a provider's quota) "
+                             "instead of a token bucket")
     parser.add_argument("--max-concurrency", type=int, default=None, metavar="N",
                         help="more requests in flight than this get 429")
     return parser
@@ -68,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
         serve_forever(args.host, args.port, latency=args.latency, rate_limit=args.rate_limit,
-                      max_concurrency=args.max_concurrency)
+                      max_concurrency=args.max_concurrency, rate_window=args.rate_window)
     except OSError as exc:
         print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

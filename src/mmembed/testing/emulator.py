@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -87,6 +88,24 @@ class _TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+class _SlidingWindow:
+    """At most ``round(rate * window)`` requests in any ``window`` seconds (a log of admissions)."""
+
+    def __init__(self, rate: float, window: float) -> None:
+        self.window = window
+        self.quota = max(1, math.floor(round(rate * window, 6)))
+        self.log: deque[float] = deque()
+
+    def take(self, now: float) -> float:
+        """0 when the request is admitted, else the seconds until the oldest admission leaves the window."""
+        while self.log and self.log[0] <= now - self.window:
+            self.log.popleft()
+        if len(self.log) < self.quota:
+            self.log.append(now)
+            return 0.0
+        return self.log[0] + self.window - now
+
+
 class Emulator:
     """An offline emulator of the Nomic Atlas, Jina, Vertex AI and Gemini API embedding APIs over real HTTP.
 
@@ -99,7 +118,10 @@ class Emulator:
     (answers of 1 KB or more are gzip-compressed when the client accepts it, as Nomic's are).
     ``api_keys=None`` accepts any non-empty key. ``latency`` adds seconds per request; ``rate_limit``
     (requests/second over all endpoints) and ``max_concurrency`` answer 429 beyond them (with ``Retry-After``
-    unless ``retry_after=False``); ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and
+    unless ``retry_after=False``). By default the rate is a token bucket holding ``max(1, rate_limit)``
+    requests; with ``rate_window`` (seconds) it is a provider's windowed quota instead: at most
+    ``rate_limit * rate_window`` requests in any span of ``rate_window`` seconds (e.g. Jina's 500 per minute:
+    ``rate_limit=500 / 60, rate_window=60``). ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and
     :meth:`inject` queues specific ones. ``jina_unnormalized`` makes Jina answer non-unit vectors, as its 2023
     API did.
 
@@ -115,6 +137,7 @@ class Emulator:
         *,
         latency: float = 0.0,
         rate_limit: float | None = None,
+        rate_window: float | None = None,
         retry_after: bool = True,
         max_concurrency: int | None = None,
         api_keys: Collection[str] | None = None,
@@ -127,12 +150,15 @@ class Emulator:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError(f"rate_limit must be > 0 requests per second, got {rate_limit}")
+        if rate_window is not None and rate_window <= 0:
+            raise ValueError(f"rate_window must be > 0 seconds, got {rate_window}")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if isinstance(api_keys, str) or isinstance(fault_kinds, str):
             raise TypeError("api_keys and fault_kinds take collections (e.g. a list), not one string")
         self.host, self.port = host, port
         self.latency, self.rate_limit, self.retry_after = latency, rate_limit, retry_after
+        self.rate_window = rate_window
         self.max_concurrency, self.jina_unnormalized = max_concurrency, jina_unnormalized
         self._settings = Settings.make(api_keys, jina_unnormalized)
         self._faults = FaultPlan(fault_rate, tuple(Fault.parse(k) for k in fault_kinds), seed)
@@ -143,7 +169,9 @@ class Emulator:
         self._records: list[RecordedRequest] = []
         self._stats = EmulatorStats()
         self._in_flight = 0
-        self._bucket = _TokenBucket(rate_limit) if rate_limit is not None else None
+        self._bucket: _TokenBucket | _SlidingWindow | None = None
+        if rate_limit is not None:
+            self._bucket = _TokenBucket(rate_limit) if rate_window is None else _SlidingWindow(rate_limit, rate_window)
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -312,6 +340,8 @@ class Emulator:
                     self._stats.max_in_flight = max(self._stats.max_in_flight, self._in_flight)
                     return None
                 message = f"Rate limit exceeded: at most {self.rate_limit:g} requests per second"
+                if isinstance(self._bucket, _SlidingWindow):
+                    message = f"Rate limit exceeded: at most {self._bucket.quota} requests per {self.rate_window:g} s"
         seconds = max(1, math.ceil(wait))
         headers = (("Retry-After", str(seconds)),) if self.retry_after and endpoint.retry_after_header else ()
         error = ApiError(429, message, retry_delay=seconds if self.retry_after else None)
