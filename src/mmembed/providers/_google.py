@@ -18,8 +18,8 @@ import requests
 
 from ..errors import ConfigurationError, InputError
 from ..inputs import InterleavedItem, Item, MediaItem
-from ..transport import RateLimiter, parse_retry_after
-from .base import Provider, Ready, Task
+from ..transport import parse_retry_after
+from .base import Ready, Task
 
 __all__ = [
     "DOCUMENT_TEMPLATE",
@@ -36,7 +36,6 @@ __all__ = [
     "one_content",
     "part",
     "retry_delay",
-    "start_together",
 ]
 
 # gemini-embedding-2 takes its task as a prompt prefix, not ``taskType`` (Google's cookbook); the strings are the
@@ -52,17 +51,6 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)s\s*$")
 def is_embed_content_model(model: str) -> bool:
     """Whether Vertex serves ``model`` through ``:embedContent`` (as Google's SDKs decide), not ``:predict``."""
     return "gemini" in model and model != "gemini-embedding-001" and "maas" not in model
-
-
-def start_together(provider: Provider) -> None:
-    """Let the first ``max_concurrency`` calls start at once; the per-minute rate holds after that.
-
-    Google's quotas are per minute, so a burst of a few calls is within them; without it a one-item-per-call
-    fan-out (Vertex) would start its calls one rate interval apart and rarely overlap them.
-    """
-    if provider.options.rate_limiter is None:
-        rpm = provider.options.requests_per_minute or provider.default_requests_per_minute
-        provider.transport.limiter = RateLimiter(rpm, burst=provider.concurrency)
 
 
 def check_template(name: str, template: str) -> str:

@@ -53,6 +53,7 @@ class GeminiProvider(Provider):
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 100  # the free tier's limit; a batch is one request
+    rate_window: ClassVar[float] = 60.0  # a per-minute quota per project and model
     kinds: ClassVar[frozenset[str]] = ALL_KINDS  # unknown models: assumed multimodal, as gemini-embedding-2
     model_kinds: ClassVar[dict[str, frozenset[str]]] = {
         "gemini-embedding-2": ALL_KINDS,
@@ -69,7 +70,6 @@ class GeminiProvider(Provider):
         document_template: str | None = None,
     ) -> None:
         super().__init__(options)
-        _google.start_together(self)
         self.model = model or "gemini-embedding-2"
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=768, max_side=2048, known=False)
         self.check_dimensions(self.info)

@@ -121,8 +121,6 @@ class VertexProvider(Provider):
                 requests_per_minute=options.requests_per_minute or GEMINI_REQUESTS_PER_MINUTE,
             )
         super().__init__(options)
-        if self.embed_content:
-            _google.start_together(self)
         self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
         self.check_dimensions(self.info)
         if self.dimensions is None:
