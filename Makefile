@@ -24,8 +24,8 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GOOGLE_API_KEY + project /
-# VOYAGE_API_KEY / COHERE_API_KEY; a provider without its key is skipped).
+# Re-record cassettes against the live APIs (needs NOMIC_API_KEY / JINA_API_KEY / GEMINI_API_KEY / GOOGLE_API_KEY
+# + project / VOYAGE_API_KEY / COHERE_API_KEY; a provider without its key is skipped).
 record: $(STAMP)
 	MMEMBED_RECORD=live $(BIN)/python -m pytest -q tests/test_cassettes.py --record-mode=rewrite
 

@@ -1,9 +1,9 @@
 """A Chroma collection holding texts and images together, queried so that both modalities compete fairly.
 
-    python examples/chroma_mixed.py [jina|nomic|vertex]      # default: jina
+    python examples/chroma_mixed.py [jina|nomic|vertex|gemini]      # default: jina
 
-With the provider's key in the environment (JINA_API_KEY, NOMIC_API_KEY, or GOOGLE_API_KEY plus
-GOOGLE_CLOUD_PROJECT for Vertex) this calls the live API. Without it, it starts mmembed's offline emulator,
+With the provider's key in the environment (JINA_API_KEY, NOMIC_API_KEY, GEMINI_API_KEY, or GOOGLE_API_KEY
+plus GOOGLE_CLOUD_PROJECT for Vertex) this calls the live API. Without it, it starts mmembed's offline emulator,
 which answers with fake vectors shaped like a real model's (so the ranking still shows the point), and says so.
 """
 
@@ -26,6 +26,7 @@ from mmembed.chroma import (
     NomicMultimodalEmbeddingFunction,
     VertexMultimodalEmbeddingFunction,
     add_mixed,
+    function_class,
     query_mixed,
 )
 from mmembed.testing import Emulator, colour_photo
@@ -34,8 +35,9 @@ FUNCTIONS: dict[str, type[MultimodalEmbeddingFunction]] = {
     "jina": JinaMultimodalEmbeddingFunction,
     "nomic": NomicMultimodalEmbeddingFunction,
     "vertex": VertexMultimodalEmbeddingFunction,
+    "gemini": function_class("gemini"),
 }
-KEY_VARS = {"jina": "JINA_API_KEY", "nomic": "NOMIC_API_KEY", "vertex": "GOOGLE_API_KEY"}
+KEY_VARS = {"jina": "JINA_API_KEY", "nomic": "NOMIC_API_KEY", "vertex": "GOOGLE_API_KEY", "gemini": "GEMINI_API_KEY"}
 TEXTS = {"text-red": "a ripe red strawberry", "text-blue": "a calm blue lake", "text-green": "fresh green grass"}
 PHOTOS = {"photo-red": "red", "photo-blue": "blue", "photo-yellow": "yellow"}
 
@@ -90,7 +92,7 @@ def main() -> int:
 
         print("Query 'red':")
         show(
-            "plain Chroma query (the modality gap: every text outranks every photo)",
+            "plain Chroma query (with a CLIP-style modality gap, every text outranks every photo)",
             collection.query(query_texts=["red"], n_results=4, include=["documents", "uris", "distances"]),
         )
         show(

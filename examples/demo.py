@@ -1,7 +1,7 @@
 """`make demo`: ingest the sample data into an embedded Chroma store and search it.
 
-Uses the live API of the first provider whose key is set (NOMIC_API_KEY, JINA_API_KEY, or GOOGLE_API_KEY
-with GOOGLE_CLOUD_PROJECT; MMEMBED_PROVIDER picks one explicitly). With no key, it starts the offline
+Uses the live API of the first provider whose key is set (NOMIC_API_KEY, JINA_API_KEY, GOOGLE_API_KEY
+with GOOGLE_CLOUD_PROJECT, or GEMINI_API_KEY; MMEMBED_PROVIDER picks one explicitly). With no key, it starts the offline
 emulator (fake, deterministic vectors) and says so.
 """
 

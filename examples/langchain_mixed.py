@@ -1,10 +1,10 @@
 """Texts and photos in one persistent langchain-chroma store, embedded by mmembed.
 
-    python examples/langchain_mixed.py [jina|nomic|vertex]
+    python examples/langchain_mixed.py [jina|nomic|vertex|gemini]
 
-Uses the live API when the provider's key is in the environment (JINA_API_KEY, NOMIC_API_KEY, or
-GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT for Vertex); otherwise starts mmembed's offline emulator, which
-answers with fake vectors that still put a colour's name near photos of that colour.
+Uses the live API when the provider's key is in the environment (JINA_API_KEY, NOMIC_API_KEY,
+GEMINI_API_KEY, or GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT for Vertex); otherwise starts mmembed's offline
+emulator, which answers with fake vectors that still put a colour's name near photos of that colour.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ LIVE_ENV = {
     "jina": ("JINA_API_KEY",),
     "nomic": ("NOMIC_API_KEY",),
     "vertex": ("GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT"),
+    "gemini": ("GEMINI_API_KEY",),
 }
 TEXTS = ["The sea was a deep blue that day", "A red fire truck parked outside", "Bananas ripen on the counter"]
 COLOURS = ["red", "blue", "green", "yellow"]
@@ -69,7 +70,8 @@ def main(provider: str = "jina") -> None:
 
         plain = store.similarity_search("something yellow", k=4)
         print("'something yellow' (plain) ->", ", ".join(label(d.metadata, d.page_content) for d in plain))
-        print("  (texts outrank every photo: text-text similarities dwarf text-image ones, the modality gap)")
+        if all(d.metadata["modality"] == "text" for d in plain[:3]):
+            print("  (texts outrank every photo: text-text similarities dwarf text-image ones, the modality gap)")
         (hit,) = store.similarity_search("something yellow", k=1, filter={"modality": "image"})
         print(f"'something yellow' (images only) -> {label(hit.metadata, hit.page_content)}")
         (hit,) = store.similarity_search_by_image(str(probe), k=1)

@@ -1,10 +1,10 @@
 """Texts and photos in one LlamaIndex MultiModalVectorStoreIndex over Chroma, embedded by mmembed.
 
-    python examples/llama_index_mixed.py [jina|nomic|vertex]
+    python examples/llama_index_mixed.py [jina|nomic|vertex|gemini]
 
-Uses the live API when the provider's key is in the environment (JINA_API_KEY, NOMIC_API_KEY, or
-GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT for Vertex); otherwise starts mmembed's offline emulator, which
-answers with fake vectors that still put a colour's name near photos of that colour.
+Uses the live API when the provider's key is in the environment (JINA_API_KEY, NOMIC_API_KEY,
+GEMINI_API_KEY, or GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT for Vertex); otherwise starts mmembed's offline
+emulator, which answers with fake vectors that still put a colour's name near photos of that colour.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mmembed.llama_index import (
     JinaMultiModalEmbedding,
     NomicMultiModalEmbedding,
     VertexMultiModalEmbedding,
+    embedding_class,
 )
 from mmembed.testing import Emulator, colour_photo
 
@@ -34,11 +35,13 @@ CLASSES: dict[str, type[EmbedderMultiModalEmbedding]] = {
     "jina": JinaMultiModalEmbedding,
     "nomic": NomicMultiModalEmbedding,
     "vertex": VertexMultiModalEmbedding,
+    "gemini": embedding_class("gemini"),
 }
 LIVE_ENV = {
     "jina": ("JINA_API_KEY",),
     "nomic": ("NOMIC_API_KEY",),
     "vertex": ("GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT"),
+    "gemini": ("GEMINI_API_KEY",),
 }
 TEXTS = ["The sea was a deep blue that day", "A red fire truck parked outside", "Fresh green grass in the park"]
 COLOURS = ["red", "blue", "green", "yellow"]

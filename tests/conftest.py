@@ -22,7 +22,7 @@ from mmembed.testing import Emulator, colour_photo
 
 CANARY_KEY = "canary-key-7f3a9c1e"
 PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
-DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536}
+DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536, "gemini": 3072}
 TEXT_MODELS = {
     "nomic": "nomic-embed-text-v1.5",
     "jina": "jina-clip-v2",
@@ -36,8 +36,10 @@ IMAGE_MODELS = {**TEXT_MODELS, "nomic": "nomic-embed-vision-v1.5"}
 @pytest.fixture(autouse=True)
 def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
-    for var in ("NOMIC_API_KEY", "JINA_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
-                "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY"):
+    for var in (
+        "NOMIC_API_KEY", "JINA_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -34,6 +34,8 @@ REAL_HOSTS = {
     "nomic": "https://api-atlas.nomic.ai",
     "jina": "https://api.jina.ai",
     "vertex": "https://us-central1-aiplatform.googleapis.com",
+    "vertex-global": "https://aiplatform.googleapis.com",  # Gemini models on Vertex default to location global
+    "gemini": "https://generativelanguage.googleapis.com",
     "voyage": "https://api.voyageai.com",
     "cohere": "https://api.cohere.com",
 }
@@ -41,10 +43,10 @@ KEY_VARS = {
     "nomic": "NOMIC_API_KEY",
     "jina": "JINA_API_KEY",
     "vertex": "GOOGLE_API_KEY",
+    "gemini": "GEMINI_API_KEY",
     "voyage": "VOYAGE_API_KEY",
     "cohere": "COHERE_API_KEY",
 }
-PATHS = {":predict": "vertex", "/v1/embeddings": "jina", "/v1/multimodalembeddings": "voyage", "/v2/embed": "cohere"}
 TOKEN_HOSTS = ("oauth2.googleapis.com", "accounts.google.com", "metadata.google.internal")
 _emulator_url: list[str] = []
 
@@ -54,7 +56,16 @@ def scrub_request(request: VcrRequest) -> VcrRequest | None:
     if any(host in request.host for host in TOKEN_HOSTS):
         return None
     if _emulator_url and request.uri.startswith(_emulator_url[0]):
-        provider = next((name for part, name in PATHS.items() if part in request.path), "nomic")
+        path = request.path
+        provider = (
+            "vertex" if ":predict" in path
+            else "vertex-global" if ":embedContent" in path and "/publishers/google/" in path
+            else "gemini" if path.startswith("/v1beta/models/")
+            else "jina" if "/v1/embeddings" in path
+            else "voyage" if "/v1/multimodalembeddings" in path
+            else "cohere" if "/v2/embed" in path
+            else "nomic"
+        )
         request.uri = REAL_HOSTS[provider] + request.uri[len(_emulator_url[0]) :]
     return request
 
@@ -89,7 +100,8 @@ def base_url() -> Iterator[str | None]:
 
 def embedder(provider: str, base_url: str | None, **options: Any) -> Embedder:
     if MODE == "live":
-        if not os.environ.get(KEY_VARS[provider]):
+        names = (KEY_VARS[provider], "GOOGLE_API_KEY") if provider == "gemini" else (KEY_VARS[provider],)
+        if not any(os.environ.get(name) for name in names):
             pytest.skip(f"{KEY_VARS[provider]} is not set")
         key = None
     else:
@@ -161,6 +173,28 @@ def test_cohere_documents_and_query(base_url: str | None) -> None:
     check(docs, 3, 512)
     if MODE == "":
         assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@pytest.mark.vcr
+def test_gemini_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("gemini", base_url, dimensions=768)
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # one batchEmbedContents call, 3 requests
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 768)
+    assert query.shape == (768,)
+    if MODE == "":  # pinned: the prefixed query "red" is nearer the red text and the red photo than the sea
+        assert float(query @ docs[0]) > float(query @ docs[2])
+        assert float(query @ docs[1]) > float(query @ docs[2])
+
+
+@pytest.mark.vcr
+def test_vertex_gemini_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("vertex", base_url, model="gemini-embedding-2", dimensions=256)
+    docs = emb.embed([ITEMS_TEXT[0], red_photo()])  # two :embedContent calls, one content each
+    (query,) = emb.embed_query(["red"])
+    check(docs, 2, 256)
+    if MODE == "":
+        assert float(query @ docs[1]) > 0.3  # the small modality gap of a natively multimodal model
 
 
 def test_cassettes_hold_no_credentials() -> None:

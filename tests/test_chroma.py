@@ -475,6 +475,8 @@ def test_config_holds_models_and_env_var_name_never_the_key(mmembed_emulator: Em
         "model": "multimodalembedding@001",
         "project_id": "test-project",
         "location": "europe-west4",
+        "query_template": None,  # prompt templates are for Gemini models only
+        "document_template": None,
         "dimensions": 1408,
         "image_side": None,
         "base_url": mmembed_emulator.url,

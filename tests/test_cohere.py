@@ -172,3 +172,25 @@ def test_errors_and_keys(mmembed_emulator_factory: Callable[..., Emulator], monk
     monkeypatch.delenv("CO_API_KEY")
     with pytest.raises(ConfigurationError, match="COHERE_API_KEY or CO_API_KEY"):
         Embedder("cohere")
+
+
+def test_interleaved_travels_as_one_input_with_two_segments(
+    embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
+) -> None:
+    from mmembed import Interleaved
+
+    photo = colour_photo("red", size=(120, 90))
+    vectors = embedder_for("cohere").embed(["a red bicycle", Interleaved(["a red bicycle", photo]), photo])
+    (request,) = mmembed_emulator.requests
+    contents = [entry["content"] for entry in request.json["inputs"]]
+    assert [[s["type"] for s in c] for c in contents] == [["text"], ["text", "image_url"], ["image_url"]]
+    assert set(contents[1][1]["image_url"]) == {"url"}
+    assert 0.6 < float(vectors[1] @ vectors[0]) < 0.99 and 0.6 < float(vectors[1] @ vectors[2]) < 0.99
+
+
+def test_video_and_audio_are_refused_naming_who_can(embedder_for: Callable[..., Embedder]) -> None:
+    from mmembed import UnsupportedKindError
+    from mmembed.testing.media import make_video
+
+    with pytest.raises(UnsupportedKindError, match=r"voyage \(voyage-multimodal-3.5\)"):
+        embedder_for("cohere").embed([make_video(1.0)])

@@ -169,3 +169,34 @@ def test_long_texts_close_a_batch_before_the_token_cap(
     requests = mmembed_emulator.requests
     assert len(requests) == 2 and all(r.status == 200 for r in requests)
     assert sorted(len(r.json["inputs"]) for r in requests) == [4, 296]  # closed by fits(), at 300k estimated
+
+
+def test_interleaved_travels_as_one_input_with_two_segments(
+    embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
+) -> None:
+    from mmembed import Interleaved
+
+    photo = colour_photo("red", size=(120, 90))
+    vectors = embedder_for("voyage").embed(["a red bicycle", Interleaved(["a red bicycle", photo]), photo])
+    (request,) = mmembed_emulator.requests
+    contents = segments(request)
+    assert [[s["type"] for s in c] for c in contents] == [["text"], ["text", "image_base64"], ["image_base64"]]
+    assert contents[1][0] == {"type": "text", "text": "a red bicycle"}
+    assert vectors.shape == (3, 1024)
+    # ONE vector from both parts: the emulator's mean of the two, not either one.
+    assert 0.6 < float(vectors[1] @ vectors[0]) < 0.99 and 0.6 < float(vectors[1] @ vectors[2]) < 0.99
+
+
+def test_video_segments_on_3_5(embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator) -> None:
+    from mmembed import Interleaved, UnsupportedKindError
+    from mmembed.testing.media import make_video
+
+    video = make_video(2.0, colour=(255, 0, 0))
+    vectors = embedder_for("voyage").embed(["something red", video, Interleaved(["red", video])])
+    (request,) = mmembed_emulator.requests
+    contents = segments(request)
+    assert [[s["type"] for s in c] for c in contents] == [["text"], ["video_base64"], ["text", "video_base64"]]
+    assert contents[1][0]["video_base64"].startswith("data:video/mp4;base64,")
+    assert float(vectors[1] @ vectors[0]) > float(vectors[1] @ embedder_for("voyage").embed(["blue"])[0])
+    with pytest.raises(UnsupportedKindError, match="voyage-multimodal-3.5"):
+        embedder_for("voyage", model="voyage-multimodal-3").embed([video])

@@ -1,4 +1,4 @@
-"""mmembed: multimodal embeddings for Chroma and LlamaIndex over Nomic, Jina, Vertex, Voyage and Cohere.
+"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over Nomic, Jina, Vertex, Gemini, Voyage, Cohere.
 
 >>> import mmembed
 >>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
@@ -19,8 +19,11 @@ from .errors import (
     RateLimitError,
     TransportError,
     UnsafeURLError,
+    UnsupportedKindError,
 )
-from .inputs import ImageSource
+from .fallbacks import Segment
+from .inputs import ImageSource, Interleaved, MediaSource
+from .mediainfo import MediaLimits
 from .providers import TextTooLongWarning
 
 __version__ = "0.1.0"
@@ -33,12 +36,17 @@ __all__ = [
     "EmbeddingError",
     "ImageSource",
     "InputError",
+    "Interleaved",
     "InvalidResponseError",
+    "MediaLimits",
+    "MediaSource",
     "ProviderError",
     "RateLimitError",
+    "Segment",
     "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",
+    "UnsupportedKindError",
     "VectorCache",
     "__version__",
 ]

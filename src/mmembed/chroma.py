@@ -42,7 +42,8 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
-from .inputs import ImageSource
+from .fallbacks import Segment
+from .inputs import ImageItem, ImageSource, Item, MediaItem, MediaSource, PageImage, TextItem, to_item
 from .options import EmbedderOptions
 from .providers import PROVIDERS, Provider
 
@@ -51,21 +52,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FUNCTIONS",
+    "MODALITIES",
+    "MODALITIES_KEY",
     "MODALITY_KEY",
     "RRF_K",
     "ImageURILoader",
+    "MediaURILoader",
     "MixedQueryResult",
     "MultimodalEmbeddingFunction",
     "add_mixed",
     "embedding_function_of",
     "function_class",
     "query_mixed",
+    "record_modalities",
+    "stored_modalities",
 ]  # plus one {Title}MultimodalEmbeddingFunction per registered provider, added below
 
 MODALITY_KEY = "modality"
 RRF_K = 60
-Modality = Literal["text", "image"]
-MODALITIES: tuple[Modality, ...] = ("text", "image")
+Modality = Literal["text", "image", "pdf", "video", "audio", "interleaved"]
+MODALITIES: tuple[Modality, ...] = ("text", "image", "pdf", "video", "audio", "interleaved")
+# The collection metadata key where add_mixed records the modalities a collection holds, so query_mixed runs
+# one query per modality present (a text+image collection still costs 2 queries, not 6).
+MODALITIES_KEY = "mmembed:modalities"
 
 # Config keys every function stores, besides its provider's model keys; all but the env var may be None.
 COMMON_KEYS = ("dimensions", "image_side", "base_url", "api_key_env_var")
@@ -281,6 +290,29 @@ def _source(uri: str, index: int) -> ImageSource:
     return ImageSource(uri)
 
 
+class MediaURILoader:
+    """A Chroma data loader for ``uris=`` of any kind: images, PDFs, video and audio; nothing is decoded here.
+
+    A local path (or ``file://``) becomes a :class:`pathlib.Path`, whose kind the core recognises from the
+    file's first bytes; an http(s) or ``gs://`` URI becomes a :class:`~mmembed.MediaSource` when its name says
+    PDF, video or audio (``.pdf``, ``.mp4``, ``.mov``, ``.webm``, ``.mp3``, ``.wav``, ...) and an
+    :class:`~mmembed.ImageSource` otherwise. As with :class:`ImageURILoader`, the return type is honest, not
+    Chroma's array type.
+    """
+
+    def __call__(self, uris: Sequence[str | None]) -> list[object | None]:
+        return [None if uri is None else _media_source(uri, i) for i, uri in enumerate(uris)]
+
+    def __repr__(self) -> str:
+        return "MediaURILoader()"
+
+
+def _media_source(uri: str, index: int) -> object:
+    from .inputs import from_uri
+
+    return from_uri(_source(uri, index).uri)
+
+
 # -- mixed collections ------------------------------------------------------------------------------
 class MixedQueryResult(QueryResult):
     """A Chroma query result plus ``rrf_scores``: the fused score of each hit (higher is better)."""
@@ -294,12 +326,15 @@ def add_mixed(
     items: Sequence[object],
     metadatas: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> None:
-    """Add texts and images to ``collection`` in one call, recording each item's modality in its metadata.
+    """Add texts, images, PDFs, video, audio and interleaved items in one call, recording each one's modality.
 
-    ``items`` may mix texts (``str``) and images (``Path``, bytes, PIL, numpy arrays, ``ImageSource``); all
-    are embedded in one pass by the collection's mmembed embedding function and added with ``embeddings=``.
-    Texts become the records' documents; paths and URL/gs:// sources become their ``uris``. Each metadata
-    gets ``"modality": "text" | "image"`` (user keys are kept; a conflicting ``modality`` is an error).
+    ``items`` may mix anything :meth:`mmembed.Embedder.embed` takes, and :class:`~mmembed.Segment` objects from
+    :meth:`~mmembed.Embedder.expand` (their modality and metadata — page, passage, start/end seconds — are
+    stored with them). All are embedded in one pass by the collection's mmembed embedding function and added
+    with ``embeddings=``. Texts become the records' documents; paths and URL/gs:// sources become their
+    ``uris`` (a PDF page's uri is the PDF). Each metadata gets ``"modality"`` (``text``, ``image``, ``pdf``,
+    ``video``, ``audio`` or ``interleaved``; user keys are kept, a conflicting ``modality`` is an error), and
+    the collection's metadata records which modalities it holds, so :func:`query_mixed` queries only those.
     """
     ids, items = list(ids), list(items)
     metas = list(metadatas) if metadatas is not None else [None] * len(items)
@@ -307,10 +342,23 @@ def add_mixed(
         raise ValueError(f"ids, items and metadatas differ in length ({len(ids)}, {len(items)}, {len(metas)})")
     if not items:
         raise ValueError("add_mixed needs at least one item")
-    vectors = embedding_function_of(collection)(cast(Embeddable, items))
-    modalities: list[Modality] = ["text" if isinstance(item, str) else "image" for item in items]
-    documents = [item if isinstance(item, str) else None for item in items]
-    uris = [_uri_of(item) for item in items]
+    converted: list[Item] = []
+    modalities: list[Modality] = []
+    merged_metas: list[dict[str, Any]] = []
+    for i, (item, meta) in enumerate(zip(items, metas, strict=True)):
+        segment = item if isinstance(item, Segment) else None
+        try:
+            internal = to_item(segment.item if segment is not None else item)
+        except InputError as err:
+            raise err.at(i) from err.__cause__
+        converted.append(internal)
+        modalities.append(cast(Modality, segment.modality if segment is not None else internal.kind))
+        merged_metas.append({**(segment.metadata if segment is not None else {}), **(meta or {})})
+    vectors = embedding_function_of(collection)(cast(Embeddable, converted))
+    documents = [item.text if isinstance(item, TextItem) else None for item in converted]
+    originals = [item.item if isinstance(item, Segment) else item for item in items]
+    uris = [_uri_of(original, item) for original, item in zip(originals, converted, strict=True)]
+    record_modalities(collection, set(modalities))
     # Chroma's hints say list[str], but with embeddings= it stores None documents and uris as "absent".
     collection.add(
         ids=ids,
@@ -318,9 +366,27 @@ def add_mixed(
         documents=cast("list[str]", documents) if any(d is not None for d in documents) else None,
         uris=cast("list[str]", uris) if any(u is not None for u in uris) else None,
         metadatas=[
-            _with_modality(m, modality, i) for i, (m, modality) in enumerate(zip(metas, modalities, strict=True))
+            _with_modality(m, modality, i)
+            for i, (m, modality) in enumerate(zip(merged_metas, modalities, strict=True))
         ],
     )
+
+
+def stored_modalities(collection: Collection) -> tuple[Modality, ...]:
+    """The modalities :func:`add_mixed` recorded for ``collection`` (text and image when none are recorded)."""
+    recorded = str((collection.metadata or {}).get(MODALITIES_KEY) or "")
+    found = tuple(m for m in MODALITIES if m in recorded.split(","))
+    return found or ("text", "image")
+
+
+def record_modalities(collection: Collection, modalities: set[Modality] | set[str]) -> None:
+    """Record in ``collection``'s metadata that it holds ``modalities`` (what :func:`query_mixed` queries)."""
+    recorded = set(stored_modalities(collection)) if (collection.metadata or {}).get(MODALITIES_KEY) else set()
+    if modalities <= recorded:
+        return
+    metadata = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    metadata[MODALITIES_KEY] = ",".join(m for m in MODALITIES if m in recorded | modalities)
+    collection.modify(metadata=metadata)
 
 
 def query_mixed(
@@ -331,8 +397,9 @@ def query_mixed(
     where: Mapping[str, Any] | None = None,
     *,
     embedder: Embedder | None = None,
+    modalities: Sequence[Modality] | None = None,
 ) -> MixedQueryResult:
-    """Query a mixed collection so that texts and images compete fairly; one result list per query.
+    """Query a mixed collection so that every modality competes fairly; one result list per query.
 
     Cross-modal similarities are far smaller than same-modality ones (≈0.1 against ≈0.7), so one plain
     query ranks every text above every image. Here each modality is ranked on its own (``where`` restricted
@@ -341,6 +408,8 @@ def query_mixed(
     ``RRF_K = 60``, the constant of Cormack et al. (2009) and Elasticsearch's default. Each record sits in
     exactly one ranking, so the result interleaves the best text with the best image, the second with the
     second, and so on; equal scores go to the smaller distance. Queries are the texts, then the images.
+    ``modalities`` are the rankings to fuse: by default those :func:`add_mixed` recorded for the collection
+    (text and image when none are recorded), so a collection of texts and photos costs two queries.
 
     The queries are embedded by the collection's mmembed function, or by ``embedder`` when given: a
     collection that another framework fills with ready-made vectors has no such function (LangChain's
@@ -365,7 +434,7 @@ def query_mixed(
             where=_restrict(where, modality),
             include=["metadatas", "documents", "distances", "uris"],
         )
-        for modality in MODALITIES
+        for modality in (modalities or stored_modalities(collection))
     ]
     fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
     return MixedQueryResult(
@@ -397,11 +466,19 @@ def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction
     )
 
 
-def _uri_of(item: object) -> str | None:
-    if isinstance(item, pathlib.PurePath):
-        return str(item)
-    if isinstance(item, ImageSource) and item.kind != "data":  # a data URI would copy the image into Chroma
-        return item.uri
+def _uri_of(original: object, item: Item) -> str | None:
+    if isinstance(original, pathlib.PurePath):
+        return str(original)
+    if isinstance(original, ImageSource) and original.kind != "data":  # a data URI would copy the image in
+        return original.uri
+    if isinstance(original, MediaSource) and not original.uri.startswith("data:"):
+        return original.uri
+    if isinstance(item, ImageItem) and isinstance(item.raw, PageImage):
+        item = item.raw.document
+    if isinstance(item, (ImageItem, MediaItem)):
+        if isinstance(item.raw, pathlib.Path):
+            return str(item.raw)
+        return item.url or item.gcs_uri
     return None
 
 

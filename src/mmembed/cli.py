@@ -1,4 +1,4 @@
-"""The ``mmembed`` command: ingest a folder of texts and images into Chroma, search it, run the emulator.
+"""The ``mmembed`` command: ingest folders of texts, images, PDFs, video and audio into Chroma, search them.
 
 ::
 
@@ -8,9 +8,13 @@
 
 Ingest walks folders, embeds images and text files (long ones split into passages) into one mixed
 collection, and skips what is already stored unchanged (ids are stable: path + passage number; the
-content hash sits in the metadata). A file that cannot be embedded is reported by name at the end and
-the exit status is 1, while everything else is stored. Search ranks texts and images each on their own
-and fuses the rankings (see :func:`mmembed.chroma.query_mixed`).
+content hash sits in the metadata). PDFs, video and audio are expanded by the provider
+(:meth:`mmembed.Embedder.expand`): one record per PDF page (``page`` in the metadata; on models that read
+only text and images, also the page's text passages), per video segment or clip (``start``/``end`` seconds),
+per audio file; every record has a ``modality``. A kind the model cannot embed is named as skipped; a file
+that cannot be embedded is reported by name at the end and the exit status is 1, while everything else is
+stored. Search ranks each modality on its own, fuses the rankings (see :func:`mmembed.chroma.query_mixed`)
+and shows the page or time of each hit.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError, EmbeddingError, InputError
+from .errors import ConfigurationError, EmbeddingError, InputError, UnsupportedKindError
 from .inputs import FileDigest, file_sha256
 from .options import option_specs
 from .providers import PROVIDERS
@@ -36,6 +40,9 @@ __all__ = ["main"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+# Files expanded into segments by the provider (Embedder.expand): pages of a PDF, segments of a video, audio.
+# The suffix only picks files to look at; what a file is, is read from its content.
+MEDIA_SUFFIXES = frozenset({".pdf", ".mp4", ".mov", ".m4v", ".webm", ".mkv", ".mp3", ".wav", ".m4a", ".ogg", ".flac"})
 PASSAGE_CHARS = 1200
 WRITE_BATCH = 500  # records written per Chroma call, as their vectors arrive
 CHECK_BATCH = 500  # records looked up in Chroma per call (are they stored, and unchanged?)
@@ -53,14 +60,15 @@ def default_db() -> Path:
 
 @dataclass
 class Record:
-    """One thing to store: an image file or one passage of a text file."""
+    """One thing to store: an image file, one passage of a text file, or one segment of a PDF, video or audio."""
 
     id: str
-    item: object  # str (a passage) or Path (an image)
+    item: object  # str (a passage), Path (an image) or a segment's item (a page, a video clip, a passage)
     source: str
     modality: str
     digest: str
     passage: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # a segment's metadata: page, start/end seconds
 
 
 @dataclass
@@ -68,6 +76,7 @@ class IngestReport:
     added: int = 0
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # kinds the model cannot embed
 
 
 # -- walking and splitting --------------------------------------------------------------------------
@@ -82,7 +91,7 @@ def walk(paths: Sequence[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"no such file or folder: {raw}")
         root = root.resolve()  # once: a path below it is then absolute and resolved, unless it is a symlink
         for path in sorted(root.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES | TEXT_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_SUFFIXES | TEXT_SUFFIXES | MEDIA_SUFFIXES:
                 continue
             if not any(part.startswith(".") for part in path.relative_to(root).parts) and path.is_file():
                 yield path.resolve() if path.is_symlink() else path
@@ -112,12 +121,17 @@ def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
     return passages
 
 
-def records_for(path: Path, file_digest: FileDigest | None = None) -> list[Record]:
+def records_for(path: Path, file_digest: FileDigest | None = None, embedder: Any = None) -> list[Record]:
     """The records one file yields; raises InputError for an unreadable file.
 
-    ``file_digest`` (the embedding cache's) lets an unchanged image go unread on a rerun.
+    ``file_digest`` (the embedding cache's) lets an unchanged image go unread on a rerun. PDFs, video and
+    audio are expanded by ``embedder`` (:meth:`mmembed.Embedder.expand`): one record per page (and, on a
+    model that reads only text and images, per text passage of a page), per video segment or clip, per
+    audio file; UnsupportedKindError when the model cannot embed the kind.
     """
     base = hashlib.sha256(str(path).encode()).hexdigest()[:20]
+    if path.suffix.lower() in MEDIA_SUFFIXES and embedder is not None:
+        return _media_records(path, base, file_digest, embedder)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
             digest = file_digest(path, lambda: file_sha256(path)) if file_digest else file_sha256(path)
@@ -132,6 +146,31 @@ def records_for(path: Path, file_digest: FileDigest | None = None) -> list[Recor
         Record(f"{base}:{i}", passage, str(path), "text", hashlib.sha256(passage.encode()).hexdigest(), i)
         for i, passage in enumerate(split_passages(text))
     ]
+
+
+def _media_records(path: Path, base: str, file_digest: FileDigest | None, embedder: Any) -> list[Record]:
+    try:
+        digest = file_digest(path, lambda: file_sha256(path)) if file_digest else file_sha256(path)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", source=str(path)) from exc
+    segments = embedder.expand([path])
+    records = []
+    for k, segment in enumerate(segments):
+        meta = dict(segment.metadata)
+        where = ",".join(f"{key}={meta[key]}" for key in sorted(meta))
+        content = segment.item.text if segment.modality == "text" else ""
+        records.append(
+            Record(
+                f"{base}:{k}",
+                segment.item,
+                str(path),
+                segment.modality,
+                hashlib.sha256(f"{digest}|{where}|{content}".encode()).hexdigest(),
+                int(meta.get("passage", 0)),
+                meta,
+            )
+        )
+    return records
 
 
 # -- Chroma ----------------------------------------------------------------------------------------
@@ -226,7 +265,8 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
     cache = function.embedder.cache
     progress = _progress(args.quiet)
     writer = _Writer(collection, report, progress)
-    pending = _pending(collection, files, getattr(cache, "file_digest", None), report, progress)
+    digest = getattr(cache, "file_digest", None)
+    pending = _pending(collection, files, digest, report, progress, function.embedder)
     try:
         _stream(function.embedder, pending, writer, report)
     except EmbeddingError as err:
@@ -235,17 +275,25 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
     progress.close()
+    skipped = f", {len(report.skipped)} skipped (kinds {args.provider} cannot embed)" if report.skipped else ""
     print(
-        f"{report.added} records added, {report.unchanged} unchanged, {len(report.failed)} files failed "
+        f"{report.added} records added, {report.unchanged} unchanged, {len(report.failed)} files failed{skipped} "
         f"— collection {args.collection!r} now holds {collection.count()} records"
     )
+    for source, reason in report.skipped:
+        print(f"skipped: {source}: {reason}", file=sys.stderr)
     for source, reason in report.failed:
         print(f"failed: {source}: {reason}", file=sys.stderr)
     return EXIT_FAILED_ITEMS if report.failed else EXIT_OK
 
 
 def _pending(
-    collection: Any, files: list[Path], file_digest: FileDigest | None, report: IngestReport, progress: _Progress
+    collection: Any,
+    files: list[Path],
+    file_digest: FileDigest | None,
+    report: IngestReport,
+    progress: _Progress,
+    embedder: Any = None,
 ) -> Iterator[Record]:
     """The records that need embedding, found as the pipeline asks for them (files are read lazily).
 
@@ -254,7 +302,9 @@ def _pending(
     chunk: list[Record] = []
     for path in sorted(files, key=lambda p: p.suffix.lower() not in IMAGE_SUFFIXES):  # stable: sorted within
         try:
-            chunk.extend(records_for(path, file_digest))
+            chunk.extend(records_for(path, file_digest, embedder))
+        except UnsupportedKindError as err:  # a kind the model cannot embed: named, not a failure
+            report.skipped.append((str(path), err.reason))
         except InputError as err:
             report.failed.append((str(path), err.reason))
         # Photos go on in small chunks, so the first ones are being decoded while the rest are still hashed.
@@ -306,28 +356,46 @@ class _Writer:
         self.failed.add(source)
 
     def flush(self) -> None:
-        from .chroma import MODALITY_KEY
+        from .chroma import MODALITY_KEY, record_modalities
 
         rows = [(r, v) for r, v in self.buffer if r.source not in self.failed]
         self.buffer = []
-        for modality in ("text", "image"):
-            part = [(r, v) for r, v in rows if r.modality == modality]
+        if rows:
+            record_modalities(self.collection, {r.modality for r, _ in rows})
+        for has_text in (True, False):  # one upsert with documents, one with uris (Chroma wants whole columns)
+            part = [(r, v) for r, v in rows if _text_of(r) is not None] if has_text else [
+                (r, v) for r, v in rows if _text_of(r) is None
+            ]
             if not part:
                 continue
-            content = {"documents": [r.item for r, _ in part]} if modality == "text" else {
-                "uris": [str(r.item) for r, _ in part]
+            content = {"documents": [_text_of(r) for r, _ in part]} if has_text else {
+                "uris": [r.source for r, _ in part]
             }
             self.collection.upsert(
                 ids=[r.id for r, _ in part],
                 embeddings=[v for _, v in part],
                 metadatas=[
-                    {"source": r.source, "sha256": r.digest, "passage": r.passage, MODALITY_KEY: modality}
+                    {
+                        **r.extra,
+                        "source": r.source,
+                        "sha256": r.digest,
+                        "passage": r.passage,
+                        MODALITY_KEY: r.modality,
+                    }
                     for r, _ in part
                 ],
                 **content,
             )
         self.report.added += len(rows)
         self.progress.update(len(rows))
+
+
+def _text_of(record: Record) -> str | None:
+    from .inputs import TextItem
+
+    if isinstance(record.item, str):
+        return record.item
+    return record.item.text if isinstance(record.item, TextItem) else None
 
 
 def _changed(collection: Any, records: list[Record], report: IngestReport, progress: _Progress) -> list[Record]:
@@ -442,6 +510,27 @@ class Hit:
     score: float
     distance: float
     text: str | None
+    page: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def at(self) -> str:
+        """Where in its source the hit lies: ``p. 3``, ``0:16-0:32``, or '' for a whole file."""
+        if self.page is not None:
+            return f"p. {self.page}"
+        if self.start is not None and self.end is not None:
+            return f"{_clock(self.start)}-{_clock(self.end)}"
+        return ""
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _hits(result: Any, q: int) -> list[Hit]:
@@ -459,6 +548,9 @@ def _hits(result: Any, q: int) -> list[Hit]:
                 score=float(result["rrf_scores"][q][i]),
                 distance=float(result["distances"][q][i]),
                 text=doc,
+                page=int(meta["page"]) if isinstance(meta.get("page"), int) else None,
+                start=_number(meta.get("start")),
+                end=_number(meta.get("end")),
             )
         )
     return hits
@@ -468,9 +560,15 @@ def _table(hits: list[Hit]) -> str:
     if not hits:
         return "no results"
     rows = [("rank", "modality", "score", "similarity", "source")]
-    rows += [(str(h.rank), h.modality, f"{h.score:.4f}", f"{1 - h.distance:.3f}", _short(h.source)) for h in hits]
+    rows += [
+        (str(h.rank), h.modality, f"{h.score:.4f}", f"{1 - h.distance:.3f}", _short(h.source) + _at(h)) for h in hits
+    ]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     return "\n".join("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows)
+
+
+def _at(hit: Hit) -> str:
+    return f"  ({hit.at})" if hit.at else ""
 
 
 def _short(text: str, limit: int = 90) -> str:
@@ -494,10 +592,31 @@ def _card(hit: Hit) -> str:
     if hit.modality == "image":
         thumb = _thumbnail(hit.source)
         body = f'<img src="{thumb}" alt="">' if thumb else "(image not readable here)"
+    elif hit.page is not None:  # a PDF page (or a passage of one): the page's thumbnail, then its text
+        thumb = _page_thumbnail(hit.source, hit.page)
+        body = (f'<img src="{thumb}" alt="page {hit.page}"><br>' if thumb else "") + body
     return (
         f"<li><b>#{hit.rank}</b> {hit.modality} · score {hit.score:.4f} · "
         f"similarity {1 - hit.distance:.3f}<br><code>{html.escape(hit.source)}</code><br>{body}</li>"
     )
+
+
+def _page_thumbnail(source: str, page: int) -> str | None:
+    """Page ``page`` of the PDF at ``source`` as a small JPEG data URI (None when it cannot be read)."""
+    from PIL import Image
+
+    from .documents import render_page
+    from .images import ImageSpec, prepare_image
+
+    try:
+        path = Path(source)
+        if not path.is_file() or path.stat().st_size > 50 * 1024 * 1024:
+            return None
+        image = render_page(path.read_bytes(), page, 160, 200_000)
+        encoded = prepare_image(image, ImageSpec(min_side=160, formats=frozenset({"JPEG"})))
+    except (OSError, InputError, Image.DecompressionBombError):
+        return None
+    return f"data:{encoded.media_type};base64,{base64.b64encode(encoded.data).decode()}"
 
 
 def _thumbnail(source: str) -> str | None:
@@ -527,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--collection", required=True, help="collection name")
         p.add_argument("--base-url", help="provider base URL (scheme + host), e.g. the emulator's")
 
-    ing = sub.add_parser("ingest", help="embed folders of images and text files into a collection")
+    ing = sub.add_parser("ingest", help="embed folders of images, texts, PDFs, video and audio into a collection")
     ing.add_argument("paths", nargs="+", help="files or folders")
     ing.add_argument("--provider", choices=sorted(PROVIDERS), required=True)
     ing.add_argument("--model", help="model (the text model for Nomic)")
@@ -542,11 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(ing)
     ing.set_defaults(func=ingest)
 
-    sea = sub.add_parser("search", help="search a collection; texts and images ranked fairly")
+    sea = sub.add_parser("search", help="search a collection; every modality ranked fairly")
     sea.add_argument("query", nargs="?", help="query text")
     sea.add_argument("--image", help="query image (path or URL)")
     sea.add_argument("-n", type=int, default=10, help="number of results (default 10)")
-    sea.add_argument("--html", help="also write an HTML page with thumbnails of the image hits")
+    sea.add_argument("--html", help="also write an HTML page with thumbnails of the image hits and PDF pages")
     store_options(sea)
     sea.set_defaults(func=search)
 

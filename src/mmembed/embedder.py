@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from . import fallbacks
 from .cache import EmbeddingCache, open_cache
 from .cpus import cpu_share
 from .errors import ConfigurationError, EmbeddingError, InputError
-from .inputs import ImageItem, ImageSource, Item, TextItem, to_item
+from .fallbacks import Segment
+from .inputs import ImageItem, ImageSource, Interleaved, InterleavedItem, Item, MediaSource, TextItem, to_item
 from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 from .transport import TransportSnapshot
@@ -39,6 +41,13 @@ __all__ = ["Embedder", "provider_class"]
 Progress = Callable[[int], None]
 # A call of at most this many texts that fits one request runs on the caller's thread (see _Run.execute_inline).
 INLINE_MAX = 64
+
+
+@dataclass
+class _Combo:
+    """A caller item replaced by leaves (a named fallback): its vector is their weighted mean, re-normalised."""
+
+    children: list[tuple[int | _Combo, float]]
 
 
 @dataclass
@@ -70,8 +79,14 @@ class Embedder:
     ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
     :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
     loopback/private hosts); ``image_side`` (override the upload size); for Vertex also ``project_id``,
-    ``location`` and ``credentials`` (google-auth). ``None`` means "not given". An Embedder pickles as its
-    key-free :meth:`config`.
+    ``location`` and ``credentials`` (google-auth); ``media_limits`` (:class:`~mmembed.MediaLimits`: caps
+    and settings for PDFs, video and audio). ``None`` means "not given". An Embedder pickles as its key-free
+    :meth:`config`.
+
+    Items are texts, images, PDFs, videos, audio and :class:`~mmembed.Interleaved` groups; what a model
+    cannot take natively goes through a named fallback (:mod:`mmembed.fallbacks`), so ``embed`` always
+    gives one row per item. :meth:`expand` splits items into pages and segments first, when you want
+    one vector per page or per video segment.
     """
 
     def __init__(self, provider: str, **options: Unpack[EmbedderOptions]) -> None:
@@ -134,6 +149,29 @@ class Embedder:
         """Embed items as search queries (the provider's query task), in input order."""
         return self._run(items, "query", progress)
 
+    def expand(self, items: Iterable[object]) -> list[Segment]:
+        """Split items into the segments that each deserve a vector, with where they lie in their parent.
+
+        A PDF gives one segment per page (``metadata={"page": n}``; on a model that reads only text and images,
+        the rendered page plus its text passages, ``{"page": n, "passage": k}``); a video gives its segments
+        (Vertex @001: ``video_interval`` seconds each) or itself, with ``{"start": s, "end": e}`` seconds;
+        other items give themselves. ``embed([s.item for s in segments])`` then embeds them, one row each::
+
+            segments = embedder.expand([Path("report.pdf"), Path("talk.mp4"), "a note"])
+            vectors = embedder.embed([s.item for s in segments])
+
+        Raises :class:`~mmembed.InputError` (with ``.index``) for an item the model cannot embed.
+        """
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource, MediaSource, Interleaved)):
+            raise TypeError("expand() takes a list (or any iterable) of items; wrap a single item in a list")
+        out: list[Segment] = []
+        for index, obj in enumerate(items):
+            try:
+                out.extend(fallbacks.segments(self.provider, to_item(obj), index))
+            except InputError as err:
+                raise err.at(index) from err.__cause__
+        return out
+
     def embed_stream(
         self, items: Iterable[object], *, query: bool = False
     ) -> Iterator[tuple[int, np.ndarray | InputError]]:
@@ -152,7 +190,7 @@ class Embedder:
         ...     sorted((i, type(v).__name__) for i, v in embedder.embed_stream(["a text", b"not an image"]))
         [(0, 'ndarray'), (1, 'InputError')]
         """
-        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource, MediaSource, Interleaved)):
             raise TypeError("embed_stream() takes an iterable of items; wrap a single item in a list")
         return _Run(self, "query" if query else "document", None, stream=True).stream(items)
 
@@ -171,12 +209,9 @@ class Embedder:
         base URL is part of it too, so vectors from the emulator or a gateway never answer for the live API.
         """
         p = self.provider
-        if isinstance(item, ImageItem):
-            content = item.content_key(getattr(self.cache, "file_digest", None))
-        else:
-            content = item.content_key()
+        content = item.content_key(getattr(self.cache, "file_digest", None))
         parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), content]
-        if isinstance(item, ImageItem):
+        if isinstance(item, (ImageItem, InterleavedItem)):
             parts.append(f"side={p.image_spec().min_side}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
@@ -206,7 +241,7 @@ class Embedder:
             return self._send_pool, self._prep_pool
 
     def _run(self, items: Iterable[object], task: Task, progress: Progress | None) -> np.ndarray:
-        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource)):
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource, MediaSource, Interleaved)):
             raise TypeError("embed() takes a list (or any iterable) of items; wrap a single item in a list")
         run = _Run(self, task, progress)
         if isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX:
@@ -226,7 +261,13 @@ class _Run:
         self.task = task
         self.progress = progress
         self.send_pool, self.prep_pool = embedder._pools()
+        # Slots hold vectors: one per caller item, or one per leaf of an item replaced by a fallback. ``owner``
+        # maps a slot to the caller's index (for errors); ``rows`` says how each caller row is made from slots.
         self.results: list[np.ndarray | None] = []
+        self.owner: list[int] = []
+        self.rows: list[int | _Combo] = []
+        self.leaf_rows: dict[int, list[int]] = {}  # leaf slot → [leaves of its row still to come] (progress)
+        self.rows_lock = threading.Lock()
         self.aliases: dict[int, int] = {}
         self.first_index: dict[str, int] = {}
         self.open: dict[str, _Batch] = {}
@@ -245,8 +286,7 @@ class _Run:
     def execute(self, items: Iterable[object]) -> np.ndarray:
         try:
             for index, obj in enumerate(items):
-                self.results.append(None)
-                self._admit(index, obj)
+                self._admit_row(index, obj)
                 self._raise_failures()
             for batch in list(self.open.values()):
                 self._dispatch(batch)
@@ -281,6 +321,12 @@ class _Run:
     def _admit_streamed(self, index: int, obj: object) -> None:
         try:
             item = to_item(obj)
+            if fallbacks.plan(self.provider, item) is not None:
+                # A fallback (a whole PDF on a text+image model, an Interleaved to average): its leaves are
+                # embedded together by a call of their own, and the item is answered in place. Expanded items
+                # (Embedder.expand, as the CLI streams them) never take this path.
+                self.answers.put([(index, self.embedder._run([item], self.task, None)[0])])
+                return
             key = self.embedder.cache_key(item, self.task)
         except InputError as err:
             self.answers.put([(index, err.at(index))])
@@ -362,31 +408,75 @@ class _Run:
             batch.items.append(item)
             batch.prepared.append(None)
         self.results = [hits.get(key) for key in keys]
+        self.owner = list(range(len(keys)))
+        self.rows = list(range(len(keys)))
         self.aliases = {i: first[key] for i, key in enumerate(keys) if first[key] != i}
         self._tick(len(keys) - (len(batch.items) if batch is not None else 0))
         if batch is not None:
             self._send(batch)
         return self._assemble()
 
-    def _admit(self, index: int, obj: object) -> None:
+    def _admit_row(self, index: int, obj: object) -> None:
+        """Admit caller item ``index``: as it is, or as the leaves of its fallback (see :mod:`mmembed.fallbacks`)."""
         try:
             item = to_item(obj)
+            leaves = fallbacks.plan(self.provider, item)
+        except InputError as err:
+            raise err.at(index) from err.__cause__
+        if leaves is None:
+            self.rows.append(self._admit(index, item))
+            return
+        counter = [1]  # its leaves still unanswered, plus one until all are admitted
+        self.rows.append(self._combo(index, leaves, counter))
+        with self.rows_lock:
+            counter[0] -= 1
+            done = counter[0] == 0
+        if done:
+            self._tick(1)
+
+    def _combo(self, index: int, leaves: list[tuple[Item, float]], counter: list[int]) -> _Combo:
+        children: list[tuple[int | _Combo, float]] = []
+        for leaf, weight in leaves:
+            try:
+                sub = fallbacks.plan(self.provider, leaf)
+            except InputError as err:
+                raise err.at(index, err.source or leaf.source) from err.__cause__
+            if sub is not None:
+                children.append((self._combo(index, sub, counter), weight))
+            else:
+                children.append((self._admit(index, leaf, counter), weight))
+        return _Combo(children)
+
+    def _admit(self, index: int, item: Item, counter: list[int] | None = None) -> int:
+        """Give ``item`` a slot and send it, or take it from the cache or an earlier duplicate; returns the slot.
+
+        ``counter`` is the pending-leaf count of the caller row a fallback leaf belongs to (None: its own row).
+        """
+        slot = len(self.results)
+        self.results.append(None)
+        self.owner.append(index)
+        try:
             key = self.embedder.cache_key(item, self.task)
         except InputError as err:
             raise err.at(index) from err.__cause__
         if key in self.first_index:  # the same content twice in one call: embed once
-            self.aliases[index] = self.first_index[key]
-            self._tick(1)
-            return
+            self.aliases[slot] = self.first_index[key]
+            self._tick(counter is None)
+            return slot
         if self.cache is not None:
             hit = self.cache.get_many([key]).get(key)
             if hit is not None:
-                self.results[index] = hit
-                self.first_index[key] = index
-                self._tick(1)
-                return
-        self.first_index[key] = index
-        self._add(index, item, key)
+                self.results[slot] = hit
+                self.first_index[key] = slot
+                self._tick(counter is None)
+                return slot
+        self.first_index[key] = slot
+        if counter is not None:
+            with self.rows_lock:
+                counter[0] += 1
+                self.leaf_rows[slot] = counter
+        self._add(slot, item, key)
+        return slot
 
     def _add(self, index: int, item: Item, key: str) -> None:
         route = self.provider.route(item)
@@ -476,7 +566,7 @@ class _Run:
             self.results[index] = vector
         if self.cache is not None:
             self.cache.put_many(zip(batch.keys, vectors, strict=True))
-        self._tick(len(vectors))
+        self._tick_slots(batch.indexes)
 
     def _ready(self, batch: _Batch, i: int) -> Ready:
         item = batch.items[i]
@@ -484,8 +574,8 @@ class _Run:
         try:
             return future.result() if future is not None else self.provider.prepare(item)
         except InputError as err:
-            source = item.source if isinstance(item, ImageItem) else None
-            raise err.at(batch.indexes[i], source) from err.__cause__
+            slot = batch.indexes[i]
+            raise err.at(self.owner[slot] if self.owner else slot, item.source) from err.__cause__
 
     def _raise_failures(self) -> None:
         done = {f for f in self.in_flight if f.done()}
@@ -512,18 +602,46 @@ class _Run:
         if self.progress is not None and count:
             self.progress(count)
 
+    def _tick_slots(self, slots: list[int]) -> None:
+        """Progress counts caller rows: a leaf's row is done when its last leaf is answered."""
+        done = 0
+        with self.rows_lock:
+            for slot in slots:
+                counter = self.leaf_rows.pop(slot, None)
+                if counter is None:
+                    done += 1
+                    continue
+                counter[0] -= 1
+                done += counter[0] == 0
+        self._tick(done)
+
     def _assemble(self) -> np.ndarray:
         for index, first in self.aliases.items():
             self.results[index] = self.results[first]
-        vectors = [v for v in self.results if v is not None]
-        if len(vectors) != len(self.results):  # never hand back a shifted or partial result
-            raise EmbeddingError(f"{len(self.results) - len(vectors)} items got no vector")
+        missing = sum(v is None for v in self.results)
+        if missing:  # never hand back a shifted or partial result
+            raise EmbeddingError(f"{missing} items got no vector")
+        vectors = [self._row(row) for row in self.rows]
         if not vectors:
             return np.zeros((0, self.embedder.dimensions or 0), dtype=np.float32)
         sizes = {v.shape[0] for v in vectors}
         if len(sizes) > 1:
             raise EmbeddingError(f"vectors of mixed sizes {sorted(sizes)} (a changed cache or model?)")
         return np.stack(vectors).astype(np.float32, copy=False)
+
+
+    def _row(self, row: int | _Combo) -> np.ndarray:
+        if isinstance(row, int):
+            found = self.results[row]
+            if found is None:
+                raise EmbeddingError("an item got no vector")
+            return found
+        parts = [(self._row(child), weight) for child, weight in row.children]
+        sizes = {v.shape[0] for v, _ in parts}
+        if len(sizes) > 1:
+            raise EmbeddingError(f"the parts of one item got vectors of mixed sizes {sorted(sizes)}")
+        combined: np.ndarray = fallbacks.combine(parts)
+        return combined
 
 
 def _settle(outcome: Future[None], sent: Future[None]) -> None:

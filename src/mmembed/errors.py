@@ -5,7 +5,8 @@ Every error mmembed raises on purpose derives from :class:`EmbeddingError`::
     EmbeddingError
     ├── ConfigurationError        a missing key / project, an impossible option (also a ValueError)
     ├── InputError                an item the caller sent cannot be embedded (.index, .source)
-    │   └── UnsafeURLError        a URL refused by the download policy (scheme, address, size, type)
+    │   ├── UnsafeURLError        a URL refused by the download policy (scheme, address, size, type)
+    │   └── UnsupportedKindError  a kind the model cannot take at all (video on a text+image model)
     └── ProviderError             the provider (or the network to it) failed (.provider, .status, .request_id, .body)
         ├── AuthenticationError   401/403: the key or credentials were refused (never retried)
         ├── RateLimitError        429 after every retry was spent (.retry_after)
@@ -28,6 +29,7 @@ __all__ = [
     "RateLimitError",
     "TransportError",
     "UnsafeURLError",
+    "UnsupportedKindError",
 ]
 
 BODY_EXCERPT_CHARS = 300
@@ -68,6 +70,10 @@ class InputError(EmbeddingError, ValueError):
 
 class UnsafeURLError(InputError):
     """A URL the client-side downloader refuses (scheme, private address, size, content type)."""
+
+
+class UnsupportedKindError(InputError):
+    """An item of a kind the model cannot embed (video or audio on a text+image model); names who can."""
 
 
 class ProviderError(EmbeddingError):

@@ -101,6 +101,7 @@ class ImageSpec:
     jpeg_quality: int = 85
     webp_quality: int = 85
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int | None = None  # a cap on the longest side too (models that tile large images)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", frozenset(f.upper() for f in self.formats))
@@ -113,6 +114,8 @@ class ImageSpec:
                 raise ConfigurationError(f"ImageSpec.{name} must be in 1..100, got {getattr(self, name)}")
         if self.max_pixels < 1:
             raise ConfigurationError(f"ImageSpec.max_pixels must be at least 1, got {self.max_pixels}")
+        if self.max_side is not None and self.max_side < 1:
+            raise ConfigurationError(f"ImageSpec.max_side must be at least 1, got {self.max_side}")
 
 
 @dataclass(frozen=True)
@@ -184,14 +187,21 @@ def array_to_image(array: npt.NDArray[Any]) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(_array_to_uint8(array)))
 
 
-def target_size(width: int, height: int, min_side: int) -> tuple[int, int]:
-    """The size that brings the shortest side down to ``min_side``; never upscales.
+def target_size(width: int, height: int, min_side: int, max_side: int | None = None) -> tuple[int, int]:
+    """The size that brings the shortest side down to ``min_side`` (and the longest to ``max_side``); never upscales.
 
     >>> target_size(3000, 2000, 512), target_size(2000, 3000, 512), target_size(400, 300, 512)
     ((768, 512), (512, 768), (400, 300))
+    >>> target_size(8000, 1000, 768, 2048)
+    (2048, 256)
     """
     if width < 1 or height < 1 or min_side < 1:
         raise ValueError(f"sizes must be positive, got {width}x{height} and min_side {min_side}")
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        if round(min(width, height) * scale) < min_side:  # the longest side binds first
+            short = max(1, round(min(width, height) * scale))
+            return (max_side, short) if width >= height else (short, max_side)
     short = min(width, height)
     if short <= min_side:
         return width, height
@@ -207,7 +217,7 @@ def target_size(width: int, height: int, min_side: int) -> tuple[int, int]:
 def _prepare_file(data: bytes, spec: ImageSpec) -> EncodedImage:
     img = open_image(data, max_pixels=spec.max_pixels)
     fmt = img.format or ""
-    size = target_size(*img.size, spec.min_side)
+    size = target_size(*img.size, spec.min_side, spec.max_side)
     candidate = size == img.size and fmt in spec.formats and not _is_animated(img)
     if size != img.size:
         img.draft("RGB", size)  # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below `size`
@@ -317,7 +327,7 @@ def _mp(pixels: int) -> str:
 def _fit(img: Image.Image, spec: ImageSpec) -> Image.Image:
     """Upright, RGB or RGBA, shortest side at most ``spec.min_side``."""
     img = _to_rgb_or_rgba(_upright(img))
-    size = target_size(*img.size, spec.min_side)
+    size = target_size(*img.size, spec.min_side, spec.max_side)
     if size != img.size:
         # Bicubic is what CLIP-style preprocessors resize with; with the box pre-reduction it is ~3x cheaper
         # than Lanczos on a big PNG and the model cannot tell the difference at its input size.

@@ -9,6 +9,12 @@ Embedder in a worker thread, so the event loop never blocks.
 LlamaIndex passes images as ``str`` (a local path or an http(s) URL: here a ``str`` always names an
 image) or ``BytesIO`` (``ImageNode.image`` decoded, or ``ImageNode.image_url`` fetched by LlamaIndex).
 
+PDFs and video reach the same methods: ``get_image_embedding("report.pdf")`` or
+``get_image_embedding_batch(["talk.mp4"])`` are read by content (a local file's first bytes; a URL's name),
+and go natively or through mmembed's fallbacks (a PDF's pages rendered and averaged). For one node per page
+or per video segment, expand first: ``embed_model.embedder.expand([Path("report.pdf")])`` gives the
+segments, each with its ``page`` or ``start``/``end`` metadata, whose ``item`` the same methods embed.
+
 >>> from mmembed.llama_index import JinaMultiModalEmbedding
 >>> from mmembed.testing import Emulator
 >>> with Emulator() as emu:
@@ -40,7 +46,7 @@ from ._pydantic import safe_error
 from .cache import EmbeddingCache
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
-from .inputs import ImageSource
+from .inputs import from_uri
 from .options import OptionSpec, options_for
 from .providers import PROVIDERS, Provider
 
@@ -210,8 +216,8 @@ def _images(images: list[ImageType]) -> list[object]:
 
 
 def _image(image: object) -> object:
-    if isinstance(image, str):
-        return ImageSource(image)
+    if isinstance(image, str):  # a path (an image, a PDF, a video...: read from its content) or a URL
+        return from_uri(image)
     if isinstance(image, io.BytesIO):
         return image.getvalue()  # the whole buffer, wherever its position was left
     return image  # Path, bytes, PIL images, arrays, other file objects: the core takes them as they are

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_args, get_origin, get_type_hints
 
 from .cache import VectorCache
+from .mediainfo import MediaLimits
 
 if TYPE_CHECKING:
     from .providers.base import Provider
@@ -79,6 +80,20 @@ class EmbedderOptions(TypedDict, total=False):
     credentials: Annotated[
         Any, Doc("google-auth credentials to use instead of an API key or ADC.", secret=True, local=True)
     ]
+    media_limits: Annotated[
+        MediaLimits | None,
+        Doc("Caps and settings for PDFs, video and audio (mmembed.MediaLimits; default: the documented limits).",
+            local=True),
+    ]
+    query_template: Annotated[
+        str | None,
+        Doc("The prompt a query text is wrapped in, {text} once (Gemini models; default "
+            "'task: search result | query: {text}'; images go bare)."),
+    ]
+    document_template: Annotated[
+        str | None,
+        Doc("The prompt a document text is wrapped in (Gemini models; default 'title: none | text: {text}')."),
+    ]
     truncation: Annotated[
         bool | None,
         Doc("Let the server shorten inputs over the model's length (Voyage, Cohere).", default=True, local=True),
@@ -103,6 +118,7 @@ COMMON_OPTIONS = (
     "cache",
     "allow_private_urls",
     "image_side",
+    "media_limits",
 )
 
 

@@ -8,9 +8,9 @@ a wrong count never reaches the caller unless every retry failed.
 Retried: 408, 409, 429, every 5xx, connection errors, timeouts and untrustworthy 200s. Never retried:
 401/403 or whatever else the provider's ``is_auth_error`` recognises (:class:`AuthenticationError`), and
 other 4xx (validation errors). Should a server echo a credential into an error body, it is redacted.
-Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date) wins, up to
-``retry_after_cap``. A 429 also pauses the shared :class:`RateLimiter`, so every worker of the client
-slows down together.
+Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date), or whatever delay
+the provider's ``retry_after`` hook reads (Google's ``RetryInfo``), wins, up to ``retry_after_cap``. A 429
+also pauses the shared :class:`RateLimiter`, so every worker of the client slows down together.
 
 ``timeout`` bounds each attempt as a whole, not only each read: :func:`attempt_deadline` shuts the socket of
 an attempt that outlives it, so a server that trickles its answer a byte at a time cannot hold a worker.
@@ -439,6 +439,7 @@ class TransportStats:
 
 ErrorParser = Callable[[requests.Response], tuple[str, str | None]]
 AuthCheck = Callable[[requests.Response], bool]
+RetryAfter = Callable[[requests.Response], float | None]
 
 
 class Transport:
@@ -454,6 +455,7 @@ class Transport:
         pool_size: int = 8,
         describe_error: ErrorParser | None = None,
         is_auth_error: AuthCheck | None = None,
+        retry_after: RetryAfter | None = None,
         user_agent: str = "mmembed",
     ) -> None:
         self.provider = provider
@@ -462,6 +464,7 @@ class Transport:
         self.limiter: Limiter = limiter or RateLimiter(None)
         self.describe_error = describe_error or default_error_description
         self.is_auth_error = is_auth_error or default_is_auth_error
+        self.retry_after = retry_after or default_retry_after
         self.stats = TransportStats()
         self._rng = random.Random()
         # A whole attempt gets the (read) timeout: connecting, sending and reading the answer together.
@@ -577,7 +580,7 @@ class Transport:
             raise AuthenticationError(
                 message, provider=self.provider, status=status, request_id=request_id, body=body
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = self.retry_after(response)
         if retry_after is not None:
             retry_after = min(retry_after, self.retry.retry_after_cap)
         if status == 429:
@@ -628,6 +631,11 @@ def parse_retry_after(value: str | None) -> float | None:
     if when is None:
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def default_retry_after(response: requests.Response) -> float | None:
+    """Seconds the ``Retry-After`` header asks for (None when absent or unreadable)."""
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def default_is_auth_error(response: requests.Response) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
 from .cohere import CohereProvider
+from .gemini import GeminiProvider
 from .jina import JinaProvider
 from .nomic import NomicProvider
 from .vertex import TextTooLongWarning, VertexProvider
@@ -12,6 +13,7 @@ from .voyage import VoyageProvider
 __all__ = [
     "PROVIDERS",
     "CohereProvider",
+    "GeminiProvider",
     "JinaProvider",
     "ModelInfo",
     "NomicProvider",
@@ -28,6 +30,7 @@ PROVIDERS: dict[str, type[Provider]] = {
     "nomic": NomicProvider,
     "jina": JinaProvider,
     "vertex": VertexProvider,
+    "gemini": GeminiProvider,
     "voyage": VoyageProvider,
     "cohere": CohereProvider,
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -22,12 +22,15 @@ import requests
 from ..download import DownloadPolicy, download, download_session
 from ..errors import ConfigurationError, InputError, InvalidResponseError
 from ..images import EncodedImage, ImageSpec, prepare_image
-from ..inputs import Item, TextItem
-from ..transport import RateLimiter, RetryPolicy, Transport
+from ..inputs import DocumentItem, InterleavedItem, Item, MediaItem, PageImage, TextItem
+from ..mediainfo import MediaLimits
+from ..transport import RateLimiter, RetryPolicy, Transport, default_retry_after
 
-__all__ = ["ModelInfo", "Provider", "ProviderOptions", "Ready", "Task", "normalise"]
+__all__ = ["ALL_KINDS", "TEXT_IMAGE", "ModelInfo", "Provider", "ProviderOptions", "Ready", "Task", "normalise"]
 
 Task = Literal["document", "query"]
+TEXT_IMAGE: frozenset[str] = frozenset({"text", "image"})
+ALL_KINDS: frozenset[str] = frozenset({"text", "image", "pdf", "video", "audio", "interleaved"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ModelInfo:
     dimension_choices: tuple[int, ...] | None = None  # the only sizes the API accepts (Vertex)
     matryoshka: bool = True  # a truncated, re-normalised prefix is still a good vector
     max_batch: int | None = None  # per-request input cap, when it differs from the provider default
+    max_side: int | None = None  # longest side worth uploading, if the model caps it too
     known: bool = True
 
 
@@ -59,16 +63,25 @@ class ProviderOptions:
     allow_private_urls: bool = False
     image_side: int | None = None
     rate_limiter: Any = None  # an object with acquire() and pause(seconds); default: a RateLimiter of our own
+    media_limits: MediaLimits = field(default_factory=MediaLimits)
 
 
 @dataclass(frozen=True, eq=False)
 class Ready:
-    """One item in wire-ready form: exactly one of text, image bytes, an http(s) URL or a gs:// URI."""
+    """One item in wire-ready form: one of text, image bytes, media bytes, an http(s) URL or a gs:// URI, or
+    the ``parts`` of an interleaved item. ``kind`` says what it is; ``start``/``end`` bound a video clip."""
 
     text: str | None = None
     image: EncodedImage | None = None
     url: str | None = None
     gcs_uri: str | None = None
+    kind: str = "image"
+    media: bytes | None = field(default=None, repr=False)
+    media_type: str | None = None
+    start: float | None = None
+    end: float | None = None
+    parts: tuple[Ready, ...] = ()
+    weights: tuple[float, ...] | None = None  # of an interleaved item's parts
 
     @property
     def is_text(self) -> bool:
@@ -96,6 +109,12 @@ class Provider(ABC):
     # in any such span. Bursts of ``max_concurrency`` go out at once; longer runs keep the average rate.
     rate_window: ClassVar[float] = 60.0
     key_required: ClassVar[bool] = True
+    # Item kinds the models take natively (text, image, pdf, video, audio, interleaved): ``kinds`` for models not
+    # named in ``model_kinds``. The embedder routes by these and applies the named fallbacks
+    # (:mod:`mmembed.fallbacks`) to the rest; a kind neither covers is refused, naming the models that take it.
+    kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
+    model_kinds: ClassVar[Mapping[str, frozenset[str]]] = {}
+    video_clips: ClassVar[bool] = False  # the API embeds a time range of a video file (Vertex videoSegmentConfig)
 
     def __init__(self, options: ProviderOptions) -> None:
         self.options = options
@@ -121,6 +140,7 @@ class Provider(ABC):
             pool_size=self.concurrency,
             describe_error=self.describe_error,
             is_auth_error=self.is_auth_error,
+            retry_after=self.retry_after,
         )
         # The caller's timeout bounds client-side downloads too (never above the policy's own default).
         self.download_policy = DownloadPolicy(
@@ -171,6 +191,10 @@ class Provider(ABC):
         """Whether an error response means the credentials were refused (401/403; never retried)."""
         return response.status_code in (401, 403)
 
+    def retry_after(self, response: requests.Response) -> float | None:
+        """Seconds an error response asks the client to wait before retrying (default: ``Retry-After``)."""
+        return default_retry_after(response)
+
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         """Whether ``item`` may join an open batch of its route (default: under the count cap)."""
         return len(batch) < self.cap(route)
@@ -187,15 +211,51 @@ class Provider(ABC):
         """The size of every vector this provider returns (None until known, for unknown models)."""
         return self.dimensions
 
+    def native_kinds(self) -> frozenset[str]:
+        """The item kinds the model in use takes natively."""
+        return self.model_kinds.get(next(iter(self.model_names().values())), self.kinds)
+
+    def takes_interleaved(self, item: InterleavedItem) -> bool:
+        """Whether the model embeds ``item`` as one content (else its parts are averaged)."""
+        native = self.native_kinds()
+        return "interleaved" in native and all(part.kind in native for part in item.parts)
+
+    def clips_video(self) -> bool:
+        """Whether the model embeds a time range of a video file (Vertex @001's videoSegmentConfig)."""
+        return self.video_clips
+
+    def reads_page_text(self) -> bool:
+        """Whether a PDF page rendered for this model also yields its text layer as a text item."""
+        return True
+
+    @classmethod
+    def models_taking(cls, kind: str) -> list[str]:
+        """The known models of this provider that take ``kind`` natively (for error messages)."""
+        if cls.model_kinds:
+            return [model for model, kinds in cls.model_kinds.items() if kind in kinds]
+        return [cls.name] if kind in cls.kinds else []
+
     # -- derived behaviour --------------------------------------------------------------------------
     def image_spec(self) -> ImageSpec:
         side = self.options.image_side or self.image_model().image_side
-        return ImageSpec(min_side=side, formats=self.image_formats)
+        return ImageSpec(min_side=side, formats=self.image_formats, max_side=self.image_model().max_side)
 
     def prepare(self, item: Item) -> Ready:
         """Make one item wire-ready: shrink and encode local images, download what the server can't fetch."""
         if isinstance(item, TextItem):
-            return Ready(text=item.text)
+            return Ready(text=item.text, kind="text")
+        if isinstance(item, InterleavedItem):
+            parts = tuple(self.prepare(part) for part in item.parts)
+            return Ready(kind="interleaved", parts=parts, weights=item.weights)
+        if isinstance(item, MediaItem):
+            return self.prepare_media(item)
+        if isinstance(item.raw, PageImage):
+            from ..documents import render_page
+
+            page, limits = item.raw, self.options.media_limits
+            data = page.document.data(limits.max_pdf_bytes)
+            rendered = render_page(data, page.page, self.image_spec().min_side, limits.render_max_pixels)
+            return Ready(image=prepare_image(rendered, self.image_spec()))
         if item.url is not None:
             if self.server_fetches_urls:
                 return Ready(url=item.url)
@@ -208,6 +268,29 @@ class Provider(ABC):
         if item.raw is None:
             raise InputError("image item has no content")
         return Ready(image=prepare_image(item.raw, self.image_spec()))
+
+    def prepare_media(self, item: MediaItem) -> Ready:
+        """A PDF (or page range of one), video or audio in wire form: local bytes within the caps, or gs://."""
+        limits = self.options.media_limits
+        start: float | None = getattr(item, "start", None)
+        end: float | None = getattr(item, "end", None)
+        if item.gcs_uri is not None:
+            if not self.accepts_gcs:
+                raise InputError(f"{self.name} cannot read gs:// URIs")
+            return Ready(gcs_uri=item.gcs_uri, kind=item.kind, media_type=item.media_type, start=start, end=end)
+        if item.url is not None:
+            raise InputError(
+                f"{self.name} cannot fetch {item.kind} URLs; download the file and pass its path (or a gs:// URI)"
+            )
+        if isinstance(item, DocumentItem):
+            data = item.data(limits.max_pdf_bytes)
+            if item.pages is not None:
+                from ..documents import extract_pages
+
+                data = extract_pages(data, *item.pages)
+            return Ready(kind="pdf", media=data, media_type="application/pdf")
+        data = item.data(limits.max_media_bytes)
+        return Ready(kind=item.kind, media=data, media_type=item.media_type, start=start, end=end)
 
     def finish(self, vectors: Sequence[Any], expected: int) -> list[np.ndarray]:
         """Check count and shape of a response's vectors, truncate to ``dimensions`` and normalise."""

@@ -31,7 +31,7 @@ import requests
 
 from ..errors import ConfigurationError, InvalidResponseError
 from ..images import prepare_image
-from ..inputs import ImageItem, Item
+from ..inputs import ImageItem, InterleavedItem, Item
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["CohereProvider", "InputWindow"]
@@ -63,6 +63,8 @@ class CohereProvider(Provider):
     option_names: ClassVar[tuple[str, ...]] = ("model", "truncation", "images_per_minute")
     default_base_url: ClassVar[str] = "https://api.cohere.com"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+    # One input holds texts and images in any order and gives one vector: interleaved natively.
+    kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "interleaved"})
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = None  # Cohere counts inputs, not requests: see below
 
@@ -105,12 +107,15 @@ class CohereProvider(Provider):
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         if len(batch) >= self.cap(route):
             return False
-        if not isinstance(item, ImageItem):
+        images = _images(item)
+        if not images:
             return True
         # A request never carries more images than the image limit allows in one minute (5 on a trial key).
-        return sum(isinstance(b, ImageItem) for b in batch) < self.images.quota
+        return sum(_images(b) for b in batch) + images <= self.images.quota
 
     def prepare(self, item: Item) -> Ready:
+        if isinstance(item, InterleavedItem):
+            return Ready(kind="interleaved", parts=tuple(self.prepare(part) for part in item.parts))
         ready = super().prepare(item)
         image = ready.image
         if image is None or max(image.width, image.height) <= MAX_SIDE:
@@ -211,8 +216,18 @@ class InputWindow:
             waited += max(delay, 0.01)
 
 
+def _images(item: Item) -> int:
+    if isinstance(item, InterleavedItem):
+        return sum(isinstance(part, ImageItem) for part in item.parts)
+    return int(isinstance(item, ImageItem))
+
+
 def _content(ready: Ready) -> Content:
     """The ``content`` segments of one input, its number of images and their bytes as data URIs."""
+    if ready.parts:
+        contents = [_content(part) for part in ready.parts]
+        segments = [segment for part, _, _ in contents for segment in part]
+        return segments, sum(n for _, n, _ in contents), sum(size for _, _, size in contents)
     if ready.text is not None:
         return [{"type": "text", "text": ready.text}], 0, 0
     if ready.image is None:

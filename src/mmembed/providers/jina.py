@@ -18,7 +18,7 @@ import requests
 
 from ..errors import InvalidResponseError
 from ..inputs import ImageItem, Item
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["JinaProvider"]
 
@@ -51,6 +51,7 @@ class JinaProvider(Provider):
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
     default_requests_per_minute: ClassVar[float | None] = 500
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in MODELS}
     rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
 
     def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
@@ -63,6 +64,10 @@ class JinaProvider(Provider):
 
     def model_names(self) -> dict[str, str]:
         return {"model": self.model}
+
+    def reads_page_text(self) -> bool:
+        # jina-embeddings-v4 is a visual document retriever: a PDF page goes as its image only.
+        return self.model != "jina-embeddings-v4"
 
     def image_model(self) -> ModelInfo:
         return self.info

@@ -16,8 +16,8 @@ import numpy as np
 import requests
 
 from ..errors import InvalidResponseError
-from ..inputs import Item, TextItem
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from ..inputs import ImageItem, Item, TextItem
+from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["NomicProvider"]
 
@@ -50,6 +50,8 @@ class NomicProvider(Provider):
     default_concurrency: ClassVar[int] = 8
     default_requests_per_minute: ClassVar[float | None] = 1200 / 5
     rate_window: ClassVar[float] = 300.0  # 1200 requests per 5-minute window, per IP
+    # Listed by vision model (the text model names the pair): both read text and images, nothing else.
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in VISION_MODELS}
 
     def __init__(
         self,
@@ -79,7 +81,7 @@ class NomicProvider(Provider):
     def route(self, item: Item) -> str:
         if isinstance(item, TextItem):
             return "text"
-        return "image_url" if item.url is not None else "image"
+        return "image_url" if isinstance(item, ImageItem) and item.url is not None else "image"
 
     def cap(self, route: str) -> int:
         return TEXT_CAP if route == "text" else IMAGE_CAP

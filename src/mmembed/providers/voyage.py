@@ -26,9 +26,10 @@ from typing import Any, ClassVar
 import numpy as np
 import requests
 
+from ..download import download
 from ..errors import InvalidResponseError
 from ..images import prepare_image
-from ..inputs import ImageItem, Item, TextItem
+from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, TextItem, VideoItem
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
 __all__ = ["VoyageProvider"]
@@ -52,6 +53,8 @@ PIXELS_PER_TOKEN = 560
 MIN_PIXELS, MAX_PIXELS = 50_000, 2_000_000  # what Voyage counts (and sees) of one image
 PREFIX_TOKENS = 12  # the input_type prompt Voyage prepends ("Represent the query for retrieving ...: ")
 INPUT_TYPES: dict[str, str] = {"document": "document", "query": "query"}
+VIDEO_TOKENS = 32_000  # a video counted as the most one input may hold (Voyage's video pricing: UNCONFIRMED)
+IMAGE_TEXT = frozenset({"text", "image", "interleaved"})
 
 
 def image_tokens(pixels: int | None) -> int:
@@ -75,6 +78,12 @@ class VoyageProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.voyageai.com"
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
     server_fetches_urls: ClassVar[bool] = True
+    # One input holds any mix of text, image (and, on 3.5, video) segments and gives one vector: interleaved.
+    kinds: ClassVar[frozenset[str]] = IMAGE_TEXT
+    model_kinds: ClassVar[dict[str, frozenset[str]]] = {
+        "voyage-multimodal-3.5": IMAGE_TEXT | {"video"},
+        "voyage-multimodal-3": IMAGE_TEXT,
+    }
     # Voyage's limits are per tier (TPM/RPM on the dashboard; numbers UNCONFIRMED): tier-1-like defaults.
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 300
@@ -102,7 +111,11 @@ class VoyageProvider(Provider):
         return self.info
 
     def route(self, item: Item) -> str:
-        return "url" if isinstance(item, ImageItem) and item.url is not None else "inline"
+        # Voyage refuses image_url and image_base64 in one request: what the server fetches travels apart.
+        # An interleaved item with both kinds of parts has its URLs downloaded here (see prepare).
+        parts = item.parts if isinstance(item, InterleavedItem) else (item,)
+        media = [p for p in parts if isinstance(p, (ImageItem, MediaItem))]
+        return "url" if media and all(p.url is not None for p in media) else "inline"
 
     def cap(self, route: str) -> int:
         return self.info.max_batch or INPUT_CAP
@@ -130,6 +143,15 @@ class VoyageProvider(Provider):
             return tally.tokens
 
     def prepare(self, item: Item) -> Ready:
+        if isinstance(item, InterleavedItem):
+            inline = self.route(item) == "inline"
+            return Ready(kind="interleaved", parts=tuple(self._part(p, download_urls=inline) for p in item.parts))
+        return self._part(item, download_urls=False)
+
+    def _part(self, item: Item, *, download_urls: bool) -> Ready:
+        if download_urls and isinstance(item, ImageItem) and item.url is not None:
+            data = download(item.url, self.download_policy, self._download_session())
+            return self._part(ImageItem(source=item.source, raw=data), download_urls=False)
         ready = super().prepare(item)
         image = ready.image
         pixels = 0 if image is None else image.width * image.height
@@ -138,6 +160,11 @@ class VoyageProvider(Provider):
         # Wider than ~1.9:1 at the chosen side: shrink to the pixel budget the model sees, not beyond.
         side = max(1, math.floor(min(image.width, image.height) * math.sqrt(MAX_PIXELS / pixels)))
         return Ready(image=prepare_image(image.data, replace(self.image_spec(), min_side=side)))
+
+    def prepare_media(self, item: MediaItem) -> Ready:
+        if isinstance(item, VideoItem) and item.url is not None:  # the server fetches video URLs (3.5)
+            return Ready(kind="video", url=item.url, media_type=item.media_type)
+        return super().prepare_media(item)
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         vectors: list[np.ndarray] = []
@@ -194,24 +221,39 @@ class _Tally:
 
 
 def _content(ready: Ready) -> list[dict[str, str]]:
-    """The ``content`` segments of one input."""
+    """The ``content`` segments of one input: one per part of an interleaved item."""
+    if ready.parts:
+        return [segment for part in ready.parts for segment in _content(part)]
     if ready.text is not None:
         return [{"type": "text", "text": ready.text}]
+    kind = "video" if ready.kind == "video" else "image"
     if ready.url is not None:
-        return [{"type": "image_url", "image_url": ready.url}]
-    if ready.image is None:
+        return [{"type": f"{kind}_url", f"{kind}_url": ready.url}]
+    if ready.image is not None:
+        data, media_type = ready.image.data, ready.image.media_type
+    elif ready.media is not None and ready.media_type is not None:
+        data, media_type = ready.media, ready.media_type
+    else:
         raise ValueError("voyage got an item with nothing to send")  # a bug, not user input
-    data = base64.b64encode(ready.image.data).decode("ascii")
-    return [{"type": "image_base64", "image_base64": f"data:{ready.image.media_type};base64,{data}"}]
+    uri = f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+    return [{"type": f"{kind}_base64", f"{kind}_base64": uri}]
 
 
 def _least_tokens(item: Item) -> int:
     if isinstance(item, TextItem):
         return text_tokens(item.text)
-    return image_tokens(None if item.url is not None else MIN_PIXELS)
+    if isinstance(item, InterleavedItem):
+        return sum(_least_tokens(part) for part in item.parts)
+    if isinstance(item, VideoItem):
+        return VIDEO_TOKENS
+    return image_tokens(None if isinstance(item, ImageItem) and item.url is not None else MIN_PIXELS)
 
 
 def _tokens(ready: Ready) -> int:
+    if ready.parts:
+        return sum(_tokens(part) for part in ready.parts)
+    if ready.kind == "video":
+        return VIDEO_TOKENS
     if ready.text is not None:
         return text_tokens(ready.text)
     if ready.image is not None:

@@ -1,4 +1,4 @@
-"""An offline emulator of the Nomic Atlas, Jina, Google Vertex AI, Voyage and Cohere embedding APIs, for tests.
+"""An offline emulator of the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs, for tests.
 
 This is an EMULATOR: it serves the real APIs' paths, request formats, limits and error bodies over real HTTP,
 but answers with deterministic FAKE vectors, NOT the real models' embeddings. Use it for tests, demos and

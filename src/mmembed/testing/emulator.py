@@ -1,4 +1,4 @@
-"""The Emulator: an offline stand-in for the Nomic Atlas, Jina, Vertex AI, Voyage and Cohere embedding APIs.
+"""The Emulator: an offline stand-in for the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs.
 
 It answers with deterministic FAKE vectors (see :mod:`mmembed.testing.space`), NOT the real models' output;
 it is meant for tests, demos and benchmarks. Everything it does is observable: every request is recorded, and
@@ -26,6 +26,7 @@ from PIL import Image
 
 from .cohere import Cohere
 from .faults import Fault, FaultPlan
+from .gemini import GeminiApi, VertexGemini
 from .jina import Jina
 from .models import PROVIDERS
 from .nomic import NomicImage, NomicText
@@ -108,7 +109,7 @@ class _SlidingWindow:
 
 
 class Emulator:
-    """An offline emulator of the Nomic Atlas, Jina, Vertex AI, Voyage and Cohere embedding APIs over real HTTP.
+    """An offline emulator of the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs over real HTTP.
 
     This is an EMULATOR: it answers with deterministic fake vectors, NOT the real models' embeddings — for
     tests, demos and benchmarks. The fake space keeps the traits clients must cope with: texts and images share
@@ -165,7 +166,8 @@ class Emulator:
         self._settings = Settings.make(api_keys, jina_unnormalized)
         self._faults = FaultPlan(fault_rate, tuple(Fault.parse(k) for k in fault_kinds), seed)
         self._endpoints: tuple[Endpoint, ...] = (
-            NomicText(), NomicImage(), Jina(), Vertex(), Voyage(), Cohere(cohere_images_per_minute)
+            NomicText(), NomicImage(), Jina(), Vertex(), GeminiApi(), VertexGemini(), Voyage(),
+            Cohere(cohere_images_per_minute),
         )
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
@@ -344,8 +346,10 @@ class Emulator:
                 message = f"Rate limit exceeded: at most {self.rate_limit:g} requests per second"
                 if isinstance(self._bucket, _SlidingWindow):
                     message = f"Rate limit exceeded: at most {self._bucket.quota} requests per {self.rate_window:g} s"
-        headers = (("Retry-After", str(max(1, math.ceil(wait)))),) if self.retry_after else ()
-        reply = endpoint.error(ApiError(429, message), req.request_id)
+        seconds = max(1, math.ceil(wait))
+        headers = (("Retry-After", str(seconds)),) if self.retry_after and endpoint.retry_after_header else ()
+        error = ApiError(429, message, retry_delay=seconds if self.retry_after else None)
+        reply = endpoint.error(error, req.request_id)
         return dataclasses.replace(reply, headers=reply.headers + headers)
 
     def _answer_admitted(self, req: Incoming, endpoint: Endpoint) -> Reply | None:
@@ -380,13 +384,18 @@ class Emulator:
         except ValueError:
             phrase = "Error"
         headers: tuple[tuple[str, str], ...] = ()
+        delay: float | None = None
         if fault.retry_after is not None:
             value = fault.retry_after
             headers = (("Retry-After", value if isinstance(value, str) else str(math.ceil(value))),)
+            delay = None if isinstance(value, str) else float(value)
         elif status == 429 and self.retry_after:
-            headers = (("Retry-After", "1"),)
+            headers, delay = (("Retry-After", "1"),), 1.0
         if fault.kind == "html":
             page = _PROXY_PAGE.format(status=status, phrase=phrase).encode()
             return Reply(status, page, "text/html", headers)
-        reply = endpoint.error(ApiError(status, f"{phrase} (injected by the emulator)"), req.request_id)
+        if not endpoint.retry_after_header:  # the delay goes in the error body (Google's RetryInfo)
+            headers = ()
+        error = ApiError(status, f"{phrase} (injected by the emulator)", retry_delay=delay)
+        reply = endpoint.error(error, req.request_id)
         return dataclasses.replace(reply, headers=reply.headers + headers)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 __all__ = ["MODELS", "ModelSpec", "find_model"]
 
-PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
+PROVIDERS = ("nomic", "jina", "vertex", "gemini", "voyage", "cohere")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     # How far apart texts and images sit: CLIP-style models have a large gap, natively multimodal ones less.
     modality_weight: float = 2.0
+    embed_content: bool = False  # Google's Content wire (:embedContent / :batchEmbedContents), not :predict
+    prompt_tasks: bool = False  # tasks arrive as prompt prefixes ("task: … | query: …"), not as a field
     default_dim: int | None = None  # what a request that names no size gets (None: dim)
 
     def is_query(self, task: str | None) -> bool:
@@ -43,6 +45,12 @@ _TEXT = frozenset({"text"})
 _IMAGE = frozenset({"image"})
 _BOTH = frozenset({"text", "image"})
 _NOMIC_TASKS = frozenset({"search_document", "search_query", "classification", "clustering"})
+_GEMINI_TASK_TYPES = frozenset(
+    {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
+     "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"}
+)
+_GEMINI_QUERY_TYPES = frozenset({"RETRIEVAL_QUERY", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"})
+_GEMINI_DIMS = range(128, 3073)
 _VOYAGE_TASKS = frozenset({"query", "document"})  # input_type; Cohere's input types are Nomic's task types
 _JINA_V4_TASKS = frozenset(
     {"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"}
@@ -65,6 +73,18 @@ MODELS: tuple[ModelSpec, ...] = (
               max_inputs=2048),
     ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
               dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
+    # gemini-embedding-2 on both backends: one space (the same model), a small modality gap, prompt-prefix tasks.
+    # The Gemini API batches up to 100 requests per call; Vertex takes one content per call.
+    ModelSpec("gemini", "gemini-embedding-2", "gemini-embedding-2", 3072, _BOTH, dimensions=_GEMINI_DIMS,
+              max_inputs=100, modality_weight=0.6, embed_content=True, prompt_tasks=True),
+    ModelSpec("gemini", "gemini-embedding-2-preview", "gemini-embedding-2-preview", 3072, _BOTH,
+              dimensions=_GEMINI_DIMS, max_inputs=100, modality_weight=0.6, embed_content=True, prompt_tasks=True),
+    ModelSpec("gemini", "gemini-embedding-001", "gemini-embedding-001", 3072, _TEXT, _GEMINI_TASK_TYPES,
+              _GEMINI_QUERY_TYPES, _GEMINI_DIMS, max_inputs=100, embed_content=True),
+    ModelSpec("vertex", "gemini-embedding-2", "gemini-embedding-2", 3072, _BOTH, dimensions=_GEMINI_DIMS,
+              max_inputs=1, modality_weight=0.6, embed_content=True, prompt_tasks=True),
+    ModelSpec("vertex", "gemini-embedding-2-preview", "gemini-embedding-2-preview", 3072, _BOTH,
+              dimensions=_GEMINI_DIMS, max_inputs=1, modality_weight=0.6, embed_content=True, prompt_tasks=True),
     ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH, _VOYAGE_TASKS,
               frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0,
               default_dim=1024),

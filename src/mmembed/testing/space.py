@@ -188,9 +188,9 @@ class Space:
         v = modality * self.m_image + IMAGE_WEIGHTS["colour"] * colour
         return _unit(v + IMAGE_WEIGHTS["thumbnail"] * n)
 
-    def opaque_image(self, key: str) -> Vector:
+    def opaque_image(self, key: str, *, modality: float = IMAGE_WEIGHTS["modality"]) -> Vector:
         """An image the emulator cannot look at (a ``gs://`` URI): the image modality plus a hashed direction."""
-        return _unit(IMAGE_WEIGHTS["modality"] * self.m_image + OPAQUE_IMAGE_WEIGHT * self.direction(f"uri:{key}"))
+        return _unit(modality * self.m_image + OPAQUE_IMAGE_WEIGHT * self.direction(f"uri:{key}"))
 
     def _sum(self, vectors: Iterable[Vector]) -> Vector:
         total = np.zeros(self.dim)
@@ -234,6 +234,60 @@ def vertex_text(text: str) -> str:
     return text if len(tokens) <= VERTEX_MAX_TEXT_TOKENS else text[: tokens[VERTEX_MAX_TEXT_TOKENS - 1].end()]
 
 
+_QUERY_PROMPT = re.compile(r"^\s*task:\s*([^|]*?)\s*\|\s*query:\s?(.*)$", re.DOTALL | re.IGNORECASE)
+_DOCUMENT_PROMPT = re.compile(r"^\s*title:\s*([^|]*?)\s*\|\s*text:\s?(.*)$", re.DOTALL | re.IGNORECASE)
+QUERY_PROMPT_TASKS = frozenset({"search result", "question answering", "fact checking", "code retrieval"})
+
+
+def strip_prompt(text: str) -> tuple[str, bool]:
+    """What a prompt-prefixed text is about, and whether it is a query (gemini-embedding-2's task prefixes).
+
+    ``task: search result | query: red`` is the query "red"; ``title: none | text: red`` the document "red" (a
+    real title's words count too). The model reads the prefix, not its words: they would make every prefixed
+    text alike. Unprefixed texts are documents.
+
+    >>> strip_prompt("task: search result | query: a red car"), strip_prompt("title: none | text: the sea")
+    (('a red car', True), ('the sea', False))
+    """
+    match = _QUERY_PROMPT.match(text)
+    if match:
+        return match.group(2), match.group(1).strip().lower() in QUERY_PROMPT_TASKS
+    match = _DOCUMENT_PROMPT.match(text)
+    if match:
+        title = match.group(1).strip()
+        return (match.group(2) if title.lower() in ("", "none") else f"{title} {match.group(2)}"), False
+    return text, False
+
+
+def embed_parts(spec: ModelSpec, parts: list[Vector], dimensions: int | None) -> list[float]:
+    """One Content's vector: the normalised mean of its parts' (full-size) vectors, then truncated."""
+    v = _unit(np.mean(np.stack(parts), axis=0))
+    if dimensions is not None and dimensions != spec.dim:
+        v = truncate(v, dimensions)
+    return to_wire(v)
+
+
+def part_vector(
+    spec: ModelSpec,
+    *,
+    text: str | None = None,
+    image: Image.Image | None = None,
+    uri: str | None = None,
+    query: bool = False,
+) -> Vector:
+    """The full-size vector of one part of a Content (text with its prompt prefix, a picture, or a file URI)."""
+    space = get_space(spec.space, spec.dim)
+    weight = spec.modality_weight
+    if text is not None:
+        words, prompted = strip_prompt(text) if spec.prompt_tasks else (text, False)
+        return space.text(words, query=query or prompted, modality=weight)
+    if image is not None:
+        return space.image(image, modality=weight)
+    if uri is not None:
+        return space.opaque_image(uri, modality=weight)
+    raise ValueError("give text, image or uri")
+
+
 def truncate(v: Vector, dimensions: int) -> Vector:
     """Matryoshka-style: keep the first ``dimensions`` values and re-normalise."""
     return _unit(np.asarray(v[:dimensions], dtype=np.float64))
@@ -263,14 +317,18 @@ def embed(
     """One already-validated input's answer, as the JSON floats the endpoint sends."""
     space = get_space(spec.space, spec.dim)
     dimensions = dimensions or spec.default_dim
+    weight = spec.modality_weight
     if text is not None:
-        if spec.provider == "vertex":
+        if spec.provider == "vertex" and not spec.embed_content:
             text = vertex_text(text)
-        v = space.text(text, query=spec.is_query(task), modality=spec.modality_weight)
+        query = spec.is_query(task)
+        if spec.prompt_tasks:
+            text, query = strip_prompt(text)
+        v = space.text(text, query=query, modality=weight)
     elif image is not None:
-        v = space.image(image, modality=spec.modality_weight)
+        v = space.image(image, modality=weight)
     elif gcs_uri is not None:
-        v = space.opaque_image(gcs_uri)
+        v = space.opaque_image(gcs_uri, modality=weight)
     else:
         raise ValueError("give text, image or gcs_uri")
     if dimensions is not None and dimensions != spec.dim:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, ClassVar
 
@@ -16,7 +17,12 @@ PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/mo
 IMAGE_FORMATS = frozenset({"BMP", "GIF", "JPEG", "PNG"})
 MIME_TYPES = frozenset({"image/bmp", "image/gif", "image/jpeg", "image/png"})
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
-INSTANCE_KEYS = frozenset({"text", "image"})
+INSTANCE_KEYS = frozenset({"text", "image", "video"})
+VIDEO_KEYS = frozenset({"bytesBase64Encoded", "gcsUri", "videoSegmentConfig"})
+SEGMENT_KEYS = frozenset({"startOffsetSec", "endOffsetSec", "intervalSec"})
+VIDEO_WINDOW = 120  # seconds of video one request may cover
+MIN_INTERVAL = 4
+MAX_VIDEO_BYTES = 20 * 1024 * 1024  # inline video (the real cap is undocumented; GCS for anything large)
 _STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
     405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 413: "INVALID_ARGUMENT",
@@ -73,6 +79,8 @@ class Vertex(Endpoint):
         match = PATH.match(req.path)
         name = match.group(3) if match else ""
         spec = find_model("vertex", name)
+        if spec is not None and spec.embed_content:
+            raise ApiError(400, f"Publisher model {name!r} does not support predict; use :embedContent")
         if spec is None:
             raise ApiError(400, f"Publisher model {name!r} is not supported; use multimodalembedding@001")
         if req.body_error is not None:
@@ -93,15 +101,75 @@ class Vertex(Endpoint):
         for key in instance:
             if key not in INSTANCE_KEYS:
                 raise _unknown_field(key, "instances[0]")
-        if "text" not in instance and "image" not in instance:
-            raise ApiError(400, "instances[0] needs 'text' and/or 'image'")
+        if not INSTANCE_KEYS & set(instance):
+            raise ApiError(400, "Empty instances.")
+        if "video" in instance and "image" in instance:
+            raise ApiError(400, "instances[0] takes an image or a video, not both")
         if "text" in instance:
             if not isinstance(instance["text"], str):
                 raise ApiError(400, "instances[0].text must be a string")
             prediction["textEmbedding"] = embed(spec, text=instance["text"], dimensions=dimension)
         if "image" in instance:
             prediction["imageEmbedding"] = self._image(spec, instance["image"], dimension)
-        return Reply.json(200, {"predictions": [prediction], "deployedModelId": "emulator"})
+        result: dict[str, Any] = dict(prediction)
+        if "video" in instance:
+            result["videoEmbeddings"] = self._video(spec, instance["video"])
+        return Reply.json(200, {"predictions": [result], "deployedModelId": "emulator"})
+
+    @staticmethod
+    def _video(spec: ModelSpec, video: object) -> list[dict[str, Any]]:
+        """One 1408-d vector per interval (``parameters.dimension`` does not apply to video), as Vertex does.
+
+        A segment's vector is the image vector of the segment's mean colour, so a red video lands near "red".
+        """
+        if not isinstance(video, dict):
+            raise ApiError(400, "instances[0].video must be an object")
+        for key in video:
+            if key not in VIDEO_KEYS:
+                raise _unknown_field(key, "instances[0].video")
+        if ("bytesBase64Encoded" in video) == ("gcsUri" in video):
+            raise ApiError(400, "instances[0].video needs exactly one of bytesBase64Encoded and gcsUri")
+        config = video.get("videoSegmentConfig", {})
+        if not isinstance(config, dict):
+            raise ApiError(400, "videoSegmentConfig must be an object")
+        for key, value in config.items():
+            if key not in SEGMENT_KEYS:
+                raise _unknown_field(key, "instances[0].video.videoSegmentConfig")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ApiError(400, f"videoSegmentConfig.{key} must be a non-negative integer of seconds")
+        data: bytes | None = None
+        if "gcsUri" in video:
+            uri = video["gcsUri"]
+            if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) <= len("gs://"):
+                raise ApiError(400, f"Invalid gcsUri {uri!r}; expected gs://bucket/object (http(s) URLs are refused)")
+            duration = float(VIDEO_WINDOW)
+        else:
+            encoded = video["bytesBase64Encoded"]
+            try:
+                data = decode_base64(encoded) if isinstance(encoded, str) else b""
+            except ImageDataError as exc:
+                raise ApiError(400, str(exc)) from None
+            if not data or len(data) > MAX_VIDEO_BYTES:
+                raise ApiError(400, f"inline video must be 1 to {MAX_VIDEO_BYTES} bytes")
+            duration = _video_duration(data)
+        start = config.get("startOffsetSec", 0)
+        end = config.get("endOffsetSec", min(start + VIDEO_WINDOW, math.ceil(duration)))
+        interval = config.get("intervalSec", 16)
+        if interval < MIN_INTERVAL:
+            raise ApiError(400, f"videoSegmentConfig.intervalSec must be at least {MIN_INTERVAL}; got {interval}")
+        if end <= start:
+            raise ApiError(400, "videoSegmentConfig.endOffsetSec must be after startOffsetSec")
+        if end - start > VIDEO_WINDOW:
+            raise ApiError(400, f"a request covers at most {VIDEO_WINDOW} s of video; got {end - start} s")
+        if start >= duration:
+            raise ApiError(400, f"startOffsetSec {start} is past the video's end ({duration:.1f} s)")
+        end = min(end, math.ceil(duration))
+        segments = []
+        for a in range(start, end, interval):
+            b = min(a + interval, end)
+            vector = _segment_vector(spec, data, video.get("gcsUri"), a, b)
+            segments.append({"startOffsetSec": a, "endOffsetSec": b, "embedding": vector})
+        return segments
 
     @staticmethod
     def _dimension(parameters: object, allowed: tuple[int, ...] | range) -> int:
@@ -143,3 +211,26 @@ class Vertex(Endpoint):
         except ImageDataError as exc:
             raise ApiError(400, str(exc)) from None
         return embed(spec, image=picture, dimensions=dimension)
+
+
+def _video_duration(data: bytes) -> float:
+    from .media import MediaError, video_info
+
+    try:
+        return video_info(data).duration
+    except (MediaError, ImportError) as exc:
+        raise ApiError(400, f"instances[0].video is not a readable video: {exc}") from None
+
+
+def _segment_vector(spec: ModelSpec, data: bytes | None, gcs_uri: object, start: int, end: int) -> list[float]:
+    from PIL import Image
+
+    from .media import MediaError, video_colour
+
+    if data is None:
+        return embed(spec, gcs_uri=f"{gcs_uri}#t={start},{end}")
+    try:
+        colour = video_colour(data, float(start), float(end))
+    except MediaError:
+        colour = video_colour(data, 0.0, None)
+    return embed(spec, image=Image.new("RGB", (32, 32), colour))

@@ -81,15 +81,18 @@ class ApiError(Exception):
         code: str | None = None,
         loc: tuple[str | int, ...] | None = None,
         details: list[dict[str, Any]] | None = None,
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.loc, self.details = status, message, code, loc, details
+        self.retry_delay = retry_delay  # seconds to come back in, for APIs that say so in the body
 
 
 class Endpoint:
     """One emulated API route: how it authenticates, validates, answers and formats errors."""
 
     provider: ClassVar[str]
+    retry_after_header: ClassVar[bool] = True  # False: the API says when to retry in its error body instead
 
     def matches(self, path: str) -> bool:
         raise NotImplementedError
