@@ -29,6 +29,7 @@ from typing import Any
 import chromadb
 import numpy as np
 import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
 from chromadb.utils.embedding_functions import get_builtins, known_embedding_functions
 
@@ -200,7 +201,7 @@ def test_configuration_persistence_and_a_missing_key(
         pytest.skip("vertex falls back to Application Default Credentials")
     with pytest.raises(ValueError, match=PROVIDERS[name].env_var):
         reopened.query(query_texts=["red"], n_results=1)
-    reopened._client.clear_system_cache()
+    SharedSystemClient.clear_system_cache()
 
 
 @pytest.mark.parametrize("name", NAMES)
