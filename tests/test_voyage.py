@@ -198,5 +198,5 @@ def test_video_segments_on_3_5(embedder_for: Callable[..., Embedder], mmembed_em
     assert [[s["type"] for s in c] for c in contents] == [["text"], ["video_base64"], ["text", "video_base64"]]
     assert contents[1][0]["video_base64"].startswith("data:video/mp4;base64,")
     assert float(vectors[1] @ vectors[0]) > float(vectors[1] @ embedder_for("voyage").embed(["blue"])[0])
-    with pytest.raises(UnsupportedKindError, match="voyage-multimodal-3.5"):
+    with pytest.raises(UnsupportedKindError, match=r"voyage-multimodal-3\.5"):
         embedder_for("voyage", model="voyage-multimodal-3").embed([video])
