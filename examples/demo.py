@@ -1,8 +1,8 @@
 """`make demo`: ingest the sample data into an embedded Chroma store and search it.
 
-Uses the live API of the first provider whose key is set (NOMIC_API_KEY, JINA_API_KEY, GOOGLE_API_KEY
-with GOOGLE_CLOUD_PROJECT, or GEMINI_API_KEY; MMEMBED_PROVIDER picks one explicitly). With no key, it starts the offline
-emulator (fake, deterministic vectors) and says so.
+Uses the live API of the first registered provider whose key is set (NOMIC_API_KEY, JINA_API_KEY,
+GOOGLE_API_KEY with GOOGLE_CLOUD_PROJECT, GEMINI_API_KEY, ...; MMEMBED_PROVIDER picks one explicitly). With no
+key, it starts the offline emulator (fake, deterministic vectors) and says so, and embeds with gemini-embedding-2.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> int:
     emulator = None
     common = ["--collection", "demo", "--db", str(db)]
     if provider is None:
-        provider = "jina"
+        provider = "gemini"  # Google's current model: photos, notes, the PDF, the clip and the sound alike
         emulator = Emulator().start()
         os.environ.setdefault(KEYS[provider], "emulator-key")  # the emulator takes any key
         common += ["--base-url", emulator.url]
@@ -58,7 +58,7 @@ def main() -> int:
         status = run(["ingest", str(data), "--provider", provider, "-q", *common])
         if status != 0:
             return status
-        for query in ("a red photo", "banana"):
+        for query in ("a red photo", "banana", "invoice"):
             if run(["search", query, "-n", "4", *common]) != 0:
                 return 1
     finally:

@@ -1,9 +1,10 @@
-"""Build the demo's sample data in examples/data: colour photos and a few text files, made in code.
+"""Build the demo's sample data in examples/data: colour photos, a few notes, a PDF, a video clip and a sound.
 
     python examples/make_sample_data.py [OUT_DIR]
 
 No downloaded assets: the photos come from mmembed.testing.colour_photo (gradients, noise and shapes
-around one dominant colour), so the emulator and real models alike can tell them apart by colour.
+around one dominant colour), so the emulator and real models alike can tell them apart by colour; the PDF
+(with a real text layer), the clip and the sound from mmembed.testing.media (needs mmembed[media]).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mmembed.testing import colour_photo
+from mmembed.testing.media import make_audio, make_pdf, make_video
 
 PHOTOS = {
     "red": "jpg",
@@ -33,6 +35,15 @@ TEXTS = {
     ),
     "forest.txt": "A walk through a green forest: moss, ferns and tall pines, light falling through the leaves.",
 }
+INVOICE = (
+    "Invoice No. 2041\nBilled to: Harbour Fruit Ltd.\n40 crates of bananas, 12 crates of lemons\nTotal: 1,320 EUR",
+    "Payment terms\nPayable within 30 days of the invoice date by bank transfer.",
+)
+MEDIA = {
+    "documents/invoice.pdf": lambda: make_pdf(INVOICE),
+    "media/red-clip.mp4": lambda: make_video(6.0, colour=(220, 30, 30)),
+    "media/tone.wav": lambda: make_audio(2.0),
+}
 
 
 def build(out: Path) -> list[Path]:
@@ -51,6 +62,12 @@ def build(out: Path) -> list[Path]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text + "\n", encoding="utf-8")
+        written.append(path)
+    for name, make in MEDIA.items():
+        path = out / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(make())
         written.append(path)
     return written
 
