@@ -363,6 +363,34 @@ def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
     return (vec / norm).astype(np.float32, copy=False)
 
 
+def indexed_data(response: requests.Response, provider: str, expected: int) -> list[Any]:
+    """The raw vectors of a ``{"data": [{"index": i, "embedding": [...]}, ...]}`` answer, put in order by index.
+
+    Jina's and Voyage's shape. The indexes must be JSON integers (not "1", 1.5 or true) and, when the count
+    is right, exactly 0..n-1: a vector is never shifted onto another item.
+    """
+    body = json_body(response, provider)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise InvalidResponseError("response has no 'data' list", provider=provider, body=response.text)
+    try:
+        ordered = sorted(data, key=_index)
+        indexes = [_index(d) for d in ordered]
+        vectors = [d["embedding"] for d in ordered]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidResponseError("malformed 'data' entries", provider=provider) from exc
+    if len(data) == expected and indexes != list(range(expected)):
+        raise InvalidResponseError("response indexes do not match the inputs", provider=provider)
+    return vectors
+
+
+def _index(entry: Any) -> int:
+    index = entry["index"]
+    if type(index) is not int:
+        raise TypeError(f"index {index!r} is not an integer")
+    return index
+
+
 def json_body(response: requests.Response, provider: str) -> Any:
     """The JSON body of a 2xx response, or InvalidResponseError (e.g. a proxy's HTML page)."""
     try:

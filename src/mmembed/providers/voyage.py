@@ -27,10 +27,9 @@ import numpy as np
 import requests
 
 from ..download import download
-from ..errors import InvalidResponseError
 from ..images import prepare_image
 from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, TextItem, VideoItem
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, indexed_data
 
 __all__ = ["VoyageProvider"]
 
@@ -190,19 +189,7 @@ class VoyageProvider(Provider):
 
     def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
         def parse(response: requests.Response) -> list[np.ndarray]:
-            body = json_body(response, self.name)
-            data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise InvalidResponseError("response has no 'data' list", provider=self.name, body=response.text)
-            try:
-                ordered = sorted(data, key=_index)
-                indexes = [_index(d) for d in ordered]
-                vectors = [d["embedding"] for d in ordered]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InvalidResponseError("malformed 'data' entries", provider=self.name) from exc
-            if len(data) == expected and indexes != list(range(expected)):
-                raise InvalidResponseError("response indexes do not match the inputs", provider=self.name)
-            return self.finish(vectors, expected)
+            return self.finish(indexed_data(response, self.name, expected), expected)
 
         return parse
 
@@ -274,10 +261,3 @@ def _packed(batch: Sequence[Ready]) -> list[list[Ready]]:
         total += tokens
     return parts
 
-
-def _index(entry: Any) -> int:
-    """The ``index`` of a ``data`` entry; only a JSON integer will do."""
-    index = entry["index"]
-    if type(index) is not int:
-        raise TypeError(f"index {index!r} is not an integer")
-    return index
