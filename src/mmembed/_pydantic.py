@@ -1,5 +1,9 @@
-"""Errors raised while a pydantic adapter (LlamaIndex, LangChain) builds its Embedder, given back safely.
+"""What the pydantic adapters (LlamaIndex, LangChain) share: their classes derived from the registry, and errors.
 
+:func:`derived_models` makes one pydantic class per registered provider, with one field per option it takes
+(described by its declaration in :mod:`mmembed.options`).
+
+Errors raised while such an object builds its Embedder are given back safely.
 pydantic wraps every ValueError raised in ``model_post_init`` into a ValidationError that quotes the whole
 input, key included (``hide_input_in_errors`` keeps it out of the text only, not out of ``errors()``). Our
 :class:`~mmembed.ConfigurationError` is a ValueError, so it arrives wrapped; :func:`safe_error` unwraps it,
@@ -9,13 +13,58 @@ the original error is not its ``__context__``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from .errors import ConfigurationError
+from .options import OptionSpec, options_for
+from .providers import PROVIDERS, Provider
 
-__all__ = ["safe_error"]
+__all__ = ["derived_models", "option_field", "safe_error"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def option_field(spec: OptionSpec, *, key_type: Any = None) -> tuple[Any, Any]:
+    """A pydantic field for one Embedder option: its description, and secrets kept out of dumps and reprs.
+
+    The key's type is the adapter's convention (``key_type``; a plain ``str`` by default). Objects that cannot
+    be serialised (credentials, a shared rate limiter) are excluded from dumps, and secrets from reprs too.
+    """
+    if spec.name == "api_key" and key_type is not None:
+        annotation: Any = key_type | None
+    else:
+        annotation = spec.annotation if spec.simple_type is not None else Any
+    hidden = spec.secret or (spec.simple_type is None and spec.name != "cache")
+    return annotation, Field(default=spec.default, description=spec.doc, exclude=hidden, repr=not spec.secret)
+
+
+def derived_models(
+    base: type[M],
+    suffix: str,
+    *,
+    module: str,
+    note: str,
+    options: Callable[[type[Provider]], list[OptionSpec]] = options_for,
+    key_type: Any = None,
+) -> dict[str, type[M]]:
+    """One subclass of ``base`` per registered provider, named ``{title}{suffix}``, with a field per option."""
+    classes: dict[str, type[M]] = {}
+    for name, provider in PROVIDERS.items():
+        summary = (provider.__doc__ or provider.name).strip().splitlines()[0]
+        fields = {spec.name: option_field(spec, key_type=key_type) for spec in options(provider)}
+        cls = create_model(  # type: ignore[call-overload]
+            f"{provider.title}{suffix}",
+            __base__=base,
+            __module__=module,
+            __doc__=f"{summary} Key: ``{provider.env_var}`` ({note}).",
+            **fields,
+        )
+        cls.provider = provider.name
+        classes[name] = cast("type[M]", cls)
+    return classes
 
 
 def safe_error(exc: ValidationError) -> Exception:

@@ -27,18 +27,16 @@ Vertex gets it downloaded under the URL policy), a ``gs://`` URI (Vertex) or a `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 try:
     from langchain_core.embeddings import Embeddings
     from pydantic import (
         BaseModel,
         ConfigDict,
-        Field,
         PrivateAttr,
         SecretStr,
         ValidationError,
-        create_model,
         field_serializer,
     )
 except ImportError as exc:  # an optional extra: say how to get it
@@ -48,13 +46,13 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
-from ._pydantic import safe_error
+from ._pydantic import derived_models, safe_error
 from .cache import EmbeddingCache
 from .embedder import Embedder, provider_class
 from .errors import InputError
 from .inputs import ImageSource
-from .options import OptionSpec, options_for
-from .providers import PROVIDERS, Provider
+from .options import options_for
+from .providers import PROVIDERS
 
 __all__ = [
     "CLASSES",
@@ -154,39 +152,13 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
         return _lists(await self._embedder.aembed(_images(uris)))
 
 
-def _field(spec: OptionSpec) -> tuple[Any, Any]:
-    """A pydantic field for one Embedder option, described by its declaration.
-
-    The key is a ``SecretStr``, excluded from dumps and reprs; objects that cannot be serialised
-    (credentials, a shared rate limiter) are excluded from dumps, and credentials from reprs too.
-    """
-    if spec.name == "api_key":
-        annotation: Any = SecretStr | None
-    else:
-        annotation = spec.annotation if spec.simple_type is not None else Any
-    hidden = spec.secret or (spec.simple_type is None and spec.name != "cache")
-    return annotation, Field(default=spec.default, description=spec.doc, exclude=hidden, repr=not spec.secret)
-
-
-def _embeddings_class(provider: type[Provider]) -> type[EmbedderEmbeddings]:
-    """The LangChain class of one provider: one field per option it takes, derived from its declaration."""
-    name = f"{provider.title}MultimodalEmbeddings"
-    summary = (provider.__doc__ or provider.name).strip().splitlines()[0]
-    fields = {spec.name: _field(spec) for spec in options_for(provider)}
-    cls = create_model(  # type: ignore[call-overload]
-        name,
-        __base__=EmbedderEmbeddings,
-        __module__=__name__,
-        __doc__=f"{summary} Key: ``{provider.env_var}`` (never in repr, model_dump or a pickle).",
-        **fields,
-    )
-    cls.provider = provider.name
-    return cast("type[EmbedderEmbeddings]", cls)
-
-
-CLASSES: dict[str, type[EmbedderEmbeddings]] = {
-    name: _embeddings_class(provider) for name, provider in PROVIDERS.items()
-}
+CLASSES: dict[str, type[EmbedderEmbeddings]] = derived_models(
+    EmbedderEmbeddings,
+    "MultimodalEmbeddings",
+    module=__name__,
+    note="never in repr, model_dump or a pickle",
+    key_type=SecretStr,  # LangChain's convention for keys
+)
 globals().update({cls.__name__: cls for cls in CLASSES.values()})
 __all__ += sorted(cls.__name__ for cls in CLASSES.values())
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 try:
     from llama_index.core.base.embeddings.base import Embedding
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError, create_model, field_serializer
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError, field_serializer
     from llama_index.core.embeddings import MultiModalEmbedding
     from llama_index.core.schema import ImageType
 except ImportError as exc:  # an optional extra: say how to get it
@@ -42,7 +42,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
-from ._pydantic import safe_error
+from ._pydantic import derived_models, safe_error
 from .cache import EmbeddingCache
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
@@ -163,38 +163,15 @@ def _options(provider: type[Provider]) -> list[OptionSpec]:
     return [spec for spec in options_for(provider) if spec.name not in MultiModalEmbedding.model_fields]
 
 
-def _field(spec: OptionSpec) -> tuple[Any, Any]:
-    """A pydantic field for one Embedder option: its description, and secrets kept out of dumps and reprs.
-
-    A secret (``api_key``) stays a plain ``str``: SecretStr would put an object into to_dict() and break
-    to_json(). Objects that cannot be serialised (credentials, a shared rate limiter) are excluded too.
-    """
-    hidden = spec.secret or (spec.simple_type is None and spec.name != "cache")
-    annotation = spec.annotation if spec.simple_type is not None else Any
-    default = spec.default
-    return annotation, Field(default=default, description=spec.doc, exclude=hidden, repr=not spec.secret)
-
-
-def _embedding_class(provider: type[Provider]) -> type[EmbedderMultiModalEmbedding]:
-    """The LlamaIndex class of one provider: one field per option it takes, derived from its declaration."""
-    name = f"{provider.title}MultiModalEmbedding"
-    summary = (provider.__doc__ or provider.name).strip().splitlines()[0]
-    fields = {spec.name: _field(spec) for spec in _options(provider)}
-    cls = create_model(  # type: ignore[call-overload]
-        name,
-        __base__=EmbedderMultiModalEmbedding,
-        __module__=__name__,
-        __doc__=f"{summary} Key: ``{provider.env_var}`` (never in repr, to_dict or to_json).",
-        **fields,
-    )
-    cls.provider = provider.name
-    cls.class_name = classmethod(lambda _cls: f"mmembed_{name}")
-    return cast("type[EmbedderMultiModalEmbedding]", cls)
-
-
-CLASSES: dict[str, type[EmbedderMultiModalEmbedding]] = {
-    name: _embedding_class(provider) for name, provider in PROVIDERS.items()
-}
+CLASSES: dict[str, type[EmbedderMultiModalEmbedding]] = derived_models(
+    EmbedderMultiModalEmbedding,
+    "MultiModalEmbedding",
+    module=__name__,
+    note="never in repr, to_dict or to_json",
+    options=_options,  # a plain str key: SecretStr would put an object into to_dict() and break to_json()
+)
+for _cls in CLASSES.values():
+    _cls.class_name = classmethod(lambda cls: f"mmembed_{cls.__name__}")  # type: ignore[method-assign,assignment]
 globals().update({cls.__name__: cls for cls in CLASSES.values()})
 __all__ += sorted(cls.__name__ for cls in CLASSES.values())
 
