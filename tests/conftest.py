@@ -21,7 +21,7 @@ from mmembed import Embedder
 from mmembed.testing import Emulator, colour_photo
 
 CANARY_KEY = "canary-key-7f3a9c1e"
-PROVIDERS = ("nomic", "jina", "vertex", "voyage", "cohere")
+PROVIDERS = ("nomic", "jina", "vertex", "gemini", "voyage", "cohere")
 DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536, "gemini": 3072}
 TEXT_MODELS = {
     "nomic": "nomic-embed-text-v1.5",
@@ -29,6 +29,7 @@ TEXT_MODELS = {
     "vertex": "multimodalembedding@001",
     "voyage": "voyage-multimodal-3.5",
     "cohere": "embed-v4.0",
+    "gemini": "gemini-embedding-2",
 }
 IMAGE_MODELS = {**TEXT_MODELS, "nomic": "nomic-embed-vision-v1.5"}
 

@@ -180,6 +180,10 @@ def uploaded_images(emulator: Emulator) -> list[bytes]:
                 uri = segment.get("image_base64") or (segment.get("image_url") or {}).get("url")
                 if uri:
                     out.append(base64.b64decode(uri.split(",", 1)[1]))
+        for entry in body.get("requests", []):  # Gemini: one content per request, inlineData parts
+            for part in entry["content"]["parts"]:
+                if "inlineData" in part:
+                    out.append(base64.b64decode(part["inlineData"]["data"]))
     return out
 
 

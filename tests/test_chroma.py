@@ -388,7 +388,8 @@ def mixed(store: Any, mmembed_emulator: Emulator, photos: Photos) -> Callable[[s
 def test_query_mixed_finds_the_red_text_and_the_red_image(provider: str, mixed: Callable[[str], Any]) -> None:
     col = mixed(provider)
     plain = col.query(query_texts=["red"], n_results=4)
-    assert all(id_.startswith("text-") for id_ in plain["ids"][0]), "the modality gap: texts outrank all images"
+    if provider in ("nomic", "jina", "vertex"):  # CLIP-style models; natively multimodal ones have a smaller gap
+        assert all(id_.startswith("text-") for id_ in plain["ids"][0]), "the modality gap: texts outrank all images"
     result = query_mixed(col, query_texts=["red"], n_results=2)
     assert set(result["ids"][0]) == {"text-red", "image-red"}
     assert result["rrf_scores"] == [[1 / (RRF_K + 1), 1 / (RRF_K + 1)]]

@@ -116,7 +116,7 @@ def image_requests(emulator: Emulator, provider: str) -> list[RecordedRequest]:
             out.append(req)
         elif provider == "vertex" and any("image" in i for i in req.json["instances"]):
             out.append(req)
-        elif provider in ("voyage", "cohere") and images_in(req):
+        elif provider in ("voyage", "cohere", "gemini") and images_in(req):
             out.append(req)
     return out
 
@@ -128,6 +128,8 @@ def images_in(req: RecordedRequest) -> int:
         return sum("image" in i for i in req.json["input"])
     if req.provider in ("voyage", "cohere"):
         return sum(s["type"].startswith("image") for i in req.json["inputs"] for s in i["content"])
+    if req.provider == "gemini":  # one content per item, images as inlineData parts
+        return sum("inlineData" in p for r in req.json["requests"] for p in r["content"]["parts"])
     return sum("image" in i for i in req.json["instances"])
 
 
@@ -391,8 +393,9 @@ def test_api_key_appears_in_no_representation(provider: str, mmembed_emulator: E
     # ...yet the key is what authenticates the requests.
     embed_model.get_text_embedding("hello")
     (sent,) = mmembed_emulator.requests
-    header = sent.headers.get("x-goog-api-key") if provider == "vertex" else sent.headers.get("authorization")
-    assert header == (CANARY if provider == "vertex" else f"Bearer {CANARY}")
+    google = provider in ("vertex", "gemini")  # Google's APIs take the key in x-goog-api-key, never a Bearer
+    header = sent.headers.get("x-goog-api-key") if google else sent.headers.get("authorization")
+    assert header == (CANARY if google else f"Bearer {CANARY}")
 
 
 def test_key_from_the_environment_and_round_trip(monkeypatch: pytest.MonkeyPatch, mmembed_emulator: Emulator) -> None:
