@@ -669,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(sea)
     sea.set_defaults(func=search)
 
-    emu = sub.add_parser("emulator", help="run the offline emulator of the three provider APIs")
+    emu = sub.add_parser("emulator", help="run the offline emulator of the provider APIs")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8765)
     emu.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
