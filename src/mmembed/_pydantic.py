@@ -13,16 +13,18 @@ the original error is not its ``__context__``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from .cache import EmbeddingCache
 from .errors import ConfigurationError
-from .options import OptionSpec, options_for
+from .options import OptionSpec, option_specs, options_for
 from .providers import PROVIDERS, Provider
 
-__all__ = ["derived_models", "option_field", "safe_error"]
+__all__ = ["derived_models", "option_field", "portable_fields", "safe_error", "serialised_cache"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,6 +41,27 @@ def option_field(spec: OptionSpec, *, key_type: Any = None) -> tuple[Any, Any]:
         annotation = spec.annotation if spec.simple_type is not None else Any
     hidden = spec.secret or (spec.simple_type is None and spec.name != "cache")
     return annotation, Field(default=spec.default, description=spec.doc, exclude=hidden, repr=not spec.secret)
+
+
+def serialised_cache(cache: object) -> str | None:
+    """What the ``cache`` option serialises as: its path, or None for a cache object of the user's own
+    (its repr may hold an address with credentials; a pickle carries the object itself, see below)."""
+    if isinstance(cache, EmbeddingCache):
+        return str(cache.path)
+    if isinstance(cache, (str, os.PathLike)):
+        return os.fspath(cache)
+    return None
+
+
+def portable_fields(model: BaseModel) -> dict[str, Any]:
+    """The fields a pickled adapter is rebuilt from: all but the secrets (the key, credentials).
+
+    Objects stay as they are (a shared rate limiter, a cache object, media limits), so a copy sent to a
+    worker keeps them; the copy reads its key from ``api_key_env_var``.
+    """
+    specs = option_specs()
+    names = [name for name in type(model).model_fields if not (name in specs and specs[name].secret)]
+    return {name: getattr(model, name) for name in names}
 
 
 def derived_models(

@@ -81,7 +81,15 @@ class IngestReport:
 
 # -- walking and splitting --------------------------------------------------------------------------
 def walk(paths: Sequence[str]) -> Iterator[Path]:
-    """Files under ``paths`` (sorted, hidden ones skipped) that look like images or texts."""
+    """Files under ``paths`` (sorted, hidden ones skipped) that look like images or texts; each file once."""
+    seen: set[Path] = set()  # overlapping arguments (a folder and a file in it) name a file once
+    for path in _walk(paths):
+        if path not in seen:
+            seen.add(path)
+            yield path
+
+
+def _walk(paths: Sequence[str]) -> Iterator[Path]:
     for raw in paths:
         root = Path(raw).expanduser()
         if root.is_file():
@@ -331,7 +339,8 @@ def _stream(embedder: Any, records: Iterator[Record], writer: _Writer, report: I
     for index, value in embedder.embed_stream(items()):
         record = todo[index]
         if isinstance(value, InputError):
-            report.failed.append((record.source, value.reason))
+            if all(source != record.source for source, _ in report.failed):  # a file is one failure
+                report.failed.append((record.source, value.reason))
             writer.drop(record.source)
         else:
             writer.add(record, value)

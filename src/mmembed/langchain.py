@@ -46,8 +46,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
-from ._pydantic import derived_models, safe_error
-from .cache import EmbeddingCache
+from ._pydantic import derived_models, portable_fields, safe_error, serialised_cache
 from .embedder import Embedder, provider_class
 from .errors import InputError
 from .inputs import ImageSource
@@ -100,14 +99,12 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
         return options
 
     @field_serializer("cache", check_fields=False)
-    def _serialize_cache(self, cache: str | Path | EmbeddingCache | None) -> str | None:
-        if isinstance(cache, EmbeddingCache):
-            return str(cache.path)
-        return None if cache is None else str(cache)
+    def _serialize_cache(self, cache: object) -> str | None:
+        return serialised_cache(cache)
 
     def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
-        """Pickle as the key-free dump: the rebuilt object reads its key from ``api_key_env_var``."""
-        return (_rebuild, (self.provider, self.model_dump()))
+        """Pickle without the key: the rebuilt object reads it from ``api_key_env_var``."""
+        return (_rebuild, (self.provider, portable_fields(self)))
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> EmbedderEmbeddings:
         """A copy with its own Embedder and the same options, key included (a pickle would drop the key)."""

@@ -27,7 +27,6 @@ segments, each with its ``page`` or ``start``/``end`` metadata, whose ``item`` t
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any, ClassVar
 
 try:
@@ -42,8 +41,7 @@ except ImportError as exc:  # an optional extra: say how to get it
 
 import numpy as np
 
-from ._pydantic import derived_models, safe_error
-from .cache import EmbeddingCache
+from ._pydantic import derived_models, portable_fields, safe_error, serialised_cache
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .inputs import from_uri
@@ -108,10 +106,12 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
         return {spec.name: getattr(self, spec.name) for spec in _options(PROVIDERS[self.provider])}
 
     @field_serializer("cache", check_fields=False)
-    def _serialize_cache(self, cache: str | Path | EmbeddingCache | None) -> str | None:
-        if isinstance(cache, EmbeddingCache):
-            return str(cache.path)
-        return None if cache is None else str(cache)
+    def _serialize_cache(self, cache: object) -> str | None:
+        return serialised_cache(cache)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
+        """Pickle without the key: the rebuilt object reads it from ``api_key_env_var`` (as an Embedder does)."""
+        return (_rebuild, (self.provider, portable_fields(self)))
 
     @property
     def embedder(self) -> Embedder:
@@ -174,6 +174,10 @@ for _cls in CLASSES.values():
     _cls.class_name = classmethod(lambda cls: f"mmembed_{cls.__name__}")  # type: ignore[method-assign,assignment]
 globals().update({cls.__name__: cls for cls in CLASSES.values()})
 __all__ += sorted(cls.__name__ for cls in CLASSES.values())
+
+
+def _rebuild(provider: str, fields: dict[str, Any]) -> EmbedderMultiModalEmbedding:
+    return CLASSES[provider](**fields)
 
 
 def embedding_class(provider: str) -> type[EmbedderMultiModalEmbedding]:

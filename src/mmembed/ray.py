@@ -619,6 +619,9 @@ class ChromaDatasink(Datasink[dict[str, int]]):
     def _write_rows(self, collection: Any, table: pa.Table) -> tuple[int, int]:
         rows = table.to_pylist()
         good = [row for row in rows if row.get(self.embedding_column) is not None]
+        # Content-hash ids give equal rows one id, and Chroma refuses an upsert that names an id twice:
+        # keep the last of each (their vectors are the same).
+        good = list({str(row[self.id_column]): row for row in good}.values())
         if good:
             fields: dict[str, Any] = {
                 "ids": [str(row[self.id_column]) for row in good],
