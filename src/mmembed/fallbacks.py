@@ -180,9 +180,14 @@ def _video(provider: Provider, item: VideoItem) -> Leaves | None:
     if provider.clips_video():  # video_windows
         if item.start is not None and item.end is not None and item.end - item.start <= limits.video_window:
             return None
-        if item.raw is None:
-            return None  # gs:// without a range: the server's default window
-        start, end = _clip(item)
+        if item.raw is None:  # gs://: no duration known here, so a clip needs both ends
+            if item.start is None or item.end is None:
+                if item.start is not None or item.end is not None:
+                    raise InputError("a clip of a remote video needs both start= and end=")
+                return None  # no range: the server's default window
+            start, end = item.start, item.end
+        else:
+            start, end = _clip(item)
         if end - start <= limits.video_window:
             return [(dataclasses.replace(item, start=start, end=end), 1.0)]
         edges = _edges(start, end, limits.video_window)

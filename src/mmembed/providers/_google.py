@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from ..errors import ConfigurationError, InputError
-from ..inputs import InterleavedItem, Item, MediaItem
+from ..inputs import ImageItem, InterleavedItem, Item, MediaItem
 from ..transport import parse_retry_after
 from .base import Ready, Task
 
@@ -95,6 +95,8 @@ def check_media_type(item: Item) -> None:
         raise InputError(
             f"gemini-embedding-2 takes MP4/MOV video, MP3/WAV audio and PDF, not {item.media_type}; convert it first"
         )
+    if isinstance(item, ImageItem) and item.gcs_uri is not None:
+        gcs_media_type(item.gcs_uri)  # refused here, while preparing, so the error names the item
     if isinstance(item, InterleavedItem):
         for p in item.parts:
             check_media_type(p)
