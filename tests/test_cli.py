@@ -215,3 +215,25 @@ def test_a_bad_file_does_not_make_the_rest_go_out_twice(
     (image_request,) = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/image"]
     assert sum(f[0] == "images" for f in image_request.files) == len(PHOTO_COLOURS)
     assert (tmp_path / "db" / "embedding-cache.sqlite").exists()
+
+
+def test_a_bad_file_leaves_none_of_its_records_whenever_its_failure_comes(tmp_path: Path) -> None:
+    """Records of a file already written when one of its records fails (or left by a killed run) are removed."""
+    import chromadb
+
+    from mmembed.cli import IngestReport, Record, _Progress, _Writer
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    collection = client.create_collection("writer-test", embedding_function=None)
+    report = IngestReport()
+    writer = _Writer(collection, report, _Progress())
+    pages = [Record(f"doc:{i}", f"page {i}", "/data/doc.pdf", "text", f"h{i}", i) for i in range(3)]
+    note = Record("note:0", "a note", "/data/note.txt", "text", "hn")
+    for record in (*pages[:2], note):
+        writer.add(record, [1.0, 0.0, 0.0])
+    writer.flush()  # two pages of the PDF are stored before its third fails
+    writer.drop("/data/doc.pdf")
+    writer.add(pages[2], [0.0, 1.0, 0.0])  # answered after the failure: not stored either
+    writer.flush()
+    assert collection.get()["ids"] == ["note:0"]
+    assert report.added == 1

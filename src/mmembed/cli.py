@@ -354,6 +354,7 @@ class _Writer:
         self.collection, self.report, self.progress = collection, report, progress
         self.buffer: list[tuple[Record, Any]] = []
         self.failed: set[str] = set()
+        self.written: dict[str, int] = {}  # records stored per source in this run
 
     def add(self, record: Record, vector: Any) -> None:
         self.buffer.append((record, vector))
@@ -361,8 +362,18 @@ class _Writer:
             self.flush()
 
     def drop(self, source: str) -> None:
-        """A file that cannot be embedded: none of its records is written from now on."""
+        """A file that cannot be embedded: none of its records is stored, whenever the failure came.
+
+        Records of it already written (by this run, or by an earlier one that was killed) are deleted, so what a
+        bad file leaves in the store never depends on timing.
+        """
+        if source in self.failed:
+            return
         self.failed.add(source)
+        self.collection.delete(where={"source": source})
+        removed = self.written.pop(source, 0)
+        self.report.added -= removed
+        self.progress.update(-removed)
 
     def flush(self) -> None:
         from .chroma import MODALITY_KEY, record_modalities
@@ -395,6 +406,8 @@ class _Writer:
                 ],
                 **content,
             )
+        for r, _ in rows:
+            self.written[r.source] = self.written.get(r.source, 0) + 1
         self.report.added += len(rows)
         self.progress.update(len(rows))
 
