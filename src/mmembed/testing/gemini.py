@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from PIL import Image
@@ -189,19 +189,8 @@ class _Google(Endpoint):
 
         from .media import MediaError, audio_info, pdf_info, video_colour, video_info
 
-        if not isinstance(value, dict):
-            raise ApiError(400, f"{at} must be an object")
-        value = _camel(value)
-        field = "data" if key == "inlineData" else "fileUri"
-        for name in value:
-            if name not in ("mimeType", field):
-                raise _unknown(name, at)
-        payload = value.get(field)
-        if not isinstance(payload, str) or not payload:
-            raise ApiError(400, f"{at}.{field} is required")
+        payload = _payload(key, value, at)
         if key == "fileData":
-            if not payload.startswith(("gs://", "https://generativelanguage.googleapis.com/v1beta/files/", "files/")):
-                raise ApiError(400, f"{at}.fileUri {payload[:100]!r} is not a gs:// or Files API URI")
             return part_vector(spec, uri=payload)
         try:
             data = decode_base64(payload)
@@ -231,22 +220,11 @@ class _Google(Endpoint):
 
     @staticmethod
     def _media(key: str, value: object, at: str) -> tuple[Image.Image | None, str | None]:
-        if not isinstance(value, dict):
-            raise ApiError(400, f"{at} must be an object")
-        value = _camel(value)
-        field = "data" if key == "inlineData" else "fileUri"
-        for name in value:
-            if name not in ("mimeType", field):
-                raise _unknown(name, at)
-        mime = value.get("mimeType")
+        payload = _payload(key, value, at)
+        mime = _camel(cast("dict[str, Any]", value)).get("mimeType")
         if mime not in MIME_FORMATS:
             raise ApiError(400, f"{at}.mimeType {mime!r} is not supported; use one of {', '.join(MIME_FORMATS)}")
-        payload = value.get(field)
-        if not isinstance(payload, str) or not payload:
-            raise ApiError(400, f"{at}.{field} is required")
         if key == "fileData":
-            if not payload.startswith(("gs://", "https://generativelanguage.googleapis.com/v1beta/files/", "files/")):
-                raise ApiError(400, f"{at}.fileUri {payload[:100]!r} is not a gs:// or Files API URI")
             return None, payload
         try:
             data = decode_base64(payload)
@@ -447,3 +425,22 @@ class VertexGemini(_Google):
                 p = {**p, "text": " ".join(p["text"].split()[: MAX_TOKENS // 2])}
             cut.append(p)
         return {**content, "parts": cut}, True
+
+
+def _payload(key: str, value: object, at: str) -> str:
+    """An ``inlineData`` / ``fileData`` part's payload (base64 data, or a file URI checked for its form)."""
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{at} must be an object")
+    value = _camel(value)
+    field = "data" if key == "inlineData" else "fileUri"
+    for name in value:
+        if name not in ("mimeType", field):
+            raise _unknown(name, at)
+    payload = value.get(field)
+    if not isinstance(payload, str) or not payload:
+        raise ApiError(400, f"{at}.{field} is required")
+    if key == "fileData" and not payload.startswith(
+        ("gs://", "https://generativelanguage.googleapis.com/v1beta/files/", "files/")
+    ):
+        raise ApiError(400, f"{at}.fileUri {payload[:100]!r} is not a gs:// or Files API URI")
+    return payload
