@@ -205,7 +205,7 @@ def offline(provider: str) -> Embedder:
 
 
 def test_jina_data_is_put_back_in_order_by_index() -> None:
-    parse = offline("jina").provider._parser(4)  # type: ignore[attr-defined]
+    parse = offline("jina").provider.indexed_parser(4)
     vectors = parse(fake_response(jina_data([2, 0, 3, 1])))
     # entry n carries one_hot(n) and says it belongs to item indexes[n]
     assert [int(np.argmax(v)) for v in vectors] == [1, 3, 0, 2]
@@ -226,7 +226,7 @@ def test_jina_data_is_put_back_in_order_by_index() -> None:
     ],
 )
 def test_jina_untrustworthy_indexes_are_refused(indexes: list[Any]) -> None:
-    parse = offline("jina").provider._parser(3)  # type: ignore[attr-defined]
+    parse = offline("jina").provider.indexed_parser(3)
     with pytest.raises(InvalidResponseError):
         parse(fake_response(jina_data(indexes)))
 
@@ -247,7 +247,7 @@ def test_jina_untrustworthy_indexes_are_refused(indexes: list[Any]) -> None:
     ],
 )
 def test_jina_malformed_bodies_are_refused(payload: Any) -> None:
-    parse = offline("jina").provider._parser(2)  # type: ignore[attr-defined]
+    parse = offline("jina").provider.indexed_parser(2)
     with pytest.raises(InvalidResponseError):
         parse(fake_response(payload))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -176,6 +176,14 @@ class Provider(ABC):
     @abstractmethod
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         """One request: exactly one raw vector per item of ``batch``, in batch order."""
+
+    def indexed_parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
+        """A parser for `{"data": [{"index", "embedding"}]}` answers (Jina's, Voyage's): see :func:`indexed_data`."""
+
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            return self.finish(indexed_data(response, self.name, expected), expected)
+
+        return parse
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """Message and request id from an error response in this provider's format."""

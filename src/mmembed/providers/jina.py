@@ -10,14 +10,14 @@ here because older responses were not unit length.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import requests
 
 from ..inputs import ImageItem, Item
-from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, indexed_data
+from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task
 
 __all__ = ["JinaProvider"]
 
@@ -93,7 +93,7 @@ class JinaProvider(Provider):
             body["dimensions"] = self.options.dimensions
         return self.transport.post(
             f"{self.base_url}/v1/embeddings",
-            self._parser(len(batch)),
+            self.indexed_parser(len(batch)),
             headers={"Authorization": f"Bearer {self._api_key}"},
             json=body,
         )
@@ -107,12 +107,6 @@ class JinaProvider(Provider):
         if ready.image is None:
             raise ValueError("jina got an item with nothing to send")  # a bug, not user input
         return {"image": base64.b64encode(ready.image.data).decode("ascii")}
-
-    def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
-        def parse(response: requests.Response) -> list[np.ndarray]:
-            return self.finish(indexed_data(response, self.name, expected), expected)
-
-        return parse
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ import requests
 from ..download import download
 from ..images import prepare_image
 from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, TextItem, VideoItem
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, indexed_data
+from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
 
 __all__ = ["VoyageProvider"]
 
@@ -182,16 +182,10 @@ class VoyageProvider(Provider):
             body["output_dimension"] = self.options.dimensions
         return self.transport.post(
             f"{self.base_url}/v1/multimodalembeddings",
-            self._parser(len(batch)),
+            self.indexed_parser(len(batch)),
             headers={"Authorization": f"Bearer {self._api_key}"},
             json=body,
         )
-
-    def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
-        def parse(response: requests.Response) -> list[np.ndarray]:
-            return self.finish(indexed_data(response, self.name, expected), expected)
-
-        return parse
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)
