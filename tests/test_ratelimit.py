@@ -6,17 +6,7 @@ import numpy as np
 import pytest
 
 from mmembed.ratelimit import RateLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from test_transport import FakeClock
 
 
 def test_a_window_of_inputs_counts_costs_not_calls() -> None:
