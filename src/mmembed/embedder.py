@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Embedder", "provider_class"]
 
 
-
 class Embedder:
     """Embed texts and images through any registered provider, as documents or as queries.
 
