@@ -39,7 +39,8 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
     for var in (
         "NOMIC_API_KEY", "JINA_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT",
-        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY",
+        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY", "MMEMBED_TRUSTED_HOSTS",
+        "MMEMBED_TRUSTED_KEY_VARS",
     ):
         monkeypatch.delenv(var, raising=False)
 
