@@ -11,13 +11,17 @@ rebuilt from such data sends requests only to
 
 and reads its key only from one of the provider's own variables (``env_var``, ``fallback_env_vars``) or one
 named in ``MMEMBED_TRUSTED_KEY_VARS`` (comma-separated). What you write in code (``base_url=``,
-``api_key_env_var=``) or on the command line (``--base-url``) is yours and is not checked here.
+``api_key_env_var=``) or on the command line (``--base-url``) is yours and is not checked here; so is a config
+equal to one a function made in code in this process wrote (:func:`remember`): Chroma rebuilds the function
+of ``create_collection(configuration={"embedding_function": ef})`` from its config, in the same process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -26,7 +30,15 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 from .providers import Provider
 
-__all__ = ["TRUSTED_HOSTS_VAR", "TRUSTED_KEY_VARS_VAR", "check_host", "check_key_var", "check_stored_config"]
+__all__ = [
+    "TRUSTED_HOSTS_VAR",
+    "TRUSTED_KEY_VARS_VAR",
+    "check_host",
+    "check_key_var",
+    "check_stored_config",
+    "remember",
+    "written_here",
+]
 
 TRUSTED_HOSTS_VAR = "MMEMBED_TRUSTED_HOSTS"
 TRUSTED_KEY_VARS_VAR = "MMEMBED_TRUSTED_KEY_VARS"
@@ -34,6 +46,26 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Only scheme://host[:port][/path]: no user info, query, fragment, backslash or space, so that every URL
 # parser (ours, urllib3's) reads the same host from it.
 _PLAIN_URL = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?(/[^\s?#@\\]*)?", re.IGNORECASE)
+
+
+_written: set[tuple[str, str]] = set()
+_written_lock = threading.Lock()
+
+
+def remember(provider: str, config: Mapping[str, Any]) -> None:
+    """Record a config that code in this process wrote (a function made with the user's own options)."""
+    with _written_lock:
+        _written.add((provider, _canonical(config)))
+
+
+def written_here(provider: str, config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` is exactly one that code in this process wrote (so the user chose its host and key)."""
+    with _written_lock:
+        return (provider, _canonical(config)) in _written
+
+
+def _canonical(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), sort_keys=True, default=str)
 
 
 def check_stored_config(provider: type[Provider], config: Mapping[str, Any], what: str) -> None:

@@ -107,6 +107,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
             base_url=options.get("base_url"),
             api_key_env_var=provider.api_key_env_var,
         )
+        _trust.remember(self.provider, config)  # the user's own: Chroma may rebuild it from this config
         self._setup(config, embedder)
 
     @classmethod
@@ -251,11 +252,14 @@ _shared_lock = threading.Lock()
 def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Embedder:
     """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call.
 
-    The config is stored data, so it is checked first (the key variable, the base URL), and so is the host
-    the provider derives from it (a stored Vertex ``location`` names a host too), before any request.
+    A config from the store (not one a function made in code here wrote) is checked first (the key variable,
+    the base URL), and so is the host the provider derives from it (a stored Vertex ``location`` names a host
+    too), before any request.
     """
     declared = PROVIDERS[provider]
-    _trust.check_stored_config(declared, config, what)
+    stored = not _trust.written_here(provider, config)
+    if stored:
+        _trust.check_stored_config(declared, config, what)
     key_value = os.environ.get(str(config["api_key_env_var"]), "")
     fingerprint = hashlib.sha256(key_value.encode()).hexdigest()  # a rotated key gets a new client
     key = (provider, json.dumps(dict(config), sort_keys=True), fingerprint)
@@ -264,7 +268,8 @@ def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Emb
         if embedder is None:
             embedder = Embedder(provider, **config)
             try:
-                _trust.check_host(declared, embedder.provider.base_url, what)
+                if stored:
+                    _trust.check_host(declared, embedder.provider.base_url, what)
             except ConfigurationError:
                 embedder.close()
                 raise
