@@ -324,14 +324,15 @@ def test_search_with_base_url_on_such_a_store(
         assert "banana.txt" in capsys.readouterr().out
 
 
-def test_a_rebuilt_config_this_process_wrote_is_the_users(mmembed_emulator: Emulator, victim_env: None) -> None:
+def test_a_rebuilt_config_this_process_wrote_is_the_users(
+    mmembed_emulator: Emulator, victim_env: None, tmp_path: Path
+) -> None:
     # create_collection(configuration={"embedding_function": ef}) makes Chroma rebuild ef from its config here.
     ef = function_class("jina")(base_url=mmembed_emulator.url)
-    client = chromadb.EphemeralClient(settings=settings())
-    collection = client.get_or_create_collection("written-here", configuration={"embedding_function": ef})
-    collection.add(ids=["a"], documents=["a red square"])
+    with chromadb.PersistentClient(path=str(tmp_path), settings=settings()) as client:
+        collection = client.create_collection("written-here", configuration={"embedding_function": ef})
+        collection.add(ids=["a"], documents=["a red square"])
     assert len(mmembed_emulator.requests) == 1
-    client.delete_collection("written-here")
     ef.close()
 
 

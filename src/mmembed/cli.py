@@ -116,7 +116,7 @@ def _walk(paths: Sequence[str], not_taken: Counter[str]) -> Iterator[Path]:
             yield path.resolve() if path.is_symlink() else path
 
 
-def describe_not_taken(not_taken: Counter[str]) -> str:
+def _describe_not_taken(not_taken: Counter[str]) -> str:
     """``12 files not taken (.svg 3, .aiff 2, (none) 7)``: the most common suffixes first."""
     total = sum(not_taken.values())
     kinds = ", ".join(f"{suffix} {n}" for suffix, n in sorted(not_taken.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -211,7 +211,7 @@ def close_client(client: Any) -> None:
             session.close()
 
 
-class StoreError(Exception):
+class _StoreError(Exception):
     """The Chroma store cannot be opened or used (a server that is down, a folder that cannot be written)."""
 
 
@@ -229,16 +229,16 @@ def open_client(args: argparse.Namespace) -> Any:
                 ssl=parts.scheme == "https",
             )
         except ValueError as exc:  # chromadb: "Could not connect to a Chroma server"; urllib: a bad port
-            raise StoreError(f"Chroma server {args.chroma_url}: {exc}") from exc
+            raise _StoreError(f"Chroma server {args.chroma_url}: {exc}") from exc
     db = Path(args.db).expanduser() if args.db else default_db()
     try:
         db.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the store folder {db}: {exc.strerror or exc}") from exc
+        raise _StoreError(f"cannot create the store folder {db}: {exc.strerror or exc}") from exc
     return chromadb.PersistentClient(path=str(db))
 
 
-def store_error(exc: Exception) -> str | None:
+def _store_error(exc: Exception) -> str | None:
     """One line for an error of Chroma's (a bad or missing collection, a server gone), or None for any other."""
     try:
         import httpx
@@ -246,7 +246,7 @@ def store_error(exc: Exception) -> str | None:
     except ImportError:
         return None
 
-    if isinstance(exc, StoreError):
+    if isinstance(exc, _StoreError):
         return str(exc)
     if isinstance(exc, ChromaError):
         return f"Chroma: {' '.join(str(exc).split())}"
@@ -336,7 +336,7 @@ def _ingest_files(
     progress.close()
     skipped = f", {len(report.skipped)} skipped (kinds {args.provider} cannot embed)" if report.skipped else ""
     if not_taken:
-        skipped += f", {describe_not_taken(not_taken)}"
+        skipped += f", {_describe_not_taken(not_taken)}"
     print(
         f"{report.added} records added, {report.unchanged} unchanged, {len(report.failed)} files failed{skipped} "
         f"— collection {args.collection!r} now holds {collection.count()} records"
@@ -772,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as err:
         return _fail(f"{err} (install mmembed[cli])")
     except Exception as err:
-        line = store_error(err) if args.command != "emulator" else None
+        line = _store_error(err) if args.command != "emulator" else None
         if line is None:
             raise
         return _fail(line)
