@@ -17,6 +17,7 @@ from .errors import (
     InvalidResponseError,
     ProviderError,
     RateLimitError,
+    TextTooLongWarning,
     TransportError,
     UnsafeURLError,
     UnsupportedKindError,
@@ -24,7 +25,6 @@ from .errors import (
 from .fallbacks import Segment
 from .inputs import ImageSource, Interleaved, MediaSource
 from .mediainfo import MediaLimits
-from .providers import TextTooLongWarning
 
 __version__ = "0.1.0"
 

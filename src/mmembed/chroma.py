@@ -34,7 +34,7 @@ import os
 import pathlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
@@ -44,11 +44,7 @@ from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
 from .inputs import ImageItem, ImageSource, Item, MediaItem, MediaSource, PageImage, TextItem, to_item
-from .options import EmbedderOptions
 from .providers import PROVIDERS, Provider
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = [
     "FUNCTIONS",
@@ -93,13 +89,12 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
     provider: ClassVar[str]
 
-    def __init__(self, **options: Unpack[EmbedderOptions]) -> None:
+    def __init__(self, **options: Any) -> None:
         if not hasattr(self, "provider"):
             raise TypeError("use a provider's function, e.g. JinaMultimodalEmbeddingFunction, or function_class(name)")
         embedder = Embedder(self.provider, **options)
         provider = embedder.provider
-        resolved = {**provider.model_names(), **{key: getattr(provider, key) for key in self.extra_keys()}}
-        config = {key: resolved[key] for key in (*self.model_keys(), *self.extra_keys())}
+        config = provider.persisted_settings()
         config.update(
             dimensions=embedder.dimensions,  # resolved, so the config shows (and freezes) the real vector size
             image_side=options.get("image_side"),

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -29,12 +29,9 @@ from .cpus import cpu_share
 from .errors import ConfigurationError, EmbeddingError, InputError
 from .fallbacks import Segment
 from .inputs import ImageItem, ImageSource, Interleaved, InterleavedItem, Item, MediaSource, TextItem, to_item
-from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
+from .options import COMMON_OPTIONS, option_specs, options_for
 from .providers import PROVIDERS, Provider, ProviderOptions, Ready, Task
 from .transport import TransportSnapshot
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ["Embedder", "provider_class"]
 
@@ -89,7 +86,7 @@ class Embedder:
     one vector per page or per video segment.
     """
 
-    def __init__(self, provider: str, **options: Unpack[EmbedderOptions]) -> None:
+    def __init__(self, provider: str, **options: Any) -> None:
         cls = provider_class(provider)
         given: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
         _check_options(cls, given)
@@ -116,7 +113,7 @@ class Embedder:
         ``Embedder(embedder.provider_name, **embedder.config())`` builds an equivalent Embedder whose key comes
         from the environment variable this one resolved.
         """
-        specs = option_specs()
+        specs = {spec.name: spec for spec in options_for(type(self.provider))}
         config = {key: value for key, value in self._options.items() if not specs[key].secret}
         config["api_key_env_var"] = self.provider.api_key_env_var
         if isinstance(self.cache, EmbeddingCache):
@@ -670,16 +667,15 @@ def provider_class(name: str) -> type[Provider]:
 
 def _check_options(cls: type[Provider], given: dict[str, Any]) -> None:
     """Refuse options that do not exist, or that this provider does not take."""
-    specs = option_specs()
     for key in given:
-        if key not in specs:
+        if key in COMMON_OPTIONS or key in cls.option_names:
+            continue
+        if key not in option_specs():
             raise TypeError(f"Embedder() got an unexpected keyword argument {key!r}")
-        if key not in COMMON_OPTIONS and key not in cls.option_names:
-            takes = [name for name in cls.option_names if name not in ("credentials",)]
-            raise ConfigurationError(
-                f"{cls.name} does not take {key}=; its own options are "
-                + (", ".join(f"{name}=" for name in takes) or "none")
-            )
+        takes = [spec.name for spec in cls.own_option_specs() if not spec.secret]
+        raise ConfigurationError(
+            f"{cls.name} does not take {key}=; its own options are " + (", ".join(f"{n}=" for n in takes) or "none")
+        )
 
 
 def _rebuild(provider: str, config: dict[str, Any]) -> Embedder:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import requests
 
-from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..errors import ConfigurationError, InputError, InvalidResponseError, TextTooLongWarning
 from ..inputs import InterleavedItem, Item, TextItem, VideoItem
 from . import _google
 from .base import ALL_KINDS, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
@@ -57,10 +57,6 @@ VIDEO_DIMENSIONS = 1408  # video vectors are always 1408-d: parameters.dimension
 MIN_INTERVAL = 4  # intervalSec below 4 is INVALID_ARGUMENT
 KINDS = frozenset({"text", "image", "video", "interleaved"})
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-
-
-class TextTooLongWarning(UserWarning):
-    """A text is likely over Vertex's 32-token limit; the server silently shortens it."""
 
 
 class VertexProvider(Provider):
