@@ -1,8 +1,8 @@
 """The provider contract: who and where. A provider owns identity, auth, host(s), HTTP client and rate windows.
 
-What its models take and what a request looks like belongs to model families
-(:mod:`mmembed.providers.family`); a provider lists the families it hosts (``families``), and the pipeline talks
-to the provider, which hands each call to the family of the model in use. A provider module declares::
+What its models take and what a request looks like belongs to model families (:class:`ModelFamily`, in
+:mod:`mmembed.providers._family`, exported here); a provider lists the families it hosts (``families``), and the
+pipeline talks to the provider, which hands each call to the family of the model in use. A provider module declares::
 
     class AcmeProvider(Provider):
         name = "acme"                      # the registry key, Chroma's mmembed_acme, the CLI's --provider acme
@@ -33,8 +33,8 @@ from ..images import ImageSpec
 from ..inputs import InterleavedItem, Item, MediaItem
 from ..options import ModelOptions, OptionSpec, specs_of
 from ..transport import RateLimiter, RetryPolicy, Transport, default_retry_after
+from ._family import Hosting, ModelFamily
 from ._types import ALL_KINDS, TEXT_IMAGE, ModelInfo, ProviderOptions, Ready, Task, indexed_data, json_body, normalise
-from .family import Hosting, ModelFamily
 
 __all__ = [
     "ALL_KINDS",
