@@ -12,6 +12,7 @@ pipeline talks to the provider, which hands each call to the family of the model
         official_hosts = ("api.acme.example",)
         families = (AcmeFamily,)           # or Hosting(AcmeFamily, concurrency=8, wire={...})
         default_model = "acme-embed-1"
+        emulator = ("mmembed.testing.acme:Acme",)  # its offline emulator endpoint(s)
 
 and overrides :meth:`Provider.headers` when its auth is not a Bearer key, :meth:`Provider.describe_error` for its
 error body. Its own options are a ``TypedDict`` (``settings``); its families' options come with them.
@@ -76,6 +77,11 @@ class Provider:
     #: The model families it hosts; a model no family lists goes to the first one.
     families: ClassVar[tuple[type[ModelFamily] | Hosting, ...]] = ()
     default_model: ClassVar[str]
+    #: The offline emulator's endpoints for this provider ("module:Class" paths under mmembed.testing), which the
+    #: Emulator serves; their ``models`` rows say what the emulated API accepts.
+    emulator: ClassVar[tuple[str, ...]] = ()
+    #: Options a test against the emulator passes besides ``api_key`` and ``base_url`` (e.g. a project id).
+    test_options: ClassVar[Mapping[str, Any]] = {}
     # Derived from the declarations (see __init_subclass__): what adapters and the Chroma config read.
     option_names: ClassVar[tuple[str, ...]] = ()
     model_keys: ClassVar[tuple[str, ...]] = ()  # persisted, frozen once a collection holds vectors

@@ -90,6 +90,7 @@ class JinaProvider(Provider):
     official_hosts: ClassVar[tuple[str, ...]] = ("api.jina.ai",)
     families = (JinaEmbeddings,)
     default_model: ClassVar[str] = "jina-clip-v2"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.jina:Jina",)
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
     default_requests_per_minute: ClassVar[float | None] = 500
     rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
