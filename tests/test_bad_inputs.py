@@ -23,7 +23,11 @@ from mmembed import Embedder, InputError
 from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import COLOURS, Emulator, colour_photo
 
-ACCEPTED = {name: set(PROVIDER_CLASSES[name].image_formats) for name in PROVIDERS}
+# The upload formats of each provider's default model family.
+ACCEPTED = {
+    name: set(PROVIDER_CLASSES[name].hosting_for(PROVIDER_CLASSES[name].default_model).family.image_formats)
+    for name in PROVIDERS
+}
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
