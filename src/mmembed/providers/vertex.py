@@ -242,6 +242,12 @@ class VertexProvider(GoogleErrors, Provider):
         """The URL the model in use is called at."""
         return self.url(f"/models/{self.family.model}:{getattr(self.family, 'method', 'predict')}")
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Prompt tokens by modality, summed over answered calls (what an image really costs; Gemini models)."""
+        usage: dict[str, int] = getattr(self.family, "usage", {})
+        return usage
+
     def headers(self) -> Mapping[str, str]:
         if self._api_key is not None:
             return {"x-goog-api-key": self._api_key}
