@@ -23,6 +23,7 @@ from mmembed import Embedder, InputError
 from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import COLOURS, Emulator, colour_photo
 
+
 def accepted(name: str) -> frozenset[str]:
     """The upload formats of a provider's default model family."""
     cls = PROVIDER_CLASSES[name]
