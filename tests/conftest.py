@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -117,6 +118,12 @@ def embedder_for(mmembed_emulator: Emulator) -> Iterator[Callable[..., Embedder]
     yield factory
     for embedder in made:
         embedder.close()
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL: the form ``MMEMBED_TRUSTED_HOSTS`` takes (the emulator is not trusted by default)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
