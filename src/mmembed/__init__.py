@@ -1,7 +1,10 @@
-"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over Nomic, Jina, Vertex, Gemini, Voyage, Cohere.
+"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over every provider of the registry.
+
+``mmembed.providers.PROVIDERS`` names them (the built-ins and the plugins of the ``mmembed.providers`` entry-point
+group); ``provider`` below is one of those names.
 
 >>> import mmembed
->>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
+>>> embedder = mmembed.Embedder(provider)  # doctest: +SKIP
 >>> vectors = embedder.embed(["a red square", mmembed.ImageSource("photo.jpg")])  # doctest: +SKIP
 """
 
@@ -17,6 +20,7 @@ from .errors import (
     InvalidResponseError,
     ProviderError,
     RateLimitError,
+    TextTooLongWarning,
     TransportError,
     UnsafeURLError,
     UnsupportedKindError,
@@ -24,7 +28,6 @@ from .errors import (
 from .fallbacks import Segment
 from .inputs import ImageSource, Interleaved, MediaSource
 from .mediainfo import MediaLimits
-from .providers import TextTooLongWarning
 
 __version__ = "0.1.0"
 

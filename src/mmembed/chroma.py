@@ -3,9 +3,9 @@
 Importing this module registers one embedding function per provider in the registry
 (:data:`mmembed.providers.PROVIDERS`), derived from the provider's declaration, so a collection reopened with
 ``client.get_collection(name)`` rebuilds its function from the stored config: ``{Title}MultimodalEmbeddingFunction``
-(``NomicMultimodalEmbeddingFunction``, ``JinaMultimodalEmbeddingFunction``, ``VertexMultimodalEmbeddingFunction``,
-...), registered as ``mmembed_{name}``, with the provider's model options (``model``; Nomic: ``text_model`` and
-``vision_model``) and persisted extras (Vertex: ``project_id``, ``location``) in its config.
+(one per registered provider, plugins included), registered as ``mmembed_{name}``, with the provider's model
+options (``model``, or the model roles a provider declares instead, such as a text and a vision model) and
+persisted extras (a cloud provider's project and location, prompt templates) in its config.
 :func:`function_class` looks one up by provider name; the classes are made at import, so a static type checker
 sees them only through it.
 
@@ -14,11 +14,12 @@ Every config also holds ``dimensions`` (resolved: the real vector size), ``image
 explicitly lives in memory only, and a reopened collection reads the key from the environment variable named
 in its config. Local settings (``cache``, ``allow_private_urls``, ``credentials``, timeouts, retries,
 concurrency, rate) are not persisted either; to use them on a reopened collection, pass the function again:
-``get_collection(name, embedding_function=NomicMultimodalEmbeddingFunction(cache="vectors.db"))``.
+``get_collection(name, embedding_function=function_class(provider)(cache="vectors.db"))``.
 
 :class:`ImageURILoader` turns ``uris=`` into lazy :class:`~mmembed.ImageSource` references: local files are
-read and shrunk to the model's input size by the core, http(s) URLs go to Nomic and Jina as URLs (they fetch
-them) and are downloaded for Vertex, ``gs://`` URIs go to Vertex as such. Nothing is decoded at full size.
+read and shrunk to the model's input size by the core, http(s) URLs go as URLs to the APIs that fetch them and
+are downloaded for the others, ``gs://`` URIs go as such to the APIs that read Cloud Storage. Nothing is decoded
+at full size.
 
 :func:`add_mixed` and :func:`query_mixed` keep texts and images in one collection usable: cross-modal
 similarities are far smaller than same-modality ones, so a plain query ranks every text above every image;
@@ -34,7 +35,7 @@ import os
 import pathlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
@@ -45,11 +46,7 @@ from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
 from .inputs import ImageItem, ImageSource, Item, MediaItem, MediaSource, PageImage, TextItem, to_item
-from .options import EmbedderOptions
 from .providers import PROVIDERS, Provider
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = [
     "FUNCTIONS",
@@ -94,13 +91,12 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
     provider: ClassVar[str]
 
-    def __init__(self, **options: Unpack[EmbedderOptions]) -> None:
+    def __init__(self, **options: Any) -> None:
         if not hasattr(self, "provider"):
             raise TypeError("use a provider's function, e.g. JinaMultimodalEmbeddingFunction, or function_class(name)")
         embedder = Embedder(self.provider, **options)
         provider = embedder.provider
-        resolved = {**provider.model_names(), **{key: getattr(provider, key) for key in self.extra_keys()}}
-        config = {key: resolved[key] for key in (*self.model_keys(), *self.extra_keys())}
+        config = provider.persisted_settings()
         config.update(
             dimensions=embedder.dimensions,  # resolved, so the config shows (and freezes) the real vector size
             image_side=options.get("image_side"),
@@ -241,7 +237,7 @@ __all__ += sorted(cls.__name__ for cls in FUNCTIONS.values())
 
 
 def function_class(provider: str) -> type[MultimodalEmbeddingFunction]:
-    """The Chroma embedding function class of ``provider`` (e.g. ``function_class("jina")``)."""
+    """The Chroma embedding function class of ``provider`` (any name of ``PROVIDERS``)."""
     return FUNCTIONS[provider_class(provider).name]
 
 
@@ -253,7 +249,7 @@ def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Emb
     """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call.
 
     A config from the store (not one a function made in code here wrote) is checked first (the key variable,
-    the base URL), and so is the host the provider derives from it (a stored Vertex ``location`` names a host
+    the base URL), and so is the host the provider derives from it (a stored cloud ``location`` names a host
     too), before any request.
     """
     declared = PROVIDERS[provider]
@@ -293,8 +289,8 @@ class ImageURILoader:
     """A Chroma data loader for ``uris=``: local paths, http(s) URLs and ``gs://`` URIs, never decoded here.
 
     It returns one :class:`~mmembed.ImageSource` per URI (None for None); an mmembed embedding function then
-    uploads a local file shrunk to the model's input size, lets Nomic and Jina fetch http(s) URLs themselves,
-    downloads them for Vertex, and passes ``gs://`` to Vertex. Chroma hands a loader's output straight to the
+    uploads a local file shrunk to the model's input size, lets the APIs that fetch http(s) URLs do so, downloads
+    them for the others, and passes ``gs://`` to the APIs that read it. Chroma hands a loader's output straight to the
     embedding function without checking it (chromadb 1.5 validates a loader's output nowhere), so no image is
     ever decoded at full resolution. ``include=["data"]`` also yields these references, not arrays. Chroma's
     ``DataLoader`` protocol is typed for arrays, so a strict type checker flags ``data_loader=ImageURILoader()``;

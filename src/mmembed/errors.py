@@ -13,6 +13,8 @@ Every error mmembed raises on purpose derives from :class:`EmbeddingError`::
         ├── InvalidResponseError  a 200 whose body cannot be trusted (malformed, wrong count)
         └── TransportError        connection errors and timeouts after every retry was spent
 
+Warnings: :class:`TextTooLongWarning` (a text is likely over the model's token limit; the server shortens it).
+
 No message, ``repr`` or attribute of these errors ever contains an API key: provider errors carry only
 an excerpt of the response body, and the request itself is never attached.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "InvalidResponseError",
     "ProviderError",
     "RateLimitError",
+    "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",
     "UnsupportedKindError",
@@ -127,3 +130,7 @@ def excerpt(body: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     """A single-line excerpt of a response body for error messages."""
     flat = " ".join(body.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class TextTooLongWarning(UserWarning):
+    """A text is likely over the model's token limit; the server silently shortens it."""

@@ -1,10 +1,13 @@
-"""The Embedder's options, declared once.
+"""The Embedder's options, declared once, where they belong.
 
-:class:`EmbedderOptions` is the single declaration: each option's type, its default and what it does.
-:class:`mmembed.Embedder` takes ``**options: Unpack[EmbedderOptions]``, and every adapter derives from it:
-the Chroma functions take the same ``**options``, the LlamaIndex and LangChain classes get one pydantic
-field per option, and the CLI maps its flags onto it. Which options a provider takes beyond the common
-ones is declared by the provider class (``option_names``), so a new provider or a new option is one edit.
+Options are ``TypedDict`` s whose fields are ``Annotated[T | None, Doc(...)]``: the type, the default, what it does
+and how adapters treat it. The **common** options every provider takes are declared here
+(:class:`EmbedderOptions`, with ``model``). A provider declares its own in its module (``Provider.settings``, a
+``TypedDict`` such as a cloud provider's project and location), and a model family its own
+(``ModelFamily.settings``, e.g. prompt templates); a provider takes the options of the families it hosts. Every
+adapter derives from these declarations through :func:`options_for`: the Chroma functions take the same
+keyword arguments, the LlamaIndex and LangChain classes get one pydantic field per option, the CLI a flag per
+provider string option. This module never names a provider.
 
 ``None`` always means "not given": the provider's default applies.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict, get_args, get_origin, get_type_hints
 
@@ -22,7 +26,16 @@ from .mediainfo import MediaLimits
 if TYPE_CHECKING:
     from .providers.base import Provider
 
-__all__ = ["COMMON_OPTIONS", "Doc", "EmbedderOptions", "OptionSpec", "option_specs", "options_for"]
+__all__ = [
+    "COMMON_OPTIONS",
+    "Doc",
+    "EmbedderOptions",
+    "ModelOptions",
+    "OptionSpec",
+    "option_specs",
+    "options_for",
+    "specs_of",
+]
 
 
 @dataclass(frozen=True)
@@ -33,14 +46,18 @@ class Doc:
     default: Any = None
     secret: bool = False  # never serialised, shown, persisted or pickled
     local: bool = False  # belongs to this process (not persisted in a Chroma collection's config)
+    model: bool = False  # names a model: persisted, and frozen once a collection holds vectors
 
 
-class EmbedderOptions(TypedDict, total=False):
-    """Every option of :class:`mmembed.Embedder`; providers take the common ones plus their own."""
+class ModelOptions(TypedDict, total=False):
+    """The ``model`` option, which most providers take (a provider with several model roles declares its own)."""
 
-    model: Annotated[str | None, Doc("The model (default: the provider's default model).")]
-    text_model: Annotated[str | None, Doc("Nomic's text model (default nomic-embed-text-v1.5).")]
-    vision_model: Annotated[str | None, Doc("Nomic's vision model (default: the one sharing text_model's space).")]
+    model: Annotated[str | None, Doc("The model (default: the provider's default model).", model=True)]
+
+
+class EmbedderOptions(ModelOptions, total=False):
+    """The options every provider takes, plus ``model``; providers and model families declare the rest."""
+
     dimensions: Annotated[int | None, Doc("Output size for every modality (default: the model's native size).")]
     api_key: Annotated[
         str | None,
@@ -75,56 +92,16 @@ class EmbedderOptions(TypedDict, total=False):
     image_side: Annotated[
         int | None, Doc("Shortest side images are shrunk to before upload (default: the model's input).")
     ]
-    project_id: Annotated[str | None, Doc("Google Cloud project (default: GOOGLE_CLOUD_PROJECT, else ADC's).")]
-    location: Annotated[str | None, Doc("Google Cloud location (default: GOOGLE_CLOUD_LOCATION, else the model's).")]
-    credentials: Annotated[
-        Any, Doc("google-auth credentials to use instead of an API key or ADC.", secret=True, local=True)
-    ]
     media_limits: Annotated[
         MediaLimits | None,
         Doc("Caps and settings for PDFs, video and audio (mmembed.MediaLimits; default: the documented limits).",
             local=True),
     ]
-    query_template: Annotated[
-        str | None,
-        Doc("The prompt a query text is wrapped in, {text} once (Gemini models; default "
-            "'task: search result | query: {text}'; images go bare)."),
-    ]
-    document_template: Annotated[
-        str | None,
-        Doc("The prompt a document text is wrapped in (Gemini models; default 'title: none | text: {text}')."),
-    ]
-    truncation: Annotated[
-        bool | None,
-        Doc("Let the server shorten inputs over the model's length (Voyage, Cohere).", default=True, local=True),
-    ]
-    images_per_minute: Annotated[
-        float | None,
-        Doc("Cohere: images per minute (default 400, a production key's limit; trial keys allow 5).", local=True),
-    ]
-
-
-# Options every provider takes; the others are taken by the providers that name them in ``option_names``.
-COMMON_OPTIONS = (
-    "dimensions",
-    "api_key",
-    "api_key_env_var",
-    "base_url",
-    "timeout",
-    "max_retries",
-    "max_concurrency",
-    "requests_per_minute",
-    "rate_limiter",
-    "cache",
-    "allow_private_urls",
-    "image_side",
-    "media_limits",
-)
 
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option as adapters see it: name, type, default and description."""
+    """One option as adapters see it: name, type, default, description and how it is kept."""
 
     name: str
     annotation: Any  # the declared type (``T | None``), without Annotated
@@ -132,6 +109,7 @@ class OptionSpec:
     default: Any
     secret: bool
     local: bool
+    model: bool = False
 
     @property
     def simple_type(self) -> type | None:
@@ -139,22 +117,44 @@ class OptionSpec:
         members = [a for a in get_args(self.annotation) if a is not type(None)] or [self.annotation]
         return members[0] if len(members) == 1 and members[0] in (str, int, float, bool) else None
 
+    @property
+    def persisted(self) -> bool:
+        """Whether a Chroma collection's config keeps it (what decides the vectors, never a secret)."""
+        return not (self.secret or self.local)
+
 
 @functools.cache
-def option_specs() -> dict[str, OptionSpec]:
-    """Every option, in declaration order, read from :class:`EmbedderOptions`."""
-    specs: dict[str, OptionSpec] = {}
-    for name, hint in get_type_hints(EmbedderOptions, include_extras=True).items():
+def specs_of(declaration: type) -> tuple[OptionSpec, ...]:
+    """The options a ``TypedDict`` declares, in declaration order (inherited ones first)."""
+    specs: list[OptionSpec] = []
+    for name, hint in get_type_hints(declaration, include_extras=True).items():
         if get_origin(hint) is not Annotated:
-            raise TypeError(f"option {name} lacks its Doc")  # a bug in this module
+            raise TypeError(f"option {name} of {declaration.__name__} lacks its Doc")  # a bug in a declaration
         annotation, *extras = get_args(hint)
         doc = next(e for e in extras if isinstance(e, Doc))
-        specs[name] = OptionSpec(name, annotation, doc.text, doc.default, doc.secret, doc.local)
-    return specs
+        specs.append(OptionSpec(name, annotation, doc.text, doc.default, doc.secret, doc.local, doc.model))
+    return tuple(specs)
+
+
+#: The common options, by name (``model`` aside: a provider takes it unless it declares its own model roles).
+COMMON_OPTIONS: tuple[str, ...] = tuple(s.name for s in specs_of(EmbedderOptions) if s.name != "model")
 
 
 def options_for(provider: type[Provider]) -> list[OptionSpec]:
-    """The options ``provider`` takes (its own first, then the common ones), in declaration order."""
-    specs = option_specs()
-    own = [specs[name] for name in provider.option_names]
-    return own + [specs[name] for name in COMMON_OPTIONS]
+    """The options ``provider`` takes: its own and its model families' first, then the common ones."""
+    common = [s for s in specs_of(EmbedderOptions) if s.name != "model"]
+    return _unique([*provider.own_option_specs(), *common])
+
+
+def option_specs() -> dict[str, OptionSpec]:
+    """Every option of every registered provider (plugins included), by name."""
+    from .providers import PROVIDERS
+
+    return {spec.name: spec for cls in PROVIDERS.values() for spec in options_for(cls)}
+
+
+def _unique(specs: Iterable[OptionSpec]) -> list[OptionSpec]:
+    seen: dict[str, OptionSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.name, spec)
+    return list(seen.values())

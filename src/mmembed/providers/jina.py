@@ -17,66 +17,41 @@ import numpy as np
 import requests
 
 from ..inputs import ImageItem, Item
-from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task
+from .base import TEXT_IMAGE, ModelFamily, ModelInfo, Provider, Ready, Task
 
-__all__ = ["JinaProvider"]
+__all__ = ["JinaEmbeddings", "JinaProvider"]
 
-MODELS = {
-    "jina-clip-v2": ModelInfo("jina-clip-v2", 1024, image_side=512, api_dimensions=(1, 1024), max_batch=2048),
-    "jina-clip-v1": ModelInfo("jina-clip-v1", 768, image_side=224, matryoshka=False, max_batch=2048),
-    "jina-embeddings-v4": ModelInfo(
-        "jina-embeddings-v4", 2048, image_side=512, api_dimensions=(128, 2048), max_batch=512
-    ),
-}
-# The task field per model and purpose; None means "send no task".
-TASKS: dict[str, dict[str, str | None]] = {
-    "jina-clip-v2": {"query": "retrieval.query", "document": None},
-    "jina-clip-v1": {"query": None, "document": None},
-    "jina-embeddings-v4": {"query": "retrieval.query", "document": "retrieval.passage"},
-}
-DEFAULT_CAP = 2048
 # Base64 images make big bodies; past this many per request, a new request (and more concurrency) wins.
 IMAGES_PER_REQUEST = 64
 
 
-class JinaProvider(Provider):
-    """Jina AI: jina-clip-v2 by default (1024-d, Matryoshka), jina-clip-v1, jina-embeddings-v4."""
+class JinaEmbeddings(ModelFamily):
+    """Jina's embedding models on ``/v1/embeddings``: texts and images in one ``input`` list."""
 
-    name: ClassVar[str] = "jina"
-    title: ClassVar[str] = "Jina"
-    env_var: ClassVar[str] = "JINA_API_KEY"
-    default_base_url: ClassVar[str] = "https://api.jina.ai"
-    official_hosts: ClassVar[tuple[str, ...]] = ("api.jina.ai",)
+    models: ClassVar[dict[str, ModelInfo]] = {
+        "jina-clip-v2": ModelInfo("jina-clip-v2", 1024, image_side=512, api_dimensions=(1, 1024), max_batch=2048),
+        "jina-clip-v1": ModelInfo("jina-clip-v1", 768, image_side=224, matryoshka=False, max_batch=2048),
+        "jina-embeddings-v4": ModelInfo(
+            "jina-embeddings-v4", 2048, image_side=512, api_dimensions=(128, 2048), max_batch=512
+        ),
+    }
+    # The task field per model and purpose; None means "send no task".
+    tasks: ClassVar[dict[str, dict[str, str | None]]] = {
+        "jina-clip-v2": {"query": "retrieval.query", "document": None},
+        "jina-clip-v1": {"query": None, "document": None},
+        "jina-embeddings-v4": {"query": "retrieval.query", "document": "retrieval.passage"},
+    }
+    kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
-    default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
-    default_requests_per_minute: ClassVar[float | None] = 500
-    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in MODELS}
-    rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
-
-    def __init__(self, options: ProviderOptions, *, model: str | None = None) -> None:
-        super().__init__(options)
-        self.model = model or "jina-clip-v2"
-        self.info = MODELS.get(self.model) or ModelInfo(self.model, None, known=False)
-        self.check_dimensions(self.info)
-        if self.dimensions is None:
-            self.dimensions = self.info.dimensions
-
-    def model_names(self) -> dict[str, str]:
-        return {"model": self.model}
+    default_cap: ClassVar[int] = 2048
 
     def reads_page_text(self) -> bool:
         # jina-embeddings-v4 is a visual document retriever: a PDF page goes as its image only.
         return self.model != "jina-embeddings-v4"
 
-    def image_model(self) -> ModelInfo:
-        return self.info
-
-    def route(self, item: Item) -> str:
-        return "mixed"
-
     def cap(self, route: str) -> int:
-        return self.info.max_batch or DEFAULT_CAP
+        return self.info.max_batch or self.default_cap
 
     def fits(self, batch: Sequence[Item], item: Item, route: str) -> bool:
         if len(batch) >= self.cap(route):
@@ -87,17 +62,12 @@ class JinaProvider(Provider):
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         body: dict[str, Any] = {"model": self.model, "input": [self._input(r) for r in batch]}
-        wire_task = TASKS.get(self.model, {}).get(task)
+        wire_task = self.tasks.get(self.model, {}).get(task)
         if wire_task:
             body["task"] = wire_task
-        if self.options.dimensions is not None and self.info.api_dimensions:
-            body["dimensions"] = self.options.dimensions
-        return self.transport.post(
-            f"{self.base_url}/v1/embeddings",
-            self.indexed_parser(len(batch)),
-            headers={"Authorization": f"Bearer {self._api_key}"},
-            json=body,
-        )
+        if self.provider.options.dimensions is not None and self.info.api_dimensions:
+            body["dimensions"] = self.provider.options.dimensions
+        return self.provider.post("/v1/embeddings", self.indexed_parser(len(batch)), json=body)
 
     @staticmethod
     def _input(ready: Ready) -> dict[str, str]:
@@ -106,8 +76,24 @@ class JinaProvider(Provider):
         if ready.url is not None:
             return {"image": ready.url}
         if ready.image is None:
-            raise ValueError("jina got an item with nothing to send")  # a bug, not user input
+            raise ValueError("an item with nothing to send")  # a bug, not user input
         return {"image": base64.b64encode(ready.image.data).decode("ascii")}
+
+
+class JinaProvider(Provider):
+    """Jina AI: jina-clip-v2 by default (1024-d, Matryoshka), jina-clip-v1, jina-embeddings-v4."""
+
+    name: ClassVar[str] = "jina"
+    title: ClassVar[str] = "Jina"
+    env_var: ClassVar[str] = "JINA_API_KEY"
+    default_base_url: ClassVar[str] = "https://api.jina.ai"
+    official_hosts: ClassVar[tuple[str, ...]] = ("api.jina.ai",)
+    families = (JinaEmbeddings,)
+    default_model: ClassVar[str] = "jina-clip-v2"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.jina:Jina",)
+    default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests
+    default_requests_per_minute: ClassVar[float | None] = 500
+    rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)
@@ -121,4 +107,3 @@ class JinaProvider(Provider):
             if code:
                 message = f"{message} ({code})"
         return message, request_id
-
