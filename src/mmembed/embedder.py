@@ -364,7 +364,13 @@ class _Run:
                 answers.append((batch.indexes[i], err))
         batch.prepared.clear()
         if ready:
-            vectors = self.provider.send(batch.route, ready, self.task)
+            try:
+                vectors = self.provider.send(batch.route, ready, self.task)
+            except InputError as err:  # the API refused a one-item request: that item, and the stream goes on
+                if len(ready) != 1:
+                    raise
+                answers.append((batch.indexes[good[0]], err))
+                good, vectors = [], []
             if self.cache is not None:
                 self.cache.put_many(zip((batch.keys[i] for i in good), vectors, strict=True))
             answers += [(batch.indexes[i], vector) for i, vector in zip(good, vectors, strict=True)]
@@ -558,7 +564,13 @@ class _Run:
         ready = [self._ready(batch, i) for i in range(len(batch.items))]
         # The request holds the encoded images now; the batch, which outlives it (in_flight), drops them.
         batch.prepared.clear()
-        vectors = self.provider.send(batch.route, ready, self.task)
+        try:
+            vectors = self.provider.send(batch.route, ready, self.task)
+        except InputError as err:  # the API refused a one-item request: that item
+            if len(batch.items) != 1:
+                raise
+            slot = batch.indexes[0]
+            raise err.at(self.owner[slot] if self.owner else slot, batch.items[0].source) from err.__cause__
         for index, vector in zip(batch.indexes, vectors, strict=True):
             self.results[index] = vector
         if self.cache is not None:

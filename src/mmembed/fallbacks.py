@@ -232,6 +232,7 @@ def _check_length(provider: Provider, item: VideoItem) -> float:
     limits = provider.options.media_limits
     info = probe(item.raw)
     cap = limits.video_seconds_with_audio if info.has_audio else limits.video_seconds
+    cap = min(cap, provider.media_seconds() or cap)  # the model's own limit, when it declares one
     if info.duration > cap:
         track = "with" if info.has_audio else "without"
         raise InputError(
@@ -250,6 +251,7 @@ def _check_audio(provider: Provider, item: AudioItem) -> float | None:
         return None
     duration = probe(item.raw).duration
     cap = provider.options.media_limits.audio_seconds
+    cap = min(cap, provider.media_seconds() or cap)
     if duration > cap:
         raise InputError(
             f"the audio is {duration:.1f} s long; {provider.name} takes at most {cap:g} s in one content "

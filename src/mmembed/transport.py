@@ -491,12 +491,14 @@ class Transport:
         json: Any = None,
         data: Any = None,
         files: Any = None,
+        method: str = "POST",
     ) -> T:
         """POST with retries; ``parse`` turns a 2xx response into the result or raises InvalidResponseError.
 
-        ``headers`` may be a callable so credentials are fetched (and refreshed) per attempt.
+        ``headers`` may be a callable so credentials are fetched (and refreshed) per attempt. ``method="GET"``
+        reads a resource (an asynchronous task's state) with the same retries.
         """
-        request = requests.Request("POST", url, json=json, data=data, files=files)
+        request = requests.Request(method, url, json=json, data=data, files=files)
         prepared = self.session.prepare_request(request)
         size = len(prepared.body or b"") if prepared.body is not None else 0
         last: ProviderError = TransportError("no attempt was made", provider=self.provider)
@@ -561,8 +563,9 @@ class Transport:
             self.stats.end()
             self._in_flight.release()
         log.debug(
-            "%s: POST %s -> %s in %.3fs (%d B sent)",
+            "%s: %s %s -> %s in %.3fs (%d B sent)",
             self.provider,
+            req.method,
             _path(req.url),
             response.status_code,
             time.monotonic() - started,

@@ -40,6 +40,11 @@ class Hosting:
     concurrency: int | None = None  # requests in flight (default: the provider's)
     requests_per_minute: float | None = None  # (default: the provider's)
     wire: Mapping[str, Any] = field(default_factory=dict)  # read by the family as ``self.wire``
+    models: tuple[str, ...] | None = None  # the family's ids this host serves (None: all it lists)
+
+    def lists(self, model: str) -> bool:
+        """Whether this host serves ``model`` (one of the family's ids it takes)."""
+        return self.models is None or model in self.models
 
 
 class ModelFamily(ABC):
@@ -54,6 +59,7 @@ class ModelFamily(ABC):
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
     accepts_gcs: ClassVar[bool] = False
     video_clips: ClassVar[bool] = False  # the API embeds a time range of a video file
+    media_seconds: ClassVar[float | None] = None  # the longest audio or video one request takes (None: MediaLimits)
     unknown_image_side: ClassVar[int] = 512
 
     def __init__(self, provider: Provider, model: str, wire: Mapping[str, Any], **settings: Any) -> None:
@@ -61,7 +67,7 @@ class ModelFamily(ABC):
         self.name = provider.name  # for errors: they name the provider the user chose
         self.model = model
         self.wire = wire
-        self.info = self.models.get(model) or self.unknown(model)
+        self.info = self.models.get(provider.base_model(model)) or self.unknown(model)
         self.dimensions: int | None = provider.options.dimensions
         self.check_dimensions(self.info)
         if self.dimensions is None:
@@ -87,6 +93,8 @@ class ModelFamily(ABC):
         declared = {spec.name: spec for spec in self.option_specs()}
         for name, value in settings.items():
             if name not in declared:
+                if value is None:  # another family's option, not given (an adapter passes every option)
+                    continue
                 raise ConfigurationError(f"{self.name}: {self.model} takes no {name}=")
             setattr(self, name, value if value is not None else declared[name].default)
         for name, spec in declared.items():
