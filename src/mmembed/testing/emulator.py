@@ -28,7 +28,7 @@ from .cohere import Cohere
 from .faults import Fault, FaultPlan
 from .gemini import GeminiApi, VertexGemini
 from .jina import Jina
-from .models import PROVIDERS
+from .models import PROVIDERS, registered_endpoints
 from .nomic import NomicImage, NomicText
 from .server import MAX_BODY, EmulatorServer
 from .space import emulator_vector
@@ -148,6 +148,7 @@ class Emulator:
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str | Fault] = (),
         seed: int = 0,
+        **endpoint_options: Any,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
@@ -168,6 +169,7 @@ class Emulator:
         self._endpoints: tuple[Endpoint, ...] = (
             NomicText(), NomicImage(), Jina(), Vertex(), GeminiApi(), VertexGemini(), Voyage(),
             Cohere(cohere_images_per_minute),
+            *registered_endpoints(endpoint_options, skip=PROVIDERS),
         )
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
@@ -255,8 +257,9 @@ class Emulator:
         ``fault`` is a :class:`Fault` or a shorthand: ``"500"``, ``"429"``, ``"reset"``, ``"hang"``,
         ``"malformed"``, ``"html"``, ``"wrong_count"``.
         """
-        if provider is not None and provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)} or None, got {provider!r}")
+        known = sorted({e.provider for e in self._endpoints})
+        if provider is not None and provider not in known:
+            raise ValueError(f"provider must be one of {', '.join(known)} or None, got {provider!r}")
         self._faults.inject(Fault.parse(fault), times, provider)
 
     def vector(
@@ -317,7 +320,7 @@ class Emulator:
     def _answer(self, req: Incoming, endpoint: Endpoint | None) -> Reply | None:
         if endpoint is None:
             return Reply.json(404, {"detail": "Not Found"})
-        if req.method != "POST":
+        if req.method not in endpoint.methods:
             return endpoint.error(ApiError(405, "Method Not Allowed"), req.request_id)
         if req.oversize:
             message = f"Request body larger than the emulator's limit of {MAX_BODY} bytes"

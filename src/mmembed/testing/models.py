@@ -8,7 +8,13 @@ inputs one request may carry. The endpoints derive their validation from these r
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wire import Endpoint
 
 __all__ = ["MODELS", "ModelSpec", "find_model"]
 
@@ -101,7 +107,39 @@ JINA_DEFAULT_MODEL = "jina-clip-v2"
 
 def find_model(provider: str, name: str) -> ModelSpec | None:
     """The row for ``name`` (or one of its aliases) at ``provider``, or None when the emulator does not know it."""
-    for spec in MODELS:
+    for spec in (*MODELS, *registered_models()):
         if spec.provider == provider and (name == spec.name or name in spec.aliases):
             return spec
     return None
+
+
+def endpoint_classes(skip: tuple[str, ...] = ()) -> list[type[Endpoint]]:
+    """The endpoint classes the registered providers declare (``Provider.emulator``), but ``skip``'s."""
+    from ..providers import PROVIDERS as REGISTRY
+
+    classes: list[type[Endpoint]] = []
+    for name in REGISTRY:
+        if name in skip:
+            continue
+        for path in REGISTRY[name].emulator:
+            module, _, attr = path.partition(":")
+            classes.append(getattr(importlib.import_module(module), attr))
+    return classes
+
+
+@functools.lru_cache(maxsize=1)
+def registered_models() -> tuple[ModelSpec, ...]:
+    return tuple(spec for cls in endpoint_classes(PROVIDERS) for spec in cls.models)
+
+
+def registered_endpoints(options: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Endpoint]:
+    """One endpoint of each registered class; ``<provider>_<option>=value`` reaches it as ``<option>=value``."""
+    endpoints: list[Endpoint] = []
+    left = dict(options)
+    for cls in endpoint_classes(skip):
+        prefix = f"{cls.provider}_"
+        mine = {k[len(prefix):]: left.pop(k) for k in list(left) if k.startswith(prefix)}
+        endpoints.append(cls(**mine))
+    if left:
+        raise TypeError(f"Emulator() got unexpected options {sorted(left)}")
+    return endpoints

@@ -32,6 +32,7 @@ class Incoming:
     body_error: str | None = None  # why the body could not be parsed
     form: dict[str, list[str]] = field(default_factory=dict)
     files: list[FilePart] = field(default_factory=list)
+    raw_path: str = ""  # the path as sent, percent-encoding kept (what a request signature covers)
 
     @property
     def content_type(self) -> str:
@@ -93,6 +94,9 @@ class Endpoint:
 
     provider: ClassVar[str]
     retry_after_header: ClassVar[bool] = True  # False: the API says when to retry in its error body instead
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})  # what the route answers (else 405)
+    #: The models the endpoint answers for (its rows join :func:`mmembed.testing.models.find_model`'s).
+    models: ClassVar[tuple[Any, ...]] = ()
 
     def matches(self, path: str) -> bool:
         raise NotImplementedError
