@@ -63,6 +63,8 @@ class Provider:
     env_var: ClassVar[str]  # default environment variable holding the key
     fallback_env_vars: ClassVar[tuple[str, ...]] = ()  # read, in order, when env_var is unset
     key_required: ClassVar[bool] = True
+    #: Request headers that carry credentials (scrubbed from recordings; never logged).
+    secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
     default_base_url: ClassVar[str]
     #: Hosts the provider's service answers on (patterns with ``*`` allowed): a config read from a store may
     #: send requests there; any other host needs the user's trust (see :mod:`mmembed._trust`).

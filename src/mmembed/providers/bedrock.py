@@ -259,6 +259,7 @@ class BedrockProvider(Provider):
     title: ClassVar[str] = "Bedrock"
     env_var: ClassVar[str] = "AWS_BEARER_TOKEN_BEDROCK"  # a Bedrock API key; else SigV4 with AWS credentials
     key_required: ClassVar[bool] = False
+    secret_headers: ClassVar[tuple[str, ...]] = ("Authorization", "X-Amz-Security-Token")
     default_base_url: ClassVar[str] = "https://bedrock-runtime.us-east-1.amazonaws.com"
     official_hosts: ClassVar[tuple[str, ...]] = (
         "bedrock-runtime.*.amazonaws.com", "bedrock-runtime-fips.*.amazonaws.com", "bedrock-runtime.*.api.aws",

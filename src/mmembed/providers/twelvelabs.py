@@ -27,6 +27,7 @@ class TwelveLabsProvider(Provider):
     title: ClassVar[str] = "TwelveLabs"
     env_var: ClassVar[str] = "TWELVE_LABS_API_KEY"
     fallback_env_vars: ClassVar[tuple[str, ...]] = ("TWELVELABS_API_KEY",)
+    secret_headers: ClassVar[tuple[str, ...]] = ("x-api-key",)
     default_base_url: ClassVar[str] = "https://api.twelvelabs.io"
     official_hosts: ClassVar[tuple[str, ...]] = ("api.twelvelabs.io",)
     families = (
