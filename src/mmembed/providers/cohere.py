@@ -50,7 +50,8 @@ class CohereProvider(Provider):
     official_hosts: ClassVar[tuple[str, ...]] = ("api.cohere.com", "api.cohere.ai")
     settings: ClassVar[type] = CohereSettings
     families = (
-        Hosting(CohereV4, models=CohereV4.native_ids, wire={"path": "/v2/embed", "model_field": True, "truncate": True}),
+        Hosting(CohereV4, models=CohereV4.native_ids,
+                wire={"path": "/v2/embed", "model_field": True, "truncate": True}),
     )
     default_model: ClassVar[str] = "embed-v4.0"
     emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.cohere:Cohere",)

@@ -92,7 +92,7 @@ class TwelveLabs(Endpoint):
         return Reply.json(200, {"_id": task_id, "status": "ready", "data": task["data"], "metadata": {}})
 
     def _embed(self, body: dict[str, Any], task: bool) -> list[dict[str, Any]]:
-        kind = body.get("input_type")
+        kind = str(body.get("input_type"))
         kinds = ("audio", "video") if task else ("text", "image", "text_image", "audio", "video")
         if kind not in kinds:
             raise ApiError(400, f"input_type must be one of {', '.join(kinds)}", code="parameter_invalid")
