@@ -65,6 +65,8 @@ class Provider:
     key_required: ClassVar[bool] = True
     #: Request headers that carry credentials (scrubbed from recordings; never logged).
     secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
+    #: Other environment variables it reads (a cloud project or region), so tests can keep a developer's out.
+    config_env_vars: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str]
     #: Hosts the provider's service answers on (patterns with ``*`` allowed): a config read from a store may
     #: send requests there; any other host needs the user's trust (see :mod:`mmembed._trust`).

@@ -260,6 +260,10 @@ class BedrockProvider(Provider):
     env_var: ClassVar[str] = "AWS_BEARER_TOKEN_BEDROCK"  # a Bedrock API key; else SigV4 with AWS credentials
     key_required: ClassVar[bool] = False
     secret_headers: ClassVar[tuple[str, ...]] = ("Authorization", "X-Amz-Security-Token")
+    config_env_vars: ClassVar[tuple[str, ...]] = (
+        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    )
     default_base_url: ClassVar[str] = "https://bedrock-runtime.us-east-1.amazonaws.com"
     official_hosts: ClassVar[tuple[str, ...]] = (
         "bedrock-runtime.*.amazonaws.com", "bedrock-runtime-fips.*.amazonaws.com", "bedrock-runtime.*.api.aws",
