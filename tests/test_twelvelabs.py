@@ -74,8 +74,11 @@ def test_queries_and_errors(mmembed_emulator_factory: Callable[..., Emulator],
     assert auth.value.status == 401 and "api_key_invalid" in str(auth.value) and CANARY_KEY not in str(auth.value)
     good = Embedder("twelvelabs", base_url=emulator.url, api_key="good-key-0123456789")
     assert good.embed_query(["something red"]).shape == (1, 512)
-    with pytest.raises(InputError) as err:  # the API refuses images under 128 px: that item is named
-        good.embed(["fine", colour_photo("red", size=(64, 64))], )
+    assert good.embed([colour_photo("red", size=(64, 64))]).shape == (1, 512)  # enlarged to the 128-px minimum
+    assert min(__import__("PIL.Image").Image.open(__import__("io").BytesIO(base64.b64decode(
+        emulator.requests[-1].json["image"]["media_source"]["base64_string"]))).size) == 128
+    with pytest.raises(InputError) as err:  # the API refuses a text over 500 tokens: that item is named
+        good.embed(["fine", " ".join(["word"] * 600)])
     assert err.value.index == 1 and "parameter_invalid" in str(err.value)
     monkeypatch.delenv("TWELVE_LABS_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="TWELVE_LABS_API_KEY"):

@@ -8,7 +8,7 @@ source is ``{"base64_string": ...}``. The logical request is the same on both ho
 
 * ``case``: ``"snake"`` (Twelve Labs: ``input_text``, ``media_source``) or ``"camel"`` (Bedrock: ``inputText``,
   ``mediaSource``); the object named after the input type keeps its name (``text_image``) on both;
-* ``model_name``: the value of a ``model_name`` field, for a host that routes by body (Twelve Labs: ``marengo3.0``);
+* ``model_name``: the body names the model in ``model_name`` (Twelve Labs: ``marengo3.0``);
 * ``path``: the endpoint (Twelve Labs ``/v1.3/embed-v2``; Bedrock routes by model in the URL);
 * ``media``: whether the host takes audio and video synchronously (Bedrock's InvokeModel does not);
 * ``tasks``: the asynchronous tasks endpoint for media over ``sync_media_bytes`` (Twelve Labs ``/v1.3/embed-v2/tasks``).
@@ -21,6 +21,7 @@ takes text and images only. Replies are read leniently: ``data`` as an object or
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, TypedDict
@@ -29,7 +30,8 @@ import numpy as np
 import requests
 
 from ..errors import InputError, InvalidResponseError, ProviderError
-from ..inputs import InterleavedItem
+from ..images import prepare_image
+from ..inputs import InterleavedItem, Item
 from ..options import Doc
 from ._family import ModelFamily
 from ._types import ModelInfo, Ready, Task, json_body
@@ -39,7 +41,7 @@ __all__ = ["Marengo", "MarengoSettings"]
 _M30, _M27, _NATIVE = "twelvelabs.marengo-embed-3-0-v1:0", "twelvelabs.marengo-embed-2-7-v1:0", "marengo3.0"
 _TEXT_IMAGE = frozenset({"text", "image", "interleaved"})
 FLAT = frozenset({_M27})  # the 2.7 layout: fields beside inputType, no object per input type
-MEDIA_FORMATS = {"image/png", "image/jpeg"}
+MIN_SIDE = 128  # the smallest image side the native API takes
 
 
 class MarengoSettings(TypedDict, total=False):
@@ -83,6 +85,22 @@ class Marengo(ModelFamily):
         equal = item.weights is None or len(set(item.weights)) == 1
         return "interleaved" in self.native_kinds() and kinds == ["image", "text"] and equal
 
+    def prepare(self, item: Item) -> Ready:
+        ready = super().prepare(item)
+        image = ready.image
+        if image is None or min(image.width, image.height) >= MIN_SIDE:
+            return ready
+        # The API refuses images under 128 px a side: a thumbnail is enlarged to that (it carries no more detail).
+        from PIL import Image
+
+        with Image.open(io.BytesIO(image.data)) as picture:
+            scale = MIN_SIDE / min(picture.size)
+            size = (max(MIN_SIDE, round(picture.width * scale)), max(MIN_SIDE, round(picture.height * scale)))
+            bigger = picture.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        bigger.save(buffer, "PNG")
+        return Ready(image=prepare_image(buffer.getvalue(), self.image_spec()))
+
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         (ready,) = batch
         body = self.request(ready)
@@ -93,7 +111,8 @@ class Marengo(ModelFamily):
         try:
             return self.provider.post(path, self._parse, json=body)
         except ProviderError as err:
-            if err.status == 400 and not isinstance(err, InvalidResponseError):
+            model_error = "model" in str(err).lower()  # an unknown model or profile: not this item's fault
+            if err.status == 400 and not isinstance(err, InvalidResponseError) and not model_error:
                 raise InputError(f"{self.name} {self.model} refused it: {err}") from err
             raise
 
@@ -106,7 +125,7 @@ class Marengo(ModelFamily):
             return _keys({"input_type": kind, **content}, camel)
         body: dict[str, Any] = {"input_type": kind}
         if self.wire.get("model_name"):
-            body["model_name"] = self.wire["model_name"]
+            body["model_name"] = self.model
         out = _keys(body, camel)
         out[kind] = _keys(content, camel)
         return out

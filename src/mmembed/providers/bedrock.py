@@ -42,6 +42,7 @@ from .base import Hosting, ModelFamily, ModelInfo, Provider, Ready, Task, json_b
 __all__ = ["BedrockProvider", "BedrockSettings", "NovaEmbeddings", "SigV4Signer", "TitanMultimodal"]
 
 T = TypeVar("T")
+DEFAULT_REGION = "us-east-1"
 SERVICE = "bedrock"  # the signing name (not bedrock-runtime)
 SAFE = "-._~"  # what botocore leaves unencoded in a path label
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "ca.", "jp.", "au.")
@@ -52,7 +53,8 @@ def one_item(family: ModelFamily, call: Callable[[], T]) -> T:
     try:
         return call()
     except ProviderError as err:
-        if err.status == 400 and not isinstance(err, InvalidResponseError):
+        model_error = any(word in str(err) for word in ("model identifier", "inference profile", "model ID"))
+        if err.status == 400 and not isinstance(err, InvalidResponseError) and not model_error:
             raise InputError(f"{family.name} {family.model} refused it: {err}") from err
         raise
 
@@ -247,7 +249,8 @@ class BedrockSettings(ModelOptions, total=False):
     """Bedrock's own options (besides ``model``)."""
 
     region: Annotated[
-        str | None, Doc("AWS region of the Bedrock runtime (default: AWS_REGION / AWS_DEFAULT_REGION / the profile).")
+        str | None,
+        Doc("AWS region of the Bedrock runtime (default: AWS_REGION / AWS_DEFAULT_REGION / the profile / us-east-1)."),
     ]
     aws_profile: Annotated[str | None, Doc("Shared-config profile to take credentials from (default: AWS_PROFILE).")]
 
@@ -293,12 +296,8 @@ class BedrockProvider(Provider):
 
     def configure(self, **settings: Any) -> None:
         super().configure(**settings)
-        self.region = self.region or default_region(self.aws_profile)
-        if not self.region:
-            raise ConfigurationError(
-                "bedrock: no AWS region; set AWS_REGION (or AWS_DEFAULT_REGION, or a profile's region) or pass "
-                "region=..."
-            )
+        # Nothing configured anywhere: us-east-1, where every model here is offered.
+        self.region = self.region or default_region(self.aws_profile) or DEFAULT_REGION
         self._signer: SigV4Signer | None = None
 
     def default_url(self) -> str:

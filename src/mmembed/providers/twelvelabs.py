@@ -32,7 +32,7 @@ class TwelveLabsProvider(Provider):
     official_hosts: ClassVar[tuple[str, ...]] = ("api.twelvelabs.io",)
     families = (
         Hosting(Marengo, concurrency=4, models=Marengo.native_ids, wire={
-            "case": "snake", "model_name": "marengo3.0", "path": "/v1.3/embed-v2", "media": True,
+            "case": "snake", "model_name": True, "path": "/v1.3/embed-v2", "media": True,
             "tasks": "/v1.3/embed-v2/tasks",
         }),
     )
