@@ -14,13 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import requests
 
 from ..download import download
-from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..errors import ConfigurationError, InputError, InvalidResponseError, ProviderError, RefusedInputError
 from ..images import ImageSpec, prepare_image
 from ..inputs import DocumentItem, InterleavedItem, Item, MediaItem, PageImage, TextItem
 from ..options import OptionSpec, specs_of
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .base import Provider
 
 __all__ = ["Hosting", "ModelFamily"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,22 @@ class ModelFamily(ABC):
     @abstractmethod
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         """One request: exactly one unit vector per item of ``batch``, in batch order."""
+
+    def one_item(self, call: Callable[[], T]) -> T:
+        """Run a request that carries one item: the API's 400 refuses that item, so it becomes a
+        :class:`~mmembed.errors.RefusedInputError` (the embedder names the item). ``is_model_error`` says which
+        400s are the model's (an unknown model id), not the item's."""
+        try:
+            return call()
+        except ProviderError as err:
+            if err.status == 400 and not isinstance(err, InvalidResponseError) and not self.is_model_error(err):
+                raise RefusedInputError.of(err) from err
+            raise
+
+    def is_model_error(self, err: ProviderError) -> bool:
+        """Whether a 400 is about the model asked for rather than the item (its message names the model)."""
+        text = str(err).lower()
+        return "model identifier" in text or "inference profile" in text or "model_name" in text
 
     def route(self, item: Item) -> str:
         """Which request kind (endpoint + encoding) an item travels in (default: one for all)."""

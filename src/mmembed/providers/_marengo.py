@@ -29,7 +29,7 @@ from typing import Annotated, Any, ClassVar, TypedDict
 import numpy as np
 import requests
 
-from ..errors import InputError, InvalidResponseError, ProviderError
+from ..errors import InputError, InvalidResponseError
 from ..images import prepare_image
 from ..inputs import InterleavedItem, Item
 from ..options import Doc
@@ -108,13 +108,7 @@ class Marengo(ModelFamily):
         tasks = self.wire.get("tasks")
         if tasks and ready.media is not None and len(ready.media) > self.sync_media_bytes:
             return self._run_task(tasks, body)
-        try:
-            return self.provider.post(path, self._parse, json=body)
-        except ProviderError as err:
-            model_error = "model" in str(err).lower()  # an unknown model or profile: not this item's fault
-            if err.status == 400 and not isinstance(err, InvalidResponseError) and not model_error:
-                raise InputError(f"{self.name} {self.model} refused it: {err}") from err
-            raise
+        return self.one_item(lambda: self.provider.post(path, self._parse, json=body))
 
     # -- the request ----------------------------------------------------------------------------------
     def request(self, ready: Ready) -> dict[str, Any]:

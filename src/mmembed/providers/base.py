@@ -146,6 +146,10 @@ class Provider:
         )
         self._downloads: requests.Session | None = None  # made on the first download, on a worker thread
         self._download_lock = threading.Lock()
+        # Options of the provider's other families (an adapter passes every declared option) are not this one's.
+        theirs = {spec.name for h in self.hostings() for spec in h.family.option_specs()}
+        theirs -= {spec.name for spec in self.hosting.family.option_specs()}
+        rest = {key: value for key, value in rest.items() if key not in theirs}
         self.family = self.hosting.family(self, model, self.hosting.wire, **rest)
 
     # -- hooks a provider may override ----------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 import requests
 
 from .._extras import missing_extra
-from ..errors import ConfigurationError, InputError, InvalidResponseError, ProviderError
+from ..errors import ConfigurationError, InputError, InvalidResponseError
 from ..inputs import ImageItem, InterleavedItem, Item, PageImage
 from ..options import Doc, ModelOptions
 from ._cohere_v4 import CohereV4
@@ -46,17 +46,6 @@ DEFAULT_REGION = "us-east-1"
 SERVICE = "bedrock"  # the signing name (not bedrock-runtime)
 SAFE = "-._~"  # what botocore leaves unencoded in a path label
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "ca.", "jp.", "au.")
-
-
-def one_item(family: ModelFamily, call: Callable[[], T]) -> T:
-    """Run a one-item call; a 400 means the item was refused, so it becomes an InputError (the embedder names it)."""
-    try:
-        return call()
-    except ProviderError as err:
-        model_error = any(word in str(err) for word in ("model identifier", "inference profile", "model ID"))
-        if err.status == 400 and not isinstance(err, InvalidResponseError) and not model_error:
-            raise InputError(f"{family.name} {family.model} refused it: {err}") from err
-        raise
 
 
 def b64(data: bytes) -> str:
@@ -130,7 +119,7 @@ class NovaEmbeddings(ModelFamily):
         body = {"schemaVersion": "nova-multimodal-embed-v1", "taskType": "SINGLE_EMBEDDING",
                 "singleEmbeddingParams": params}
         path = self.provider.model_path(self.model, "/invoke")
-        return one_item(self, lambda: self.provider.post(path, self._parse, json=body))
+        return self.one_item(lambda: self.provider.post(path, self._parse, json=body))
 
     def _content(self, ready: Ready) -> dict[str, Any]:
         if ready.text is not None:
@@ -189,7 +178,7 @@ class TitanMultimodal(ModelFamily):
         if self.dimensions is not None and self.info.known:
             body["embeddingConfig"] = {"outputEmbeddingLength": self.dimensions}
         path = self.provider.model_path(self.model, "/invoke")
-        return one_item(self, lambda: self.provider.post(path, self._parse, json=body))
+        return self.one_item(lambda: self.provider.post(path, self._parse, json=body))
 
     def _parse(self, response: requests.Response) -> list[np.ndarray]:
         body = json_body(response, self.name)
