@@ -99,10 +99,30 @@ def test_nova_queries_use_the_retrieval_purpose(bedrock: object, mmembed_emulato
         bedrock(NOVA, dimensions=512)  # type: ignore[operator]
 
 
-def test_nova_refuses_media_over_thirty_seconds_naming_it(bedrock: object, mmembed_emulator: Emulator) -> None:
-    with pytest.raises(InputError) as err:
-        bedrock(NOVA).embed(["fine", make_audio(31.0)])  # type: ignore[operator]
-    assert err.value.index == 1 and "30 s" in str(err.value)
+def test_nova_embeds_long_media_in_thirty_second_windows(bedrock: object, mmembed_emulator: Emulator) -> None:
+    from mmembed.mediainfo import probe
+    from mmembed.testing.media import video_colour
+
+    red, green, blue = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    video = make_video(70.0, colour=[(0, red), (30, green), (60, blue)], keyframe_seconds=2.0)
+    embedder = bedrock(NOVA)  # type: ignore[operator]
+    vectors = embedder.embed([video, make_audio(70.0)])
+    assert vectors.shape == (2, 3072)
+    requests = mmembed_emulator.requests
+    assert len(requests) == 6 and all(signed(r) for r in requests)  # 0-30, 30-60, 60-70 of each
+    clips = [base64.b64decode(r.json["singleEmbeddingParams"]["video"]["source"]["bytes"])
+             for r in requests if "video" in r.json["singleEmbeddingParams"]]
+    assert sorted(round(probe(c).duration) for c in clips) == [10, 30, 30]
+    assert sorted(video_colour(c) for c in clips) == sorted([(0, 0, 253), (0, 254, 0), (252, 0, 0)])
+    # One row per item: the windows' vectors averaged by their length.
+    segments = embedder.expand([video])
+    assert [s.metadata for s in segments][:2] == [{"start": 0.0, "end": 16.0}, {"start": 16.0, "end": 32.0}]
+    mmembed_emulator.clear()
+    assert embedder.embed([s.item for s in segments]).shape == (len(segments), 3072)
+    assert len(mmembed_emulator.requests) == len(segments)
+    with pytest.raises(InputError, match="key frames") as err:  # one key frame a minute: no clean cut
+        embedder.embed(["fine", make_video(70.0)])
+    assert err.value.index == 1
 
 
 def test_titan_text_image_and_interleaved_as_one_call(bedrock: object, mmembed_emulator: Emulator) -> None:

@@ -86,3 +86,12 @@ def test_queries_and_errors(mmembed_emulator_factory: Callable[..., Emulator],
     monkeypatch.setenv("TWELVE_LABS_API_KEY", "env-key-0123456789")
     embedder = Embedder("twelvelabs")
     assert embedder.provider.api_key_env_var == "TWELVE_LABS_API_KEY" and "env-key" not in repr(embedder)
+
+
+def test_long_audio_goes_in_windows_by_start_and_end(
+    embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
+) -> None:
+    vectors = embedder_for("twelvelabs").embed([make_audio(130.0)])
+    assert vectors.shape == (1, 512)
+    spans = sorted((r.json["audio"]["start_sec"], r.json["audio"]["end_sec"]) for r in mmembed_emulator.requests)
+    assert spans == [(0.0, 120.0), (120.0, 130.0)]  # MediaLimits.video_window, averaged by length

@@ -61,7 +61,10 @@ class ModelFamily(ABC):
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
     accepts_gcs: ClassVar[bool] = False
     video_clips: ClassVar[bool] = False  # the API embeds a time range of a video file
-    media_seconds: ClassVar[float | None] = None  # the longest audio or video one request takes (None: MediaLimits)
+    audio_clips: ClassVar[bool] = False  # the model embeds a time range of an audio file
+    #: The longest audio or video one request takes (None: MediaLimits'); where the model embeds a time range,
+    #: longer media go in windows of this length, averaged.
+    media_seconds: ClassVar[float | None] = None
     unknown_image_side: ClassVar[int] = 512
 
     def __init__(self, provider: Provider, model: str, wire: Mapping[str, Any], **settings: Any) -> None:
@@ -170,6 +173,10 @@ class ModelFamily(ABC):
     def clips_video(self) -> bool:
         """Whether the model embeds a time range of a video file."""
         return self.video_clips
+
+    def clips_audio(self) -> bool:
+        """Whether the model embeds a time range of an audio file."""
+        return self.audio_clips
 
     def reads_page_text(self) -> bool:
         """Whether a PDF page rendered for this model also yields its text layer as a text item."""

@@ -75,6 +75,7 @@ class Marengo(ModelFamily):
     settings: ClassVar[type | None] = MarengoSettings
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     video_clips: ClassVar[bool] = True  # start_sec/end_sec of a video
+    audio_clips: ClassVar[bool] = True  # and of an audio file
     sync_media_bytes: int
     task_poll_seconds: float
     task_timeout: float

@@ -311,6 +311,9 @@ class Provider:
     def clips_video(self) -> bool:
         return self.family.clips_video()
 
+    def clips_audio(self) -> bool:
+        return self.family.clips_audio()
+
     def media_seconds(self) -> float | None:
         return self.family.media_seconds
 

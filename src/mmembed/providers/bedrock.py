@@ -1,7 +1,8 @@
 """Amazon Bedrock: InvokeModel (``POST /model/{modelId}/invoke``) for four multimodal embedding families.
 
 * ``amazon.nova-2-multimodal-embeddings-v1:0`` (default) — Nova Multimodal Embeddings: text, image (a rendered PDF
-  page goes as a ``DOCUMENT_IMAGE``), audio and video up to 30 s, one modality per call; 256/384/1024/3072-d.
+  page goes as a ``DOCUMENT_IMAGE``), audio and video up to 30 s a call (longer files in 30-s windows cut here,
+  averaged; ``Embedder.expand`` gives their segments), one modality per call; 256/384/1024/3072-d.
 * ``amazon.titan-embed-image-v1`` — Titan Multimodal Embeddings G1: text, image, or one text + one image (the API
   averages them into one vector); 256/384/1024-d.
 * ``twelvelabs.marengo-embed-3-0-v1:0`` (and 2.7 by inference profile) — the Marengo family (:mod:`._marengo`).
@@ -33,7 +34,7 @@ import requests
 
 from .._extras import missing_extra
 from ..errors import ConfigurationError, InputError, InvalidResponseError
-from ..inputs import ImageItem, InterleavedItem, Item, PageImage
+from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, PageImage
 from ..options import Doc, ModelOptions
 from ._cohere_v4 import CohereV4
 from ._marengo import Marengo
@@ -89,7 +90,11 @@ class NovaEmbeddings(ModelFamily):
     settings: ClassVar[type | None] = NovaSettings
     kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "video", "audio"})
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+    # Audio and video up to 30 s a request; longer files go in 30-s windows (averaged), cut here since the API
+    # takes a file but no time range (packets copied, never re-encoded: see mmembed.mediainfo.cut).
     media_seconds: ClassVar[float | None] = 30.0
+    video_clips: ClassVar[bool] = True
+    audio_clips: ClassVar[bool] = True
     document_purpose: str
     query_purpose: str
 
@@ -107,6 +112,20 @@ class NovaEmbeddings(ModelFamily):
         if isinstance(item, ImageItem) and isinstance(item.raw, PageImage):
             return replace(ready, kind="document")
         return ready
+
+    def prepare_media(self, item: MediaItem) -> Ready:
+        """A clip (a window of a longer file, or a span asked for) is cut from the file here."""
+        ready = super().prepare_media(item)
+        if ready.media is None or (ready.start is None and ready.end is None):
+            return ready
+        from ..mediainfo import cut, probe
+
+        duration = probe(ready.media).duration
+        start, end = ready.start or 0.0, min(ready.end if ready.end is not None else duration, duration)
+        data = ready.media
+        if start > 0 or end < duration:
+            data = cut(data, ready.media_type or "", start, end, max_seconds=self.media_seconds)
+        return replace(ready, media=data, start=None, end=None)
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         (ready,) = batch

@@ -315,7 +315,8 @@ def media_vector(spec: ModelSpec, kind: str, data: bytes, where: str, max_second
         raise ApiError(400, f"{where}: unable to process the {kind}: {exc}") from None
     if min(duration, end or duration) - start > max_seconds:
         raise ApiError(400, f"{where}: the audio is {duration:.1f} s; at most {max_seconds:g} s")
-    return np.asarray(space.opaque_image("audio:" + hashlib.sha256(data).hexdigest(), modality=spec.modality_weight))
+    key = f"audio:{hashlib.sha256(data).hexdigest()}:{start:g}-{end}"  # a span of the file sounds different
+    return np.asarray(space.opaque_image(key, modality=spec.modality_weight))
 
 
 # -- Titan -------------------------------------------------------------------------------------------------------
