@@ -23,9 +23,10 @@ from mmembed import Embedder, InputError
 from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import COLOURS, Emulator, colour_photo
 
+# The upload formats of each provider's default model family.
 ACCEPTED = {
-    name: set(getattr(cls, "image_formats", None) or cls.hosting_for(cls.default_model).family.image_formats)
-    for name, cls in ((name, PROVIDER_CLASSES[name]) for name in PROVIDERS)
+    name: set(PROVIDER_CLASSES[name].hosting_for(PROVIDER_CLASSES[name].default_model).family.image_formats)
+    for name in PROVIDERS
 }
 
 
