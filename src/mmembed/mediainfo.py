@@ -180,7 +180,7 @@ def _seconds(value: int, packet: Any) -> float:
 
 
 def _mux(dst: Any, outputs: dict[int, Any], packet: Any, origin: float) -> None:
-    shift = int(round(origin / packet.time_base))
+    shift = round(origin / packet.time_base)
     packet.pts -= shift
     packet.dts -= shift
     packet.stream = outputs[packet.stream.index]
