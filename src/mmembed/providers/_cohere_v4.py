@@ -50,7 +50,7 @@ class CohereV4Settings(TypedDict, total=False):
     truncation: Annotated[
         bool | None,
         Doc("Cut over-long texts at the end instead of failing (sent as truncate END/NONE where the host takes it).",
-            default=True),
+            default=True, local=True),
     ]
 
 

@@ -146,10 +146,11 @@ class Provider:
         )
         self._downloads: requests.Session | None = None  # made on the first download, on a worker thread
         self._download_lock = threading.Lock()
-        # Options of the provider's other families (an adapter passes every declared option) are not this one's.
-        theirs = {spec.name for h in self.hostings() for spec in h.family.option_specs()}
-        theirs -= {spec.name for spec in self.hosting.family.option_specs()}
-        rest = {key: value for key, value in rest.items() if key not in theirs}
+        # An adapter passes every declared option: another family's, left at its default, is not this one's
+        # (given a value, it reaches the family, which refuses it).
+        own = {spec.name for spec in self.hosting.family.option_specs()}
+        defaults = {s.name: s.default for h in self.hostings() for s in h.family.option_specs() if s.name not in own}
+        rest = {k: v for k, v in rest.items() if k not in defaults or v not in (None, defaults[k])}
         self.family = self.hosting.family(self, model, self.hosting.wire, **rest)
 
     # -- hooks a provider may override ----------------------------------------------------------------
