@@ -440,7 +440,7 @@ def test_vertex_usage_is_summed_by_modality(mmembed_emulator: Emulator) -> None:
     with vertex(mmembed_emulator, project_id="p") as emb:
         emb.embed(["a red car", colour_photo("red", size=(1600, 1200))])
         # 1024x768 after shrinking: two 768-px tiles by the emulator's (Gemini vision) rule; the live API says its own.
-        assert emb.provider.family.usage == {"TEXT": 3 + 6, "IMAGE": 516}  # type: ignore[attr-defined]  # "title: none | text: " adds 6 tokens
+        assert emb.provider.usage == {"TEXT": 3 + 6, "IMAGE": 516}  # "title: none | text: " adds 6 tokens
 
 
 def test_vertex_auth_error_and_retry_info(mmembed_emulator_factory: Callable[..., Emulator]) -> None:

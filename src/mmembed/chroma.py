@@ -3,9 +3,9 @@
 Importing this module registers one embedding function per provider in the registry
 (:data:`mmembed.providers.PROVIDERS`), derived from the provider's declaration, so a collection reopened with
 ``client.get_collection(name)`` rebuilds its function from the stored config: ``{Title}MultimodalEmbeddingFunction``
-(``NomicMultimodalEmbeddingFunction``, ``JinaMultimodalEmbeddingFunction``, ``VertexMultimodalEmbeddingFunction``,
-...), registered as ``mmembed_{name}``, with the provider's model options (``model``; Nomic: ``text_model`` and
-``vision_model``) and persisted extras (Vertex: ``project_id``, ``location``) in its config.
+(one per registered provider, plugins included), registered as ``mmembed_{name}``, with the provider's model
+options (``model``, or the model roles a provider declares instead, such as a text and a vision model) and
+persisted extras (a cloud provider's project and location, prompt templates) in its config.
 :func:`function_class` looks one up by provider name; the classes are made at import, so a static type checker
 sees them only through it.
 
@@ -14,11 +14,12 @@ Every config also holds ``dimensions`` (resolved: the real vector size), ``image
 explicitly lives in memory only, and a reopened collection reads the key from the environment variable named
 in its config. Local settings (``cache``, ``allow_private_urls``, ``credentials``, timeouts, retries,
 concurrency, rate) are not persisted either; to use them on a reopened collection, pass the function again:
-``get_collection(name, embedding_function=NomicMultimodalEmbeddingFunction(cache="vectors.db"))``.
+``get_collection(name, embedding_function=function_class(provider)(cache="vectors.db"))``.
 
 :class:`ImageURILoader` turns ``uris=`` into lazy :class:`~mmembed.ImageSource` references: local files are
-read and shrunk to the model's input size by the core, http(s) URLs go to Nomic and Jina as URLs (they fetch
-them) and are downloaded for Vertex, ``gs://`` URIs go to Vertex as such. Nothing is decoded at full size.
+read and shrunk to the model's input size by the core, http(s) URLs go as URLs to the APIs that fetch them and
+are downloaded for the others, ``gs://`` URIs go as such to the APIs that read Cloud Storage. Nothing is decoded
+at full size.
 
 :func:`add_mixed` and :func:`query_mixed` keep texts and images in one collection usable: cross-modal
 similarities are far smaller than same-modality ones, so a plain query ranks every text above every image;
@@ -227,7 +228,7 @@ __all__ += sorted(cls.__name__ for cls in FUNCTIONS.values())
 
 
 def function_class(provider: str) -> type[MultimodalEmbeddingFunction]:
-    """The Chroma embedding function class of ``provider`` (e.g. ``function_class("jina")``)."""
+    """The Chroma embedding function class of ``provider`` (any name of ``PROVIDERS``)."""
     return FUNCTIONS[provider_class(provider).name]
 
 
@@ -263,8 +264,8 @@ class ImageURILoader:
     """A Chroma data loader for ``uris=``: local paths, http(s) URLs and ``gs://`` URIs, never decoded here.
 
     It returns one :class:`~mmembed.ImageSource` per URI (None for None); an mmembed embedding function then
-    uploads a local file shrunk to the model's input size, lets Nomic and Jina fetch http(s) URLs themselves,
-    downloads them for Vertex, and passes ``gs://`` to Vertex. Chroma hands a loader's output straight to the
+    uploads a local file shrunk to the model's input size, lets the APIs that fetch http(s) URLs do so, downloads
+    them for the others, and passes ``gs://`` to the APIs that read it. Chroma hands a loader's output straight to the
     embedding function without checking it (chromadb 1.5 validates a loader's output nowhere), so no image is
     ever decoded at full resolution. ``include=["data"]`` also yields these references, not arrays. Chroma's
     ``DataLoader`` protocol is typed for arrays, so a strict type checker flags ``data_loader=ImageURILoader()``;

@@ -2,7 +2,7 @@
 
 ::
 
-    mmembed ingest ./photos ./notes --provider jina --collection media
+    mmembed ingest ./photos ./notes --provider PROVIDER --collection media
     mmembed search "a red bicycle" --collection media -n 5 --html hits.html
     mmembed emulator --port 8765
 
@@ -224,7 +224,7 @@ def embedding_function(args: argparse.Namespace) -> Any:
 
 
 def provider_flags() -> list[str]:
-    """Provider-specific string options that are not models (Vertex's project_id, location): one flag each."""
+    """Provider-specific string options that are not models (a cloud project, a location...): one flag each."""
     specs = option_specs()
     names = {n for cls in PROVIDERS.values() for n in cls.option_names if n not in cls.model_keys}
     return [n for n in specs if n in names and specs[n].simple_type is str]
@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="embed folders of images, texts, PDFs, video and audio into a collection")
     ing.add_argument("paths", nargs="+", help="files or folders")
     ing.add_argument("--provider", choices=sorted(PROVIDERS), required=True)
-    ing.add_argument("--model", help="model (the text model for Nomic)")
+    ing.add_argument("--model", help="model (for a provider with several model roles: the first, e.g. its text model)")
     ing.add_argument("--dimensions", type=int, help="vector size for every modality")
     ing.add_argument("--cache", help="SQLite embedding cache (default: embedding-cache.sqlite in the store folder)")
     ing.add_argument("--no-cache", action="store_true", help="do not cache embeddings")

@@ -5,15 +5,15 @@ Otherwise the item is replaced by leaf items with weights, embedded in the same 
 recombined into ONE vector (the weighted mean of the leaves' unit vectors, re-normalised), so ``embed`` keeps
 its contract: one row per item, in input order.
 
-* **pdf_pages** — a PDF on a model that reads only text and images (Nomic, jina-clip, Vertex @001, jina v4):
-  each page is rendered to an image at the model's input size and, where the model reads text (not jina v4,
-  which reads page images), its text layer becomes a text item beside it.
-* **pdf_chunks** — a PDF longer than one content may be (gemini-embedding-2: 6 pages): page-range sub-PDFs,
-  weighted by their page counts.
+* **pdf_pages** — a PDF on a model that reads only text and images: each page is rendered to an image at the
+  model's input size and, where the model reads text (not a visual document retriever, which reads page images),
+  its text layer becomes a text item beside it.
+* **pdf_chunks** — a PDF longer than one content may be (``MediaLimits.pdf_pages_per_content``): page-range
+  sub-PDFs, weighted by their page counts.
 * **media_windows** — a video (or audio) longer than one request may cover, on a model that embeds a time range
-  of a file: clips of at most the model's declared ``media_seconds`` (Nova: 30 s; default
-  ``MediaLimits.video_window``, Vertex @001's 120 s), weighted by their length. A whole video on Vertex becomes
-  the clip 0..duration (read from the container).
+  of a file: clips of at most the model's declared window (its family's ``media_seconds``, else
+  ``MediaLimits.video_window``), weighted by their length. A whole video on such a model becomes the clip
+  0..duration (read from the container).
 * **interleaved_mean** — an :class:`~mmembed.Interleaved` the model cannot embed as one content: the weighted
   mean of its parts (equal weights by default).
 * **refused** — a kind the model cannot take at all (video or audio on a text+image model): an
@@ -50,7 +50,7 @@ __all__ = ["PAGE_TEXT_CHARS", "PASSAGE_CHARS", "Segment", "plan", "segments"]
 Leaves = list[tuple[Item, float]]
 PAGE_TEXT_CHARS = 4000  # of a page's text, as one text item of a whole-document vector
 PASSAGE_CHARS = 1200  # per text passage of a page, in expand()
-MIN_SEGMENT = 4.0  # Vertex refuses intervals under 4 s: a shorter tail joins the segment before it
+MIN_SEGMENT = 4.0  # the clipping API refuses intervals under 4 s: a shorter tail joins the segment before it
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,8 @@ def _audio(provider: Provider, item: AudioItem) -> Leaves | None:
 
 
 def window(provider: Provider) -> float:
-    """The longest span one request covers on a model that embeds time ranges: the model's own limit (Nova:
-    30 s), else :attr:`MediaLimits.video_window <mmembed.MediaLimits>` (Vertex @001: 120 s)."""
+    """The longest span one request covers on a model that embeds time ranges: the model's own declared limit,
+    else :attr:`MediaLimits.video_window <mmembed.MediaLimits>`."""
     return provider.media_seconds() or provider.options.media_limits.video_window
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from ._gemini_embedding import GeminiEmbedding
+from ._gemini_embedding import IMAGES_PER_REQUEST, GeminiEmbedding
 from ._google import GoogleErrors
 from .base import Hosting, Provider
 
-__all__ = ["GeminiProvider"]
+__all__ = ["IMAGES_PER_REQUEST", "GeminiProvider"]
 
 API_VERSION = "v1beta"
 
