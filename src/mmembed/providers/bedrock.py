@@ -5,8 +5,10 @@
   averaged; ``Embedder.expand`` gives their segments), one modality per call; 256/384/1024/3072-d.
 * ``amazon.titan-embed-image-v1`` — Titan Multimodal Embeddings G1: text, image, or one text + one image (the API
   averages them into one vector); 256/384/1024-d.
-* ``twelvelabs.marengo-embed-3-0-v1:0`` (and 2.7 by inference profile) — the Marengo family (:mod:`._marengo`).
-* ``cohere.embed-v4:0`` — the embed-v4 family (:mod:`._cohere_v4`), up to 96 inputs a call.
+* Marengo 3.0 (and 2.7 by inference profile): the Marengo family, whose Bedrock ids it lists (``cloud_ids``).
+* embed-v4: the embed-v4 family, whose Bedrock id it lists (``cloud_ids``), up to 96 inputs a call.
+
+(The model ids: docs/providers/bedrock.md.)
 
 Model ids, ARNs and inference-profile ids (``us.``, ``eu.``, ``apac.``, ``global.``) go out exactly as given, as one
 path segment percent-encoded once (``:`` → ``%3A``). Requests are SigV4-signed for the service ``bedrock`` with
@@ -264,7 +266,7 @@ class BedrockSettings(ModelOptions, total=False):
 
 
 class BedrockProvider(Provider):
-    """Amazon Bedrock: Nova Multimodal Embeddings (default), Titan Multimodal G1, Marengo and Cohere embed-v4."""
+    """Amazon Bedrock: Nova Multimodal Embeddings (default), Titan Multimodal G1, Marengo and embed-v4."""
 
     name: ClassVar[str] = "bedrock"
     title: ClassVar[str] = "Bedrock"
@@ -280,7 +282,7 @@ class BedrockProvider(Provider):
         "bedrock-runtime.*.amazonaws.com", "bedrock-runtime-fips.*.amazonaws.com", "bedrock-runtime.*.api.aws",
     )
     settings: ClassVar[type] = BedrockSettings
-    # One item per call (but Cohere's): many calls in flight, within Bedrock's default per-model quotas.
+    # One item per call (but embed-v4's): many calls in flight, within Bedrock's default per-model quotas.
     families = (
         Hosting(NovaEmbeddings, concurrency=8, requests_per_minute=2000),
         Hosting(TitanMultimodal, concurrency=8, requests_per_minute=2000),

@@ -28,8 +28,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .cohere import Cohere, _vector
+from ._cohere_v4 import CLOUD_ID as _EMBED_V4
+from ._cohere_v4 import SPACE as _EMBED_V4_SPACE
+from ._cohere_v4 import items, vector
+from .clips import media_vector
 from .imagedata import ImageDataError, decode_base64, load_image
+from .marengo import CLOUD_27 as _M27
+from .marengo import CLOUD_30 as _M30
 from .marengo import TEXT_IMAGE, marengo_vector
 from .models import ModelSpec, find_model
 from .space import get_space, to_wire, truncate
@@ -38,8 +43,6 @@ from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 __all__ = ["TEST_CREDENTIALS", "BedrockRuntime", "Credentials", "verify_sigv4"]
 
 _NOVA, _TITAN = "amazon.nova-2-multimodal-embeddings-v1:0", "amazon.titan-embed-image-v1"
-_M30, _M27 = "twelvelabs.marengo-embed-3-0-v1:0", "twelvelabs.marengo-embed-2-7-v1:0"
-_COHERE = "cohere.embed-v4:0"
 PURPOSES = frozenset(
     {"GENERIC_INDEX", "GENERIC_RETRIEVAL", "TEXT_RETRIEVAL", "IMAGE_RETRIEVAL", "VIDEO_RETRIEVAL",
      "DOCUMENT_RETRIEVAL", "AUDIO_RETRIEVAL", "CLASSIFICATION", "CLUSTERING"}
@@ -52,7 +55,7 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("bedrock", _TITAN, "titan-mm-g1", 1024, TEXT_IMAGE, dimensions=(256, 384, 1024)),
     ModelSpec("bedrock", _M30, "marengo-3.0", 512, TEXT_IMAGE, modality_weight=1.0),
     ModelSpec("bedrock", _M27, "marengo-2.7", 1024, TEXT_IMAGE, modality_weight=1.0),
-    ModelSpec("bedrock", _COHERE, "cohere-embed-v4", 1536, TEXT_IMAGE, frozenset(
+    ModelSpec("bedrock", _EMBED_V4, _EMBED_V4_SPACE, 1536, TEXT_IMAGE, frozenset(
         {"search_document", "search_query", "classification", "clustering"}), frozenset({"search_query"}),
         dimensions=(256, 512, 1024, 1536), max_inputs=96, modality_weight=1.0),
 )
@@ -190,7 +193,7 @@ class BedrockRuntime(Endpoint):
         if req.body_error is not None or not isinstance(body, dict):
             raise ApiError(400, "Malformed input request: the body must be a JSON object")
         spec, base = model
-        answer = {_NOVA: _nova, _TITAN: _titan, _M30: _marengo3, _M27: _marengo27, _COHERE: _cohere}[base]
+        answer = {_NOVA: _nova, _TITAN: _titan, _M30: _marengo3, _M27: _marengo27, _EMBED_V4: _embed_v4}[base]
         return Reply.json(200, answer(spec, body))
 
     def _model(self, req: Incoming) -> tuple[ModelSpec, str]:
@@ -295,30 +298,6 @@ def _nova_vector(spec: ModelSpec, kind: str, content: object, query: bool) -> np
     return media_vector(spec, kind, data, where, NOVA_SECONDS)
 
 
-def media_vector(spec: ModelSpec, kind: str, data: bytes, where: str, max_seconds: float,
-                 start: float = 0.0, end: float | None = None) -> np.ndarray:
-    """A video's vector is its mean colour's image vector; audio a direction hashed from its bytes."""
-    from PIL import Image
-
-    from .media import MediaError, audio_info, video_colour, video_info
-
-    space = get_space(spec.space, spec.dim)
-    try:
-        if kind == "video":
-            duration = video_info(data).duration
-            if min(duration, end or duration) - start > max_seconds:
-                raise ApiError(400, f"{where}: the video is {duration:.1f} s; at most {max_seconds:g} s")
-            colour = video_colour(data, start, end)
-            return np.asarray(space.image(Image.new("RGB", (32, 32), colour), modality=spec.modality_weight))
-        duration = audio_info(data).duration
-    except MediaError as exc:
-        raise ApiError(400, f"{where}: unable to process the {kind}: {exc}") from None
-    if min(duration, end or duration) - start > max_seconds:
-        raise ApiError(400, f"{where}: the audio is {duration:.1f} s; at most {max_seconds:g} s")
-    key = f"audio:{hashlib.sha256(data).hexdigest()}:{start:g}-{end}"  # a span of the file sounds different
-    return np.asarray(space.opaque_image(key, modality=spec.modality_weight))
-
-
 # -- Titan -------------------------------------------------------------------------------------------------------
 def _titan(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
     _extraneous(body, {"inputText", "inputImage", "embeddingConfig"})
@@ -373,8 +352,8 @@ def _marengo27(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
     return {"embedding": to_wire(vector), "embeddingOption": None, "startSec": 0.0, "endSec": 0.0}
 
 
-# -- Cohere embed-v4 on Bedrock ----------------------------------------------------------------------------------
-def _cohere(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+# -- embed-v4 on Bedrock -----------------------------------------------------------------------------------------
+def _embed_v4(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
     _extraneous(body, {"input_type", "texts", "images", "inputs", "embedding_types", "output_dimension",
                        "max_tokens", "truncate"})
     if body.get("input_type") not in spec.tasks:
@@ -386,7 +365,7 @@ def _cohere(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
     if dims is not None and (isinstance(dims, bool) or dims not in (256, 512, 1024, 1536)):
         raise ApiError(400, "Malformed input request: output_dimension must be 256, 512, 1024 or 1536")
     types = body.get("embedding_types", ["float"])
-    items = Cohere._items(given[0], body[given[0]])
-    vectors = [_vector(spec, parts, body["input_type"] == "search_query", dims) for parts in items]
+    entries = items(given[0], body[given[0]])
+    vectors = [vector(spec, parts, body["input_type"] == "search_query", dims) for parts in entries]
     return {"id": "emulated", "embeddings": {t: [to_wire(v) for v in vectors] for t in types if t == "float"},
-            "response_type": "embeddings_by_type", "texts": [v for p in items for k, v in p if k == "text"]}
+            "response_type": "embeddings_by_type", "texts": [v for p in entries for k, v in p if k == "text"]}

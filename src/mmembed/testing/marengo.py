@@ -17,8 +17,9 @@ from .models import ModelSpec
 from .space import get_space, truncate
 from .wire import ApiError
 
-__all__ = ["TEXT_IMAGE", "marengo_vector", "media_bytes"]
+__all__ = ["CLOUD_27", "CLOUD_30", "TEXT_IMAGE", "marengo_vector", "media_bytes"]
 
+CLOUD_30, CLOUD_27 = "twelvelabs.marengo-embed-3-0-v1:0", "twelvelabs.marengo-embed-2-7-v1:0"  # Bedrock's ids
 TEXT_IMAGE = frozenset({"text", "image"})
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_TEXT_TOKENS = 500

@@ -15,7 +15,7 @@ import threading
 import uuid
 from typing import Any, ClassVar
 
-from .bedrock import media_vector
+from .clips import media_vector
 from .marengo import marengo_vector, media_bytes
 from .models import ModelSpec, find_model
 from .space import to_wire
