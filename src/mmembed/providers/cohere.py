@@ -47,7 +47,7 @@ class CohereProvider(Provider):
     env_var: ClassVar[str] = "COHERE_API_KEY"
     fallback_env_vars: ClassVar[tuple[str, ...]] = ("CO_API_KEY",)
     default_base_url: ClassVar[str] = "https://api.cohere.com"
-    official_hosts: ClassVar[tuple[str, ...]] = ("api.cohere.com", "api.cohere.ai")
+    official_hosts: ClassVar[tuple[str, ...]] = ("api.cohere.com",)
     settings: ClassVar[type] = CohereSettings
     families = (
         Hosting(CohereV4, models=CohereV4.native_ids,
