@@ -497,7 +497,8 @@ def test_config_holds_models_and_env_var_name_never_the_key(mmembed_emulator: Em
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_build_from_config_is_the_exact_inverse_of_get_config(provider: str, mmembed_emulator: Emulator) -> None:
-    ef = make_ef(provider, mmembed_emulator, dimensions=512 if provider != "nomic" else 128, image_side=600)
+    dimensions = {"nomic": 128, "bedrock": 1024}.get(provider, 512)  # sizes each default model can give
+    ef = make_ef(provider, mmembed_emulator, dimensions=dimensions, image_side=600)
     config = ef.get_config()
     rebuilt = type(ef).build_from_config(json.loads(json.dumps(config)))
     assert type(rebuilt) is type(ef)

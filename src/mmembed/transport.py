@@ -421,13 +421,15 @@ class Transport:
         data: Any = None,
         files: Any = None,
         costs: Mapping[str, int] | None = None,
+        method: str = "POST",
     ) -> T:
         """POST with retries; ``parse`` turns a 2xx response into the result or raises InvalidResponseError.
 
         ``headers`` may be a callable so credentials are fetched (and refreshed) per attempt. ``costs`` charges
-        each attempt to the named :attr:`windows` as well (``{"inputs": 96, "images": 3}``).
+        each attempt to the named :attr:`windows` as well (``{"inputs": 96, "images": 3}``). ``method="GET"``
+        reads a resource (an asynchronous task's state) with the same retries.
         """
-        request = requests.Request("POST", url, json=json, data=data, files=files)
+        request = requests.Request(method, url, json=json, data=data, files=files)
         prepared = self.session.prepare_request(request)
         size = len(prepared.body or b"") if prepared.body is not None else 0
         last: ProviderError = TransportError("no attempt was made", provider=self.provider)
@@ -512,8 +514,9 @@ class Transport:
             self.stats.end()
             self._in_flight.release()
         log.debug(
-            "%s: POST %s -> %s in %.3fs (%d B sent)",
+            "%s: %s %s -> %s in %.3fs (%d B sent)",
             self.provider,
+            req.method,
             _path(req.url),
             response.status_code,
             time.monotonic() - started,

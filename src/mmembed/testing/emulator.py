@@ -282,7 +282,7 @@ class Emulator:
     def _answer(self, req: Incoming, endpoint: Endpoint | None) -> Reply | None:
         if endpoint is None:
             return Reply.json(404, {"detail": "Not Found"})
-        if req.method != "POST":
+        if req.method not in endpoint.methods:
             return endpoint.error(ApiError(405, "Method Not Allowed"), req.request_id)
         if req.oversize:
             message = f"Request body larger than the emulator's limit of {MAX_BODY} bytes"
