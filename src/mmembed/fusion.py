@@ -39,7 +39,7 @@ __all__ = ["MIN_BACKGROUND", "Background", "backgrounds", "fuse", "relevance"]
 
 Matrix = NDArray[np.float32] | NDArray[np.float64]
 
-MIN_BACKGROUND = 20  # fewer similarities than this make a median and a MAD too unstable to stand alone
+MIN_BACKGROUND = 10  # below this, a median and a MAD would be set by the one or two relevant records themselves
 # Vectors are stored as float32: spreads below this are rounding, not a property of the data.
 RESOLUTION = 1e-6
 _THEIL_SEN_POINTS = 400  # points of the line fit (80,000 pairs)

@@ -1,0 +1,139 @@
+"""nDCG@10 of a plain query, reciprocal rank fusion and calibrated fusion over one labelled mixed collection.
+
+    .venv/bin/python benchmarks/fusion.py [MODEL ...]
+
+The collection (embedded on the offline emulator, so the vectors are its fakes, with the modality gap of real
+models): notes, photos, PDF pages, video clips and sounds, each made from known concepts — a colour and a noun for
+notes and PDF pages, a colour for photos and clips, nothing the emulator can hear for sounds. A record's graded
+relevance to a query is the number of the query's concepts it carries (0, 1 or 2), fixed by construction, never
+by a similarity. Several queries name only a noun, so photos, clips and sounds hold nothing relevant for them.
+Prints one Markdown table per model and, per query, the three nDCG@10 values.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import chromadb
+
+from mmembed.chroma import add_mixed, function_class, query_mixed
+from mmembed.testing import COLOURS, Emulator, colour_photo
+from mmembed.testing.media import make_audio, make_pdf, make_video
+
+NOUNS = ("truck", "boat", "garden", "kitchen", "invoice", "contract", "harbour", "market")
+NOTE_COLOURS = ("red", "orange", "green", "blue", "purple", "pink", "brown", "cyan")
+QUERIES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("red", frozenset({"red"})),
+    ("something green", frozenset({"green"})),
+    ("blue", frozenset({"blue"})),
+    ("purple", frozenset({"purple"})),
+    ("a red truck", frozenset({"red", "truck"})),
+    ("a blue boat", frozenset({"blue", "boat"})),
+    ("green garden", frozenset({"green", "garden"})),
+    ("invoice", frozenset({"invoice"})),  # only notes and PDF pages hold anything relevant
+    ("contract", frozenset({"contract"})),
+    ("harbour", frozenset({"harbour"})),
+    ("market", frozenset({"market"})),
+    ("kitchen", frozenset({"kitchen"})),
+)
+# The demo's model: the one that embeds every kind (text, photos, PDF pages, clips and sounds) natively.
+MODELS = {"gemini-embedding-2": "gemini"}
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    item: object
+    concepts: frozenset[str]
+
+
+def collection_items(folder: Path) -> list[Record]:
+    """40 notes, 24 photos, 12 PDF pages (4 PDFs), 8 clips, 5 sounds: each with the concepts it was made from."""
+    records = []
+    for i in range(40):
+        colour, noun = NOTE_COLOURS[i % 8], NOUNS[(i * 3 + i // 8) % 8]
+        text = f"Field note {i}: the {colour} {noun} we passed this morning, described for the archive."
+        records.append(Record(f"note-{i}", text, frozenset({colour, noun})))
+    colours = list(COLOURS)
+    for i in range(24):
+        path = folder / f"photo-{i}.png"
+        colour_photo(colours[i % len(colours)], (256, 192), seed=i).save(path)
+        records.append(Record(f"photo-{i}", path, frozenset({colours[i % len(colours)]})))
+    for d, nouns in enumerate((("invoice", "contract", "market"), ("harbour", "truck", "invoice"),
+                               ("kitchen", "garden", "contract"), ("boat", "market", "harbour"))):
+        pages = [f"{noun.title()} summary, section {p + 1}: figures for the {noun}." for p, noun in enumerate(nouns)]
+        path = folder / f"report-{d}.pdf"
+        path.write_bytes(make_pdf(pages))
+        records += [Record(f"report-{d}#{p + 1}", path, frozenset({noun})) for p, noun in enumerate(nouns)]
+    for i in range(8):
+        colour = colours[(i * 5) % len(colours)]
+        path = folder / f"clip-{i}.mp4"
+        path.write_bytes(make_video(4.0, colour=COLOURS[colour]))
+        records.append(Record(f"clip-{i}", path, frozenset({colour})))
+    for i in range(5):
+        path = folder / f"sound-{i}.wav"
+        path.write_bytes(make_audio(1.0, frequency=220.0 * (i + 1)))
+        records.append(Record(f"sound-{i}", path, frozenset()))
+    return records
+
+
+def ndcg_at_10(ranked: list[str], grades: dict[str, int]) -> float:
+    """Normalised discounted cumulative gain of the first 10 ids, gains 2^grade - 1."""
+    def dcg(gains: list[int]) -> float:
+        return sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(gains[:10]))
+
+    ideal = dcg(sorted(grades.values(), reverse=True))
+    return dcg([grades.get(id_, 0) for id_ in ranked]) / ideal if ideal else 0.0
+
+
+def run_model(model: str, emulator: Emulator, folder: Path) -> dict[str, list[float]]:
+    provider = MODELS[model]
+    function = function_class(provider)(model=model, base_url=emulator.url, api_key="emulator")
+    collection = chromadb.EphemeralClient().create_collection(f"fusion-{provider}", embedding_function=function)
+    records = collection_items(folder)
+    items: list[object] = []
+    for r in records:  # a PDF becomes one segment per page (its first record takes them all)
+        if isinstance(r.item, Path) and r.item.suffix == ".pdf":
+            if r.id.endswith("#1"):
+                items += function.embedder.expand([r.item])
+        elif isinstance(r.item, Path) and r.item.suffix in (".mp4", ".wav"):
+            items += function.embedder.expand([r.item])
+        else:
+            items.append(r.item)
+    if len(items) != len(records):
+        raise RuntimeError(f"{model}: {len(items)} segments for {len(records)} records")
+    add_mixed(collection, [r.id for r in records], items)
+    vectors = function.embed_query([q for q, _ in QUERIES])
+    scores: dict[str, list[float]] = {"plain query": [], "RRF": [], "calibrated": []}
+    for (query, concepts), vector in zip(QUERIES, vectors, strict=True):
+        grades = {r.id: min(len(r.concepts & concepts), 2) for r in records if r.concepts & concepts}
+        plain = collection.query(query_embeddings=[vector], n_results=10)["ids"][0]
+        scores["plain query"].append(ndcg_at_10(plain, grades))
+        for name, fusion in (("RRF", "rrf"), ("calibrated", "calibrated")):
+            hits = query_mixed(collection, query_texts=[query], n_results=10, fusion=fusion)  # type: ignore[arg-type]
+            scores[name].append(ndcg_at_10(hits["ids"][0], grades))
+    return scores
+
+
+def main(models: list[str]) -> int:
+    with Emulator() as emulator, tempfile.TemporaryDirectory() as tmp:
+        for model in models:
+            started = time.perf_counter()
+            scores = run_model(model, emulator, Path(tmp))
+            elapsed = time.perf_counter() - started
+            print(f"\n### {model} on the emulator ({elapsed:.0f} s)\n")
+            print("| query | " + " | ".join(scores) + " |")
+            print("|---|" + "---|" * len(scores))
+            for q, (query, _) in enumerate(QUERIES):
+                print(f"| {query} | " + " | ".join(f"{values[q]:.3f}" for values in scores.values()) + " |")
+            print("| **mean nDCG@10** | " + " | ".join(f"**{sum(v) / len(v):.3f}**" for v in scores.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or list(MODELS)))
