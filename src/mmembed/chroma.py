@@ -493,10 +493,10 @@ def _calibrated(
     n_results: int,
 ) -> list[list[tuple[_Hit, float]]]:
     """Each query's hits merged by calibrated relevance against its modalities' backgrounds."""
-    samples, populations = _background_sample(collection, tuple(rankings))
+    samples, populations, sample_ids = _background_sample(collection, tuple(rankings))
     fused = []
     for q, (vector, kind) in enumerate(zip(vectors, kinds, strict=True)):
-        calibration = _fusion.backgrounds(vector, samples, populations, reference=kind)
+        calibration = _fusion.backgrounds(vector, samples, populations, reference=kind, ids=sample_ids)
         query = np.asarray(vector, dtype=np.float64)
         hits: dict[str, _Hit] = {}
         similarities: dict[str, list[tuple[str, float]]] = {}
@@ -517,13 +517,13 @@ def _cosine(a: np.ndarray[Any, Any], b: Sequence[float]) -> float:
     return float(a @ v) / norms if norms > 0 else 0.0
 
 
-_Sample = tuple[dict[str, np.ndarray[Any, Any]], dict[str, int]]
+_Sample = tuple[dict[str, np.ndarray[Any, Any]], dict[str, int], dict[str, list[str]]]
 _samples: dict[tuple[str, str, int, tuple[str, ...]], _Sample] = {}
 _samples_lock = threading.Lock()
 
 
 def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _Sample:
-    """Up to BACKGROUND_SAMPLE vectors per modality (seeded by the collection's id) and each modality's size.
+    """Up to BACKGROUND_SAMPLE vectors per modality (seeded by the collection's id), their ids, each modality's size.
 
     Kept while the collection's record count is unchanged, so repeated queries cost one ``count()``.
     """
@@ -534,6 +534,7 @@ def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _
         return cached
     rows: dict[str, np.ndarray[Any, Any]] = {}
     sizes: dict[str, int] = {}
+    names: dict[str, list[str]] = {}
     for modality in modalities:
         ids = collection.get(where={MODALITY_KEY: modality}, include=[])["ids"]
         sizes[modality] = len(ids)
@@ -542,11 +543,12 @@ def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _
             picked = np.random.default_rng(seed).choice(len(ids), min(BACKGROUND_SAMPLE, len(ids)), replace=False)
             got = collection.get(ids=[ids[i] for i in sorted(picked)], include=cast(Any, ["embeddings"]))
             rows[modality] = np.asarray(got["embeddings"], dtype=np.float32)
+            names[modality] = list(got["ids"])
     with _samples_lock:
         while len(_samples) >= 16:  # a few collections' samples; the oldest goes first
             del _samples[next(iter(_samples))]
-        _samples[key] = (rows, sizes)
-    return rows, sizes
+        _samples[key] = (rows, sizes, names)
+    return rows, sizes, names
 
 
 def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction:

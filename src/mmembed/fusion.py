@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["MIN_BACKGROUND", "Background", "backgrounds", "fuse", "relevance"]
+__all__ = ["MIN_BACKGROUND", "Background", "backgrounds", "fuse"]
 
 Matrix = NDArray[np.float32] | NDArray[np.float64]
 
@@ -52,16 +52,15 @@ class Background:
     location: float
     scale: float
     population: int  # records of the modality in the collection
+    # A small modality's records each have their own location (what the query's line predicts from their
+    # baselines); records not listed use ``location``.
+    locations: Mapping[str, float] = field(default_factory=dict)
 
-    def relevance(self, similarity: float) -> float:
+    def relevance(self, similarity: float, record: str | None = None) -> float:
         """The calibrated score of a record of this modality with ``similarity`` to the query (see module)."""
-        z = (similarity - self.location) / self.scale
+        location = self.locations.get(record, self.location) if record is not None else self.location
+        z = (similarity - location) / self.scale
         return -(math.log10(max(self.population, 1)) + _log10_tail(z))
-
-
-def relevance(similarity: float, background: Background) -> float:
-    """``background.relevance(similarity)``: -log10 of the expected number of chance records this similar."""
-    return background.relevance(similarity)
 
 
 def backgrounds(
@@ -69,11 +68,13 @@ def backgrounds(
     samples: Mapping[str, Matrix],
     populations: Mapping[str, int],
     reference: str | None = None,
+    ids: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Background]:
     """The background of each modality for ``query``, from ``samples`` (rows: sampled records' vectors).
 
     ``reference`` names the modality whose records stand in for queries when a modality is small (the query's
-    own: ``"text"`` for a text query); when it holds no records, every sampled record does.
+    own: ``"text"`` for a text query); when it holds no records, every sampled record does. ``ids`` (the
+    samples' record ids, row for row) give a small modality's records their own locations.
     """
     q = _unit_rows(np.asarray(query, dtype=np.float64)[None, :])[0]
     units = {m: _unit_rows(np.asarray(rows, dtype=np.float64)) for m, rows in samples.items() if len(rows)}
@@ -93,11 +94,16 @@ def backgrounds(
         if len(own[m]) >= MIN_BACKGROUND:
             location = float(np.median(own[m]))
             scale = _spread(own[m] - location)
-        else:  # too few of its own: with what the line predicts for its records
-            known = baselines[m][~np.isnan(baselines[m])]
-            location = float(np.median(np.concatenate([own[m], slope * known + intercept])))
+            per_record: dict[str, float] = {}
+        else:  # too few of its own: each record where the line puts it, from its baseline
+            predicted = slope * baselines[m] + intercept
+            known = predicted[~np.isnan(predicted)]
+            location = float(np.median(np.concatenate([own[m], known])))
             scale = pooled
-        result[m] = Background(location, max(scale, RESOLUTION), int(populations.get(m, len(own[m]))))
+            names = (ids or {}).get(m, ())
+            per_record = {id_: float(p) for id_, p in zip(names, predicted, strict=False) if not np.isnan(p)}
+        size = int(populations.get(m, len(own[m])))
+        result[m] = Background(location, max(scale, RESOLUTION), size, per_record)
     return result
 
 
@@ -114,7 +120,7 @@ def fuse(
     for modality, ranking in hits.items():
         background = calibration[modality]
         for id_, similarity in ranking:
-            entry = (background.relevance(similarity), similarity)
+            entry = (background.relevance(similarity, id_), similarity)
             scored[id_] = max(scored.get(id_, entry), entry)
     order = sorted(scored, key=lambda id_: (-scored[id_][0], -scored[id_][1], id_))[:n_results]
     return [(id_, scored[id_][0]) for id_ in order]
@@ -127,17 +133,26 @@ def _unit_rows(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _baselines(rows: NDArray[np.float64], stand_ins: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Each row's median similarity to the stand-in records, leaving out its pairing with itself (NaN: none)."""
+    """Each row's lower-quartile similarity to the stand-in records, leaving out its pairing with itself (NaN: none).
+
+    The lower quartile, not the median: with two or three stand-ins (a small collection) one related pair (the
+    note on the sea, the blue photo) would otherwise set the baseline; the line fitted on baselines absorbs the
+    difference between a quartile and a median wherever there are many.
+    """
     sims = stand_ins @ rows.T
     sims[np.isclose(sims, 1.0, rtol=0.0, atol=RESOLUTION)] = np.nan  # one record in both sets
     result = np.full(rows.shape[0], np.nan)
     kept = ~np.all(np.isnan(sims), axis=0)
-    result[kept] = np.nanmedian(sims[:, kept], axis=0)
+    result[kept] = np.nanquantile(sims[:, kept], 0.25, axis=0, method="lower")
     return result
 
 
 def _theil_sen(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, float]:
-    """The Theil-Sen line through (x, y): the median of pairwise slopes (robust to 29 % of outliers)."""
+    """A robust line through (x, y): the median of pairwise slopes, each pair weighted by how far apart its x are.
+
+    Unweighted, the many pairs inside one tight cluster (six photos with nearly equal baselines) would set the
+    slope with their noise; weighted by distance, pairs across clusters decide, as they should.
+    """
     if len(x) > _THEIL_SEN_POINTS:  # evenly spaced points keep the pairs few
         keep = np.linspace(0, len(x) - 1, _THEIL_SEN_POINTS).astype(int)
         x, y = x[keep], y[keep]
@@ -146,8 +161,14 @@ def _theil_sen(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, f
     ok = np.abs(dx) > RESOLUTION
     if not ok.any():  # every baseline alike: a shift only
         return 1.0, float(np.median(y - x)) if len(x) else 0.0
-    slope = float(np.median((y[j] - y[i])[ok] / dx[ok]))
+    slope = _weighted_median((y[j] - y[i])[ok] / dx[ok], np.abs(dx[ok]))
     return slope, float(np.median(y - slope * x))
+
+
+def _weighted_median(values: NDArray[np.float64], weights: NDArray[np.float64]) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def _spread(residuals: NDArray[np.float64]) -> float:

@@ -3,9 +3,9 @@
 These are NOT the real models' vectors. They are built from fixed pseudo-random unit vectors (a numpy generator
 seeded from the sha256 of a name) so that tests can rely on the *shape* of real results:
 
-* text:  ``2.0·M_text + 0.8·G + 1.0·C + 0.6·W (+ 0.15·Q for a query task)``, normalised, where ``C`` is the normalised sum
-  of the colour concepts the text names (colour words, and a few things of a known colour such as "banana")
-  and ``W`` the normalised sum of its other (non-stopword) words;
+* text:  ``2.0·M_text + 0.8·G + 1.0·C + 0.6·W (+ 0.15·Q for a query task)``, normalised, where ``C`` is the
+  normalised sum of the colour concepts the text names (colour words, and a few things of a known colour such as
+  "banana") and ``W`` the normalised sum of its other (non-stopword) words;
 * image: ``2.0·M_image + 0.8·G + 1.0·C_mix + 0.3·N``, normalised, where ``C_mix`` softly assigns the picture's dominant
   colour to the colour prototypes of :data:`~mmembed.testing.samples.COLOURS` and ``N`` projects an 8x8
   thumbnail onto fixed random directions (continuous, so one picture re-encoded or resized lands very near
