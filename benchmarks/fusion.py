@@ -18,10 +18,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chromadb
 
 from mmembed.chroma import add_mixed, function_class, query_mixed
+from mmembed.errors import UnsupportedKindError
 from mmembed.testing import COLOURS, Emulator, colour_photo
 from mmembed.testing.media import make_audio, make_pdf, make_video
 
@@ -41,8 +43,12 @@ QUERIES: tuple[tuple[str, frozenset[str]], ...] = (
     ("market", frozenset({"market"})),
     ("kitchen", frozenset({"kitchen"})),
 )
-# The demo's model: the one that embeds every kind (text, photos, PDF pages, clips and sounds) natively.
-MODELS = {"gemini-embedding-2": "gemini"}
+# The demo's model, which embeds every kind natively with a small modality gap, and a CLIP-style one with a large
+# gap that takes texts and images only (PDF pages as page images plus text passages; no clips, no sounds).
+MODELS: dict[str, tuple[str, dict[str, str]]] = {
+    "gemini-embedding-2": ("gemini", {}),
+    "jina-clip-v2": ("jina", {}),
+}
 
 
 @dataclass(frozen=True)
@@ -91,23 +97,37 @@ def ndcg_at_10(ranked: list[str], grades: dict[str, int]) -> float:
     return dcg([grades.get(id_, 0) for id_ in ranked]) / ideal if ideal else 0.0
 
 
-def run_model(model: str, emulator: Emulator, folder: Path) -> dict[str, list[float]]:
-    provider = MODELS[model]
-    function = function_class(provider)(model=model, base_url=emulator.url, api_key="emulator")
-    collection = chromadb.EphemeralClient().create_collection(f"fusion-{provider}", embedding_function=function)
-    records = collection_items(folder)
+def stored(records: list[Record], embedder: Any) -> tuple[list[str], list[object], list[Record]]:
+    """Ids, items and labels as stored: files expanded by the model (a PDF page may give an image and passages).
+
+    Kinds the model cannot embed are left out (a text+image model takes no clips or sounds).
+    """
+    ids: list[str] = []
     items: list[object] = []
-    for r in records:  # a PDF becomes one segment per page (its first record takes them all)
-        if isinstance(r.item, Path) and r.item.suffix == ".pdf":
-            if r.id.endswith("#1"):
-                items += function.embedder.expand([r.item])
-        elif isinstance(r.item, Path) and r.item.suffix in (".mp4", ".wav"):
-            items += function.embedder.expand([r.item])
-        else:
-            items.append(r.item)
-    if len(items) != len(records):
-        raise RuntimeError(f"{model}: {len(items)} segments for {len(records)} records")
-    add_mixed(collection, [r.id for r in records], items)
+    labels: list[Record] = []
+    pages = {r.id: r for r in records if "#" in r.id}
+    for r in records:
+        if "#" in r.id and not r.id.endswith("#1"):
+            continue  # a PDF's first record expands the whole file
+        try:
+            segments = embedder.expand([r.item]) if isinstance(r.item, Path) else [r.item]
+        except UnsupportedKindError:
+            continue
+        for k, segment in enumerate(segments):
+            page = getattr(segment, "metadata", {}).get("page")
+            label = pages[f"{r.id.split('#')[0]}#{page}"] if page is not None else r
+            ids.append(f"{label.id}/{k}" if page is not None else r.id)
+            items.append(segment)
+            labels.append(Record(ids[-1], label.item, label.concepts))
+    return ids, items, labels
+
+
+def run_model(model: str, emulator: Emulator, folder: Path) -> dict[str, list[float]]:
+    provider, extra = MODELS[model]
+    function = function_class(provider)(model=model, base_url=emulator.url, api_key="emulator", **extra)
+    collection = chromadb.EphemeralClient().create_collection(f"fusion-{provider}", embedding_function=function)
+    ids, items, records = stored(collection_items(folder), function.embedder)
+    add_mixed(collection, ids, items)
     vectors = function.embed_query([q for q, _ in QUERIES])
     scores: dict[str, list[float]] = {"plain query": [], "RRF": [], "calibrated": []}
     for (query, concepts), vector in zip(QUERIES, vectors, strict=True):

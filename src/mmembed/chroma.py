@@ -492,22 +492,22 @@ def _calibrated(
     rankings: dict[Modality, QueryResult],
     n_results: int,
 ) -> list[list[tuple[_Hit, float]]]:
-    """Each query's hits merged by calibrated relevance against its modalities' backgrounds."""
-    samples, populations, sample_ids = _background_sample(collection, tuple(rankings))
+    """Each query's hits merged by calibrated relevance (:mod:`mmembed.fusion`)."""
+    samples, populations = _background_sample(collection, tuple(rankings))
     fused = []
     for q, (vector, kind) in enumerate(zip(vectors, kinds, strict=True)):
-        calibration = _fusion.backgrounds(vector, samples, populations, reference=kind, ids=sample_ids)
+        calibration = _fusion.calibrate(vector, samples, populations, reference=kind)
         query = np.asarray(vector, dtype=np.float64)
         hits: dict[str, _Hit] = {}
-        similarities: dict[str, list[tuple[str, float]]] = {}
+        scored: dict[str, list[tuple[str, float, Any]]] = {}
         for modality, ranking in rankings.items():
             found = _hits(ranking, q)
-            if not found or modality not in calibration:
+            if not found or modality not in calibration.fits:
                 continue  # no records of this modality (a sample of none calibrates nothing)
             rows = cast("list[Any]", (ranking.get("embeddings") or [])[q])
-            similarities[modality] = [(hit[0], _cosine(query, row)) for hit, row in zip(found, rows, strict=True)]
+            scored[modality] = [(hit[0], _cosine(query, row), row) for hit, row in zip(found, rows, strict=True)]
             hits.update((hit[0], hit) for hit in found)
-        fused.append([(hits[id_], score) for id_, score in _fusion.fuse(similarities, calibration, n_results)])
+        fused.append([(hits[id_], score) for id_, score in _fusion.fuse(scored, calibration, n_results)])
     return fused
 
 
@@ -517,13 +517,13 @@ def _cosine(a: np.ndarray[Any, Any], b: Sequence[float]) -> float:
     return float(a @ v) / norms if norms > 0 else 0.0
 
 
-_Sample = tuple[dict[str, np.ndarray[Any, Any]], dict[str, int], dict[str, list[str]]]
+_Sample = tuple[dict[str, np.ndarray[Any, Any]], dict[str, int]]
 _samples: dict[tuple[str, str, int, tuple[str, ...]], _Sample] = {}
 _samples_lock = threading.Lock()
 
 
 def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _Sample:
-    """Up to BACKGROUND_SAMPLE vectors per modality (seeded by the collection's id), their ids, each modality's size.
+    """Up to BACKGROUND_SAMPLE vectors per modality (seeded by the collection's id) and each modality's size.
 
     Kept while the collection's record count is unchanged, so repeated queries cost one ``count()``.
     """
@@ -534,7 +534,6 @@ def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _
         return cached
     rows: dict[str, np.ndarray[Any, Any]] = {}
     sizes: dict[str, int] = {}
-    names: dict[str, list[str]] = {}
     for modality in modalities:
         ids = collection.get(where={MODALITY_KEY: modality}, include=[])["ids"]
         sizes[modality] = len(ids)
@@ -543,12 +542,11 @@ def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _
             picked = np.random.default_rng(seed).choice(len(ids), min(BACKGROUND_SAMPLE, len(ids)), replace=False)
             got = collection.get(ids=[ids[i] for i in sorted(picked)], include=cast(Any, ["embeddings"]))
             rows[modality] = np.asarray(got["embeddings"], dtype=np.float32)
-            names[modality] = list(got["ids"])
     with _samples_lock:
         while len(_samples) >= 16:  # a few collections' samples; the oldest goes first
             del _samples[next(iter(_samples))]
-        _samples[key] = (rows, sizes, names)
-    return rows, sizes, names
+        _samples[key] = (rows, sizes)
+    return rows, sizes
 
 
 def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction:

@@ -1,126 +1,123 @@
 """Calibrated fusion: similarities of different modalities turned into scores that compare, then merged.
 
 A text query's cosine with a matching photo (≈0.3 on CLIP-style models) is below its cosine with an unrelated
-note (≈0.8): raw similarities of two modalities do not compare. What does compare is how far a hit stands out
-from the *unrelated* records of its own modality for this query. So each modality gets a :class:`Background` for
-the query — the median of the query's similarities to a sample of that modality's records (most of them
-unrelated to any one query) and their spread (from the median absolute deviation) — and a hit's score is
+note (≈0.8): raw similarities of two modalities do not compare, and within one modality a short passage sits
+closer to every query than a long note does (a *hub*). What compares is how far a hit stands out from what its
+record gets from unrelated queries. So, for one query, :func:`calibrate` samples each modality's records and:
 
-    relevance = -log10(n * P(X >= z)),   z = (similarity - median) / spread,
+1. gives every record a *baseline*: its lower-quartile similarity to the sampled records of the query's own
+   modality, which stand in for queries (the hub correction of CSLS, Conneau et al. 2018);
+2. fits, per modality, a robust line from baselines to the query's similarities (a distance-weighted Theil-Sen
+   fit): unrelated records lie on it, relevant ones above. Its slope absorbs how this query's similarities scale
+   against the stand-ins' (a short query is closer to everything), its intercept the modality gap;
+3. takes the spread of the residuals (from their median absolute deviation) as the modality's scale.
 
-where ``n`` is the number of records of the modality and ``X`` a standard Laplace variable (exponential tails,
-heavier than a normal's: embedding similarities have more near neighbours than a bell curve allows, so this errs
-towards modest scores). In words: minus the decimal log of the number of unrelated records of that modality one
-would expect to be at least this similar by chance. 2 means one such record in a hundred collections of this
-size; 0 or below, nothing a chance record would not reach. So a modality with nothing relevant brings nothing
-above the relevant hits of another, and a large modality's luckiest unrelated record is discounted by ``n``. No
-constant depends on a model: median, spread and ``n`` come from the collection and the query.
+A hit's score is then, with ``r`` its similarity minus the line's value at its baseline,
 
-A modality too small for a background of its own (fewer than :data:`MIN_BACKGROUND` records: three photos, one
-sound) borrows from the rest of the collection, as cross-domain similarity local scaling (CSLS, Conneau et al.
-2018) does against hubs: each sampled record's *baseline* is its median similarity to the sampled records of the
-query's own modality (they stand in for queries); the query's *shift* is the median, over all sampled records,
-of its similarity minus the record's baseline. The small modality's median is then taken over its own
-similarities together with its records' baselines plus that shift, and its spread is the one of those
-differences pooled over all records. This module is numpy only; :func:`mmembed.chroma.query_mixed` feeds it.
+    relevance = -log10(n * P(X >= r / scale)),
+
+``n`` the number of records of its modality and ``X`` a standard Laplace variable (exponential tails, heavier than
+a normal's: embedding similarities have more close neighbours than a bell curve allows, so this errs towards
+modest scores). In words: minus the decimal log of the number of unrelated records of that modality one would
+expect to be at least this similar by chance. 2 means one such record in a hundred collections of this size; 0
+or below, nothing a chance record would not reach. So a modality with nothing relevant brings nothing above the
+relevant hits of another, and a large modality's luckiest unrelated record is discounted by ``n``. No constant
+depends on a model: lines, scales and ``n`` come from the collection and the query.
+
+A modality with fewer than :data:`MIN_BACKGROUND` records (three photos, one sound) cannot fit a line or a
+spread of its own: it uses the line and the spread pooled over all sampled records. This module is numpy only;
+:func:`mmembed.chroma.query_mixed` feeds it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["MIN_BACKGROUND", "Background", "backgrounds", "fuse"]
+__all__ = ["MIN_BACKGROUND", "Calibration", "calibrate", "fuse"]
 
 Matrix = NDArray[np.float32] | NDArray[np.float64]
+Vector = Sequence[float] | NDArray[Any]
 
-MIN_BACKGROUND = 10  # below this, a median and a MAD would be set by the one or two relevant records themselves
-# Vectors are stored as float32: spreads below this are rounding, not a property of the data.
+MIN_BACKGROUND = 10  # below this, a line and a MAD would be set by the one or two relevant records themselves
+# Vectors are stored as float32: differences below this are rounding, not a property of the data.
 RESOLUTION = 1e-6
-_THEIL_SEN_POINTS = 400  # points of the line fit (80,000 pairs)
+_THEIL_SEN_POINTS = 400  # points of one line fit (80,000 pairs)
 
 
 @dataclass(frozen=True)
-class Background:
-    """Where the similarities of one modality's unrelated records to one query sit, and how far they spread."""
-
-    location: float
+class _Fit:
+    slope: float
+    intercept: float
     scale: float
-    population: int  # records of the modality in the collection
-    # A small modality's records each have their own location (what the query's line predicts from their
-    # baselines); records not listed use ``location``.
-    locations: Mapping[str, float] = field(default_factory=dict)
-
-    def relevance(self, similarity: float, record: str | None = None) -> float:
-        """The calibrated score of a record of this modality with ``similarity`` to the query (see module)."""
-        location = self.locations.get(record, self.location) if record is not None else self.location
-        z = (similarity - location) / self.scale
-        return -(math.log10(max(self.population, 1)) + _log10_tail(z))
+    population: int
 
 
-def backgrounds(
-    query: Sequence[float] | NDArray[Any],
+@dataclass(frozen=True)
+class Calibration:
+    """One query's calibration: per modality, a line from a record's baseline to its expected similarity."""
+
+    query: NDArray[np.float64]
+    stand_ins: NDArray[np.float64]
+    fits: Mapping[str, _Fit]
+    typical: float  # the median baseline, for a record whose only stand-in is itself
+
+    def relevance(self, modality: str, vector: Vector) -> float:
+        """The calibrated score of a record of ``modality`` with this ``vector`` (see the module)."""
+        fit = self.fits[modality]
+        row = _unit_rows(np.asarray(vector, dtype=np.float64)[None, :])
+        baseline = float(_baselines(row, self.stand_ins)[0])
+        if math.isnan(baseline):
+            baseline = self.typical
+        z = (float(row[0] @ self.query) - (fit.slope * baseline + fit.intercept)) / fit.scale
+        return -(math.log10(max(fit.population, 1)) + _log10_tail(z))
+
+
+def calibrate(
+    query: Vector,
     samples: Mapping[str, Matrix],
     populations: Mapping[str, int],
     reference: str | None = None,
-    ids: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, Background]:
-    """The background of each modality for ``query``, from ``samples`` (rows: sampled records' vectors).
+) -> Calibration:
+    """The calibration of ``query`` from ``samples`` (per modality, rows: sampled records' vectors).
 
-    ``reference`` names the modality whose records stand in for queries when a modality is small (the query's
-    own: ``"text"`` for a text query); when it holds no records, every sampled record does. ``ids`` (the
-    samples' record ids, row for row) give a small modality's records their own locations.
+    ``reference`` names the modality whose records stand in for queries (the query's own: ``"text"`` for a text
+    query); when it holds no records, every sampled record does. ``populations`` are the modalities' sizes.
     """
     q = _unit_rows(np.asarray(query, dtype=np.float64)[None, :])[0]
     units = {m: _unit_rows(np.asarray(rows, dtype=np.float64)) for m, rows in samples.items() if len(rows)}
     if not units:
-        return {}
+        return Calibration(q, np.zeros((0, len(q))), {}, 0.0)
     stand_ins = units[reference] if reference in units else np.concatenate(list(units.values()))
-    own = {m: rows @ q for m, rows in units.items()}
-    baselines = {m: _baselines(rows, stand_ins) for m, rows in units.items()}
-    # How this query's similarities follow the stand-ins' (a robust line over every sampled record: unrelated
-    # records lie on it, relevant ones above); the spread of what is left is the pooled one.
-    b = np.concatenate([baselines[m] for m in units])
-    o = np.concatenate([own[m] for m in units])
-    slope, intercept = _theil_sen(b[~np.isnan(b)], o[~np.isnan(b)])
-    pooled = _spread(o[~np.isnan(b)] - (slope * b[~np.isnan(b)] + intercept))
-    result = {}
-    for m in units:
-        if len(own[m]) >= MIN_BACKGROUND:
-            location = float(np.median(own[m]))
-            scale = _spread(own[m] - location)
-            per_record: dict[str, float] = {}
-        else:  # too few of its own: each record where the line puts it, from its baseline
-            predicted = slope * baselines[m] + intercept
-            known = predicted[~np.isnan(predicted)]
-            location = float(np.median(np.concatenate([own[m], known])))
-            scale = pooled
-            names = (ids or {}).get(m, ())
-            per_record = {id_: float(p) for id_, p in zip(names, predicted, strict=False) if not np.isnan(p)}
-        size = int(populations.get(m, len(own[m])))
-        result[m] = Background(location, max(scale, RESOLUTION), size, per_record)
-    return result
+    points = {m: (_baselines(rows, stand_ins), rows @ q) for m, rows in units.items()}
+    every, similarities = (np.concatenate(axis) for axis in zip(*points.values(), strict=True))
+    pooled = _line(every, similarities)
+    fits = {}
+    for m, (baseline, own) in points.items():
+        slope, intercept, scale = _line(baseline, own) if len(own) >= MIN_BACKGROUND else pooled
+        fits[m] = _Fit(slope, intercept, scale, int(populations.get(m, len(own))))
+    typical = float(np.nanmedian(every)) if not np.all(np.isnan(every)) else 0.0
+    return Calibration(q, stand_ins, fits, typical)
 
 
 def fuse(
-    hits: Mapping[str, Sequence[tuple[str, float]]],
-    calibration: Mapping[str, Background],
+    hits: Mapping[str, Sequence[tuple[str, float, Vector]]],
+    calibration: Calibration,
     n_results: int,
 ) -> list[tuple[str, float]]:
-    """The best ``n_results`` of ``hits`` (per modality: ``(id, similarity)``) by calibrated relevance.
+    """The best ``n_results`` of ``hits`` (per modality: ``(id, similarity, vector)``) by calibrated relevance.
 
     Equal scores go to the higher similarity, then to the smaller id, so the order is deterministic.
     """
     scored: dict[str, tuple[float, float]] = {}
     for modality, ranking in hits.items():
-        background = calibration[modality]
-        for id_, similarity in ranking:
-            entry = (background.relevance(similarity, id_), similarity)
+        for id_, similarity, vector in ranking:
+            entry = (calibration.relevance(modality, vector), similarity)
             scored[id_] = max(scored.get(id_, entry), entry)
     order = sorted(scored, key=lambda id_: (-scored[id_][0], -scored[id_][1], id_))[:n_results]
     return [(id_, scored[id_][0]) for id_ in order]
@@ -133,25 +130,37 @@ def _unit_rows(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _baselines(rows: NDArray[np.float64], stand_ins: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Each row's lower-quartile similarity to the stand-in records, leaving out its pairing with itself (NaN: none).
+    """Each row's lower-quartile similarity to the stand-ins, leaving out its pairing with itself (NaN: none).
 
     The lower quartile, not the median: with two or three stand-ins (a small collection) one related pair (the
-    note on the sea, the blue photo) would otherwise set the baseline; the line fitted on baselines absorbs the
-    difference between a quartile and a median wherever there are many.
+    note on the sea, the blue photo) would otherwise set the baseline; the fitted line absorbs the difference
+    between a quartile and a median wherever there are many.
     """
+    result = np.full(rows.shape[0], np.nan)
+    if not len(stand_ins):
+        return result
     sims = stand_ins @ rows.T
     sims[np.isclose(sims, 1.0, rtol=0.0, atol=RESOLUTION)] = np.nan  # one record in both sets
-    result = np.full(rows.shape[0], np.nan)
     kept = ~np.all(np.isnan(sims), axis=0)
     result[kept] = np.nanquantile(sims[:, kept], 0.25, axis=0, method="lower")
     return result
 
 
+def _line(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, float, float]:
+    """A robust line through (x, y) and the Laplace scale of the residuals around it (NaN x left out)."""
+    known = ~np.isnan(x)
+    x, y = x[known], y[known]
+    if not len(x):
+        return 0.0, 0.0, RESOLUTION
+    slope, intercept = _theil_sen(x, y)
+    return slope, intercept, max(_spread(y - (slope * x + intercept)), RESOLUTION)
+
+
 def _theil_sen(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, float]:
-    """A robust line through (x, y): the median of pairwise slopes, each pair weighted by how far apart its x are.
+    """The median of pairwise slopes, each pair weighted by how far apart its x are; then the median intercept.
 
     Unweighted, the many pairs inside one tight cluster (six photos with nearly equal baselines) would set the
-    slope with their noise; weighted by distance, pairs across clusters decide, as they should.
+    slope with their noise; weighted by distance, pairs across clusters decide.
     """
     if len(x) > _THEIL_SEN_POINTS:  # evenly spaced points keep the pairs few
         keep = np.linspace(0, len(x) - 1, _THEIL_SEN_POINTS).astype(int)
@@ -159,9 +168,7 @@ def _theil_sen(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[float, f
     i, j = np.triu_indices(len(x), k=1)
     dx = x[j] - x[i]
     ok = np.abs(dx) > RESOLUTION
-    if not ok.any():  # every baseline alike: a shift only
-        return 1.0, float(np.median(y - x)) if len(x) else 0.0
-    slope = _weighted_median((y[j] - y[i])[ok] / dx[ok], np.abs(dx[ok]))
+    slope = _weighted_median((y[j] - y[i])[ok] / dx[ok], np.abs(dx[ok])) if ok.any() else 0.0
     return slope, float(np.median(y - slope * x))
 
 
@@ -173,7 +180,8 @@ def _weighted_median(values: NDArray[np.float64], weights: NDArray[np.float64]) 
 
 def _spread(residuals: NDArray[np.float64]) -> float:
     """The Laplace scale whose median absolute deviation is that of ``residuals`` (MAD = scale x ln 2)."""
-    return float(np.median(np.abs(residuals))) / math.log(2) if len(residuals) else RESOLUTION
+    centred = residuals - np.median(residuals)
+    return float(np.median(np.abs(centred))) / math.log(2) if len(residuals) else RESOLUTION
 
 
 def _log10_tail(z: float) -> float:
