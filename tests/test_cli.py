@@ -57,14 +57,15 @@ def test_ingest_stores_everything_but_the_corrupt_file_and_says_so(
     sent = [inp for r in mmembed_emulator.requests for inp in r.json["input"]]
     assert sum("text" in i for i in sent) == 2 and sum("image" in i for i in sent) == 6
 
-    # search: the purple photo in the top two, the banana text for "banana"
+    # search: the purple photo in the top two; for "banana", the banana text and the yellow photo
     assert main(["search", "purple", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("purple.jpg" in line for line in lines[1:3]), lines
     assert main(["search", "banana", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
     out = capsys.readouterr().out
-    assert "banana.txt" in out.splitlines()[1], out
-    assert "text" in out and "image" in out  # both modalities in one fused ranking
+    top = out.splitlines()[1:3]  # the banana text and the yellow photo, each standing out in its modality
+    assert any("banana.txt" in line for line in top) and any("yellow.jpg" in line for line in top), out
+    assert out.splitlines()[0].split()[2] == "relevance" and all(float(line.split()[2]) > 2 for line in top)
 
     # a second ingest of the unchanged folder sends nothing to the provider
     before = len(mmembed_emulator.requests)

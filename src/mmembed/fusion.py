@@ -1,20 +1,24 @@
 """Calibrated fusion: similarities of different modalities turned into scores that compare, then merged.
 
 A text query's cosine with a matching photo (≈0.3 on CLIP-style models) is below its cosine with an unrelated
-note (≈0.8): raw similarities of two modalities do not compare, and within one modality a short passage sits
-closer to every query than a long note does (a *hub*). What compares is how far a hit stands out from what its
-record gets from unrelated queries. So, for one query, :func:`calibrate` samples each modality's records and:
+note (≈0.8): raw similarities of two modalities do not compare. What compares is how far a hit stands out from
+the *unrelated* records of its own modality for this query. :func:`calibrate` samples each modality's records
+(most of them unrelated to any one query) and gives each modality a location and a scale for this query:
 
-1. gives every record a *baseline*: its lower-quartile similarity to the sampled records of the query's own
-   modality, which stand in for queries (the hub correction of CSLS, Conneau et al. 2018);
-2. fits, per modality, a robust line from baselines to the query's similarities (a distance-weighted Theil-Sen
-   fit): unrelated records lie on it, relevant ones above. Its slope absorbs how this query's similarities scale
-   against the stand-ins' (a short query is closer to everything), its intercept the modality gap;
-3. takes the spread of the residuals (from their median absolute deviation) as the modality's scale.
+* a modality with at least :data:`MIN_BACKGROUND` records: the median of the query's similarities to its sampled
+  records, and their spread (from the median absolute deviation);
+* a smaller one (three photos, one sound: too few for a median that its relevant records would not move) borrows
+  from the rest of the collection. Every sampled record gets a *baseline*, its lower-quartile similarity to the
+  sampled records of the query's own modality, which stand in for queries (as CSLS, Conneau et al. 2018, scores
+  a pair against each side's neighbourhood); a robust line (a distance-weighted Theil-Sen fit) over all sampled
+  records maps baselines to this query's similarities — its slope says how the query's similarities scale
+  against the stand-ins' (a short query is closer to everything), its intercept holds the modality gap — and
+  each record of the small modality is located where the line puts its baseline, with the spread of the
+  residuals around the line.
 
-A hit's score is then, with ``r`` its similarity minus the line's value at its baseline,
+A hit's score is then, with ``z`` its similarity minus its location, over the scale,
 
-    relevance = -log10(n * P(X >= r / scale)),
+    relevance = -log10(n * P(X >= z)),
 
 ``n`` the number of records of its modality and ``X`` a standard Laplace variable (exponential tails, heavier than
 a normal's: embedding similarities have more close neighbours than a bell curve allows, so this errs towards
@@ -22,11 +26,9 @@ modest scores). In words: minus the decimal log of the number of unrelated recor
 expect to be at least this similar by chance. 2 means one such record in a hundred collections of this size; 0
 or below, nothing a chance record would not reach. So a modality with nothing relevant brings nothing above the
 relevant hits of another, and a large modality's luckiest unrelated record is discounted by ``n``. No constant
-depends on a model: lines, scales and ``n`` come from the collection and the query.
-
-A modality with fewer than :data:`MIN_BACKGROUND` records (three photos, one sound) cannot fit a line or a
-spread of its own: it uses the line and the spread pooled over all sampled records. This module is numpy only;
-:func:`mmembed.chroma.query_mixed` feeds it.
+depends on a model: locations, scales and ``n`` come from the collection and the query. The calibration takes
+most records of a modality to be unrelated to any one query: a modality where half the records match one query
+looks to it like background. This module is numpy only; :func:`mmembed.chroma.query_mixed` feeds it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ class _Fit:
 
 @dataclass(frozen=True)
 class Calibration:
-    """One query's calibration: per modality, a line from a record's baseline to its expected similarity."""
+    """One query's calibration: per modality, where an unrelated record's similarity is expected, and its spread.
+
+    The expected similarity is ``slope * baseline + intercept``: a constant (slope 0) for a modality with a
+    background of its own, the pooled line for a small one.
+    """
 
     query: NDArray[np.float64]
     stand_ins: NDArray[np.float64]
@@ -71,7 +77,7 @@ class Calibration:
         """The calibrated score of a record of ``modality`` with this ``vector`` (see the module)."""
         fit = self.fits[modality]
         row = _unit_rows(np.asarray(vector, dtype=np.float64)[None, :])
-        baseline = float(_baselines(row, self.stand_ins)[0])
+        baseline = float(_baselines(row, self.stand_ins)[0]) if fit.slope else 0.0
         if math.isnan(baseline):
             baseline = self.typical
         z = (float(row[0] @ self.query) - (fit.slope * baseline + fit.intercept)) / fit.scale
@@ -96,11 +102,15 @@ def calibrate(
     stand_ins = units[reference] if reference in units else np.concatenate(list(units.values()))
     points = {m: (_baselines(rows, stand_ins), rows @ q) for m, rows in units.items()}
     every, similarities = (np.concatenate(axis) for axis in zip(*points.values(), strict=True))
-    pooled = _line(every, similarities)
+    slope, pooled_intercept, pooled_scale = _line(every, similarities)
     fits = {}
-    for m, (baseline, own) in points.items():
-        slope, intercept, scale = _line(baseline, own) if len(own) >= MIN_BACKGROUND else pooled
-        fits[m] = _Fit(slope, intercept, scale, int(populations.get(m, len(own))))
+    for m, (_, own) in points.items():
+        size = int(populations.get(m, len(own)))
+        if len(own) >= MIN_BACKGROUND:  # its own background: every record against the modality's median
+            location = float(np.median(own))
+            fits[m] = _Fit(0.0, location, max(_spread(own - location), RESOLUTION), size)
+        else:  # each record where the pooled line puts it, from its baseline
+            fits[m] = _Fit(slope, pooled_intercept, pooled_scale, size)
     typical = float(np.nanmedian(every)) if not np.all(np.isnan(every)) else 0.0
     return Calibration(q, stand_ins, fits, typical)
 
