@@ -188,6 +188,25 @@ def test_chroma_url_against_a_real_server(
     assert "banana.txt" in proc.stdout
 
 
+def test_search_shows_calibrated_relevance_or_rrf_scores(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)) == 0
+    capsys.readouterr()
+    assert main(["search", "purple", "-n", "3", *store_args(tmp_path, mmembed_emulator)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["rank", "modality", "relevance", "similarity"]
+    assert "purple.jpg" in rows[0] and float(rows[0].split()[2]) > 2 > float(rows[1].split()[2])  # one stands out
+    assert main(["search", "purple", "-n", "3", "--fusion", "rrf", *store_args(tmp_path, mmembed_emulator)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[2] == "rrf" and rows[0].split()[2] == f"{1 / 61:.4f}"  # 1/(60 + rank 1)
+    assert {row.split()[1] for row in rows[:2]} == {"text", "image"}  # RRF: the best of each modality first
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "purple", "--fusion", "zscore", *store_args(tmp_path, mmembed_emulator)])
+    assert exit_.value.code == 2 and "invalid choice: 'zscore'" in capsys.readouterr().err
+
+
 def test_console_script_help() -> None:
     script = Path(sys.executable).with_name("mmembed")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)

@@ -93,14 +93,18 @@ def calibrate(
     """The calibration of ``query`` from ``samples`` (per modality, rows: sampled records' vectors).
 
     ``reference`` names the modality whose records stand in for queries (the query's own: ``"text"`` for a text
-    query); when it holds no records, every sampled record does. ``populations`` are the modalities' sizes.
+    query); when it holds no records, the modality most similar to the query does. ``populations`` are the
+    modalities' sizes.
     """
     q = _unit_rows(np.asarray(query, dtype=np.float64)[None, :])[0]
     units = {m: _unit_rows(np.asarray(rows, dtype=np.float64)) for m, rows in samples.items() if len(rows)}
     if not units:
         return Calibration(q, np.zeros((0, len(q))), {}, 0.0)
-    stand_ins = units[reference] if reference in units else np.concatenate(list(units.values()))
-    points = {m: (_baselines(rows, stand_ins), rows @ q) for m, rows in units.items()}
+    own = {m: rows @ q for m, rows in units.items()}
+    if reference not in units:  # none of the query's kind: the records nearest it stand in (PDF pages for a text)
+        reference = max(units, key=lambda m: float(np.median(own[m])))
+    stand_ins = units[str(reference)]
+    points = {m: (_baselines(rows, stand_ins), own[m]) for m, rows in units.items()}
     every, similarities = (np.concatenate(axis) for axis in zip(*points.values(), strict=True))
     slope, pooled_intercept, pooled_scale = _line(every, similarities)
     fits = {}
