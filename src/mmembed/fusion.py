@@ -50,6 +50,7 @@ MIN_BACKGROUND = 10  # below this, a line and a MAD would be set by the one or t
 # Vectors are stored as float32: differences below this are rounding, not a property of the data.
 RESOLUTION = 1e-6
 _THEIL_SEN_POINTS = 400  # points of one line fit (80,000 pairs)
+_LINE_SAMPLE = 64  # records per modality (and stand-ins) behind the pooled line: its cost stays small
 
 
 @dataclass(frozen=True)
@@ -101,20 +102,22 @@ def calibrate(
     if not units:
         return Calibration(q, np.zeros((0, len(q))), {}, 0.0)
     own = {m: rows @ q for m, rows in units.items()}
+    fits = {}
+    for m, sims in own.items():  # a modality with a background of its own: its records against its median
+        if len(sims) >= MIN_BACKGROUND:
+            location = float(np.median(sims))
+            fits[m] = _Fit(0.0, location, max(_spread(sims - location), RESOLUTION), int(populations.get(m, len(sims))))
+    if len(fits) == len(units):
+        return Calibration(q, np.zeros((0, len(q))), fits, 0.0)
+    # Small modalities: each record where the pooled line puts it, from its baseline.
     if reference not in units:  # none of the query's kind: the records nearest it stand in (PDF pages for a text)
         reference = max(units, key=lambda m: float(np.median(own[m])))
-    stand_ins = units[str(reference)]
-    points = {m: (_baselines(rows, stand_ins), own[m]) for m, rows in units.items()}
-    every, similarities = (np.concatenate(axis) for axis in zip(*points.values(), strict=True))
-    slope, pooled_intercept, pooled_scale = _line(every, similarities)
-    fits = {}
-    for m, (_, own) in points.items():
-        size = int(populations.get(m, len(own)))
-        if len(own) >= MIN_BACKGROUND:  # its own background: every record against the modality's median
-            location = float(np.median(own))
-            fits[m] = _Fit(0.0, location, max(_spread(own - location), RESOLUTION), size)
-        else:  # each record where the pooled line puts it, from its baseline
-            fits[m] = _Fit(slope, pooled_intercept, pooled_scale, size)
+    stand_ins = units[str(reference)][:_LINE_SAMPLE]
+    baselines = {m: _baselines(rows[:_LINE_SAMPLE], stand_ins) for m, rows in units.items()}
+    every = np.concatenate(list(baselines.values()))
+    slope, intercept, scale = _line(every, np.concatenate([own[m][:_LINE_SAMPLE] for m in units]))
+    for m, sims in own.items():
+        fits.setdefault(m, _Fit(slope, intercept, scale, int(populations.get(m, len(sims)))))
     typical = float(np.nanmedian(every)) if not np.all(np.isnan(every)) else 0.0
     return Calibration(q, stand_ins, fits, typical)
 
