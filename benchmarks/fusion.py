@@ -2,12 +2,17 @@
 
     .venv/bin/python benchmarks/fusion.py [MODEL ...]
 
-The collection (embedded on the offline emulator, so the vectors are its fakes, with the modality gap of real
-models): notes, photos, PDF pages, video clips and sounds, each made from known concepts — a colour and a noun for
-notes and PDF pages, a colour for photos and clips, nothing the emulator can hear for sounds. A record's graded
-relevance to a query is the number of the query's concepts it carries (0, 1 or 2), fixed by construction, never
-by a similarity. Several queries name only a noun, so photos, clips and sounds hold nothing relevant for them.
-Prints one Markdown table per model and, per query, the three nDCG@10 values.
+One collection per model, embedded on the offline emulator (its fake vectors, with the modality gap of real
+models): 40 notes, 24 photos, 12 PDF pages (4 PDFs), 8 video clips and 5 sounds, each made from known concepts —
+a colour and a noun for a note, a noun for a PDF page, a colour for a photo or a clip, nothing the emulator can
+hear for a sound. A record's graded relevance to a query is the number of the query's concepts it carries (0, 1
+or 2), fixed by construction, never by a similarity. Of the 12 queries, 4 name a colour (no PDF page or sound is
+relevant), 3 a colour and a noun, 5 only a noun (no photo, clip or sound is relevant). gemini-embedding-2 takes
+every kind natively; jina-clip-v2 (a CLIP-style gap) takes texts and images only, so its PDF pages are stored as
+page images plus text passages (a page image counts as relevant, though the emulator cannot read it) and it has
+no clips or sounds.
+Prints one Markdown table: per query, the three nDCG@10 values for each model. ``benchmarks/run.py --only fusion``
+puts the same table, and the target, in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -140,18 +145,36 @@ def run_model(model: str, emulator: Emulator, folder: Path) -> dict[str, list[fl
     return scores
 
 
-def main(models: list[str]) -> int:
+def run(models: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Per model, per method, the nDCG@10 of each query (in the order of QUERIES)."""
+    results = {}
     with Emulator() as emulator, tempfile.TemporaryDirectory() as tmp:
         for model in models:
             started = time.perf_counter()
-            scores = run_model(model, emulator, Path(tmp))
-            elapsed = time.perf_counter() - started
-            print(f"\n### {model} on the emulator ({elapsed:.0f} s)\n")
-            print("| query | " + " | ".join(scores) + " |")
-            print("|---|" + "---|" * len(scores))
-            for q, (query, _) in enumerate(QUERIES):
-                print(f"| {query} | " + " | ".join(f"{values[q]:.3f}" for values in scores.values()) + " |")
-            print("| **mean nDCG@10** | " + " | ".join(f"**{sum(v) / len(v):.3f}**" for v in scores.values()) + " |")
+            results[model] = run_model(model, emulator, Path(tmp))
+            print(f"{model}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return results
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def markdown(results: dict[str, dict[str, list[float]]]) -> str:
+    """One table: a row per query, nDCG@10 of each method for each model; the means last."""
+    methods = list(next(iter(results.values())))
+    head = [f"{model}: {method}" for model in results for method in methods]
+    lines = ["| query | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for q, (query, _) in enumerate(QUERIES):
+        cells = [f"{scores[m][q]:.3f}" for scores in results.values() for m in methods]
+        lines.append(f"| {query} | " + " | ".join(cells) + " |")
+    cells = [f"**{mean(scores[m]):.3f}**" for scores in results.values() for m in methods]
+    lines.append("| **mean nDCG@10** | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(models: list[str]) -> int:
+    print(markdown(run(models)))
     return 0
 
 

@@ -424,7 +424,8 @@ def query_mixed(
       similarity stands out from the similarities of its modality's records to this query (a seeded sample of
       :data:`BACKGROUND_SAMPLE` records per modality, kept while the collection's size is unchanged), as
       -log10 of the number of chance records of that modality expected to be this similar. A relevant photo
-      outranks an unrelated note, and a modality with nothing relevant stays below the relevant hits.
+      outranks an unrelated note, and a modality with nothing relevant stays below the relevant hits. The
+      sample ignores ``where``: a filter narrows the hits, not what counts as chance.
     * ``fusion="rrf"``: reciprocal rank fusion, a hit's score the sum over rankings of ``1 / (RRF_K + rank)``
       with ranks from 1 and ``RRF_K = 60`` (Cormack et al. 2009): the best of each modality, then the second
       of each..., whatever their relevance; equal scores go to the smaller distance.
@@ -465,7 +466,7 @@ def query_mixed(
     if fusion == "rrf":
         fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
         result = _result(fused)
-        result["rrf_scores"] = result["scores"]
+        result["rrf_scores"] = [list(scores) for scores in result["scores"]]
         return result
     kinds = ["text"] * len(query_texts or []) + ["image"] * len(query_images or [])
     return _result(_calibrated(collection, vectors, kinds, dict(zip(ranked, rankings, strict=True)), n_results))
