@@ -11,6 +11,7 @@ relevant), 3 a colour and a noun, 5 only a noun (no photo, clip or sound is rele
 every kind natively; jina-clip-v2 (a CLIP-style gap) takes texts and images only, so its PDF pages are stored as
 page images plus text passages (a page image counts as relevant, though the emulator cannot read it) and it has
 no clips or sounds.
+
 Prints one Markdown table: per query, the three nDCG@10 values for each model. ``benchmarks/run.py --only fusion``
 puts the same table, and the target, in RESULTS.md.
 """

@@ -588,7 +588,7 @@ def fusion_section() -> Section:
     wins = all(m["calibrated"] > max(m["plain query"], m["RRF"]) for m in means.values())
     return Section(
         "7. Mixed queries ranked by calibrated relevance: nDCG@10 of a plain query, RRF and calibrated fusion",
-        (fusion.__doc__ or "").split("\n\n", 2)[1].strip(),
+        (fusion.__doc__ or "").split("\n\n")[2].strip(),
         [], table=fusion.markdown(results),
         targets=[Check("24. calibrated fusion beats a plain query and RRF on nDCG@10 (mean of 12 labelled queries, "
                        "every model)",
