@@ -46,7 +46,7 @@ __all__ = ["MIN_BACKGROUND", "Calibration", "calibrate", "fuse"]
 Matrix = NDArray[np.float32] | NDArray[np.float64]
 Vector = Sequence[float] | NDArray[Any]
 
-MIN_BACKGROUND = 10  # below this, a line and a MAD would be set by the one or two relevant records themselves
+MIN_BACKGROUND = 10  # below this, a median and a MAD would be set by the one or two relevant records themselves
 # Vectors are stored as float32: differences below this are rounding, not a property of the data.
 RESOLUTION = 1e-6
 _THEIL_SEN_POINTS = 400  # points of one line fit (80,000 pairs)
