@@ -69,11 +69,12 @@ class MuveraSettings:
     ``k_sim``: SimHash bits (``2**k_sim`` buckets per repetition); ``d_proj``: size of each bucket's block (None
     keeps the input dimension); ``repetitions``: independent repetitions concatenated; ``d_final``: optional
     Count-Sketch to this size; ``seed``: the randomness. More buckets and repetitions approximate MaxSim
-    better but make longer vectors: the defaults give ``20 * 32 * 8 = 5120`` floats per record.
+    better but make longer vectors: the defaults give ``20 * 8 * 32 = 5120`` floats per record, whatever the
+    multi-vectors' width (benchmarks/late.py measures recall against size and over-fetch).
     """
 
-    k_sim: int = 5
-    d_proj: int | None = 8
+    k_sim: int = 3
+    d_proj: int | None = 32
     repetitions: int = 20
     d_final: int | None = None
     seed: int = 0

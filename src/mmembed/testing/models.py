@@ -35,6 +35,7 @@ class ModelSpec:
     embed_content: bool = False  # Google's Content wire (:embedContent / :batchEmbedContents), not :predict
     prompt_tasks: bool = False  # tasks arrive as prompt prefixes ("task: … | query: …"), not as a field
     default_dim: int | None = None  # what a request that names no size gets (None: dim)
+    multivector_dim: int | None = None  # width of each row of a multi-vector answer (None: the model has none)
 
     def is_query(self, task: str | None) -> bool:
         """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""
@@ -67,7 +68,7 @@ MODELS: tuple[ModelSpec, ...] = (
               frozenset({"retrieval.query"}), range(1, 1025), max_inputs=2048),
     ModelSpec("jina", "jina-clip-v1", "jina-clip-v1", 768, _BOTH, max_inputs=2048),
     ModelSpec("jina", "jina-embeddings-v4", "jina-embeddings-v4", 2048, _BOTH, _JINA_V4_TASKS,
-              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512),
+              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512, multivector_dim=128),
     # A text-only model, as in the 2023 recordings; handy for checking that clients refuse images for it.
     ModelSpec("jina", "jina-embeddings-v2-base-en", "jina-embeddings-v2-base-en", 768, _TEXT,
               max_inputs=2048),
