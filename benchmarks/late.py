@@ -155,8 +155,8 @@ def sweep(corpus: SyntheticCorpus, truth: list[set[str]]) -> list[str]:
     exact = [index.scores(q) for q in corpus.queries]
     lines = ["| settings | floats per record | recall@10, 30 candidates | 50 | 100 | 200 |",
              "|---|---|---|---|---|---|"]
-    for settings in (MuveraSettings(k_sim=3, d_proj=16, repetitions=20), MuveraSettings(),
-                     MuveraSettings(k_sim=3, d_proj=None, repetitions=10), MuveraSettings(d_final=2048)):
+    for settings in (MuveraSettings(k_sim=3, d_proj=32, repetitions=20), MuveraSettings(),
+                     MuveraSettings(k_sim=2, d_proj=None, repetitions=10), MuveraSettings(d_final=2048)):
         scores = encode_queries(corpus.queries, settings) @ encode_documents(corpus.documents, settings).T
         cells = []
         for candidates in (30, 50, 100, 200):
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--noise", type=float, default=0.7)
-    parser.add_argument("--over-fetch", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--over-fetch", type=int, nargs="+", default=[10, 20])
     parser.add_argument("--per-token", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--sweep", action="store_true", help="also compare encoding settings (numpy only)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")

@@ -48,7 +48,10 @@ LATE_KEY = "mmembed:late"  # collection metadata: {"muvera": settings, "dim": wi
 STORE_SUFFIX = ".mmembed-mv"
 ROWS_KEY = "mmembed:multivector"  # in the sibling: base64 of the little-endian float32 rows
 # Candidates fetched per wanted result: the recall/latency trade-off (benchmarks/late.py measures it).
-OVER_FETCH = 10
+OVER_FETCH = 20
+# The index's search breadth: HNSW is approximate too, and its misses among the candidates cost recall.
+EF_SEARCH = 400
+EF_CONSTRUCTION = 200
 _WRITE_BYTES = 16 << 20  # encoded multi-vectors per write request: a server's request stays moderate
 
 
@@ -83,13 +86,16 @@ def create_late_collection(
         # chromadb 1.x: a configuration= without a function is stored as a "legacy" function config, which
         # warns on every read; the metadata form of the space stores none.
         collection = client.create_collection(
-            name, metadata={**meta, "hnsw:space": "ip"}, embedding_function=None, get_or_create=get_or_create
+            name,
+            metadata={**meta, "hnsw:space": "ip", "hnsw:search_ef": EF_SEARCH, "hnsw:construction_ef": EF_CONSTRUCTION},
+            embedding_function=None,
+            get_or_create=get_or_create,
         )
     else:
         collection = client.create_collection(
             name,
             metadata=meta,
-            configuration={"hnsw": {"space": "ip"}},
+            configuration={"hnsw": {"space": "ip", "ef_search": EF_SEARCH, "ef_construction": EF_CONSTRUCTION}},
             embedding_function=embedding_function,
             get_or_create=get_or_create,
         )
@@ -179,10 +185,11 @@ def add_late(
                          f"{len(metas)})")
     if not ids or len(set(ids)) != len(ids):
         raise ValueError("add_late needs at least one id, and ids must be unique within one call")
-    dim = late["dim"] or np.asarray(arrays[0]).shape[-1]
-    rows = [as_multivector(a, i, int(dim)) for i, a in enumerate(arrays)]
+    first = as_multivector(arrays[0], 0, late["dim"])
+    dim = int(first.shape[1])
+    rows = [first, *(as_multivector(a, i, dim) for i, a in enumerate(arrays[1:], start=1))]
     if late["dim"] is None:
-        _record_dim(collection, late, int(dim))
+        _record_dim(collection, late, dim)
     existing = set(collection.get(ids=ids, include=[])["ids"])
     keep = [i for i, id_ in enumerate(ids) if id_ not in existing]
     if not keep:

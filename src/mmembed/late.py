@@ -64,17 +64,18 @@ _CHUNK_POINTS = 8192  # points encoded at once: bounds the (points x repetitions
 
 @dataclass(frozen=True)
 class MuveraSettings:
-    """How documents and queries are encoded; the defaults reach recall@10 ≥ 0.95 with 10x over-fetch.
+    """How documents and queries are encoded; the defaults reach recall@10 ≥ 0.95 with 20x over-fetch.
 
     ``k_sim``: SimHash bits (``2**k_sim`` buckets per repetition); ``d_proj``: size of each bucket's block (None
     keeps the input dimension); ``repetitions``: independent repetitions concatenated; ``d_final``: optional
     Count-Sketch to this size; ``seed``: the randomness. More buckets and repetitions approximate MaxSim
-    better but make longer vectors: the defaults give ``20 * 8 * 32 = 5120`` floats per record, whatever the
-    multi-vectors' width (benchmarks/late.py measures recall against size and over-fetch).
+    better but make longer vectors; few buckets with wide blocks did best on our benchmark (fewer true matches
+    split by SimHash). The defaults give ``20 * 4 * 64 = 5120`` floats per record, whatever the multi-vectors'
+    width (benchmarks/late.py measures recall against size and over-fetch).
     """
 
-    k_sim: int = 3
-    d_proj: int | None = 32
+    k_sim: int = 2
+    d_proj: int | None = 64
     repetitions: int = 20
     d_final: int | None = None
     seed: int = 0
