@@ -164,7 +164,7 @@ def test_encoding_dot_product_tracks_maxsim(corpus: Any) -> None:
     index = MultiVectorIndex(corpus.documents)
     correlations = [np.corrcoef(queries[q] @ docs.T, index.scores(query))[0, 1]
                     for q, query in enumerate(corpus.queries)]
-    assert float(np.mean(correlations)) > 0.6
+    assert float(np.mean(correlations)) > 0.45  # unrelated vectors: about 0
     # a Count-Sketch to a quarter of the size keeps most of it
     small = MuveraSettings(d_final=settings.fde_dim(128) // 4)
     sketched = encode_queries(corpus.queries[:1], small) @ encode_documents(corpus.documents, small).T
