@@ -193,6 +193,8 @@ def test_query_late_finds_the_exact_top_10_with_exact_scores(tmp_path: Path, cor
     result = query_late(collection, query_multivectors=corpus.queries, n_results=10)
     assert recall_at_10(result, corpus) >= 0.95
     assert_exact(result, corpus)
+    # the encodings alone (10 candidates for 10 results) already find half of it; chance would find 2.5 %
+    assert recall_at_10(query_late(collection, query_multivectors=corpus.queries, over_fetch=1), corpus) > 0.3
     assert [m["n"] for m in result["metadatas"][0]] == [int(i[1:]) for i in result["ids"][0]]
     # where= filters the candidates
     odd = query_late(collection, query_multivectors=corpus.queries[:3], n_results=5, where={"half": 1})
