@@ -25,6 +25,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import QueryResult
+from chromadb.errors import ChromaError
 from numpy.typing import NDArray
 
 from .chroma import MODALITY_KEY, embedding_function_of
@@ -146,7 +147,7 @@ def _store(collection: Collection, late: Mapping[str, Any]) -> Collection:
     server = collection._client
     try:
         model = server.get_collection(late["store"], tenant=collection.tenant, database=collection.database)
-    except Exception as err:  # chromadb raises NotFoundError (a ValueError) or its HTTP twin
+    except (ChromaError, ValueError) as err:  # NotFoundError, locally or from a server
         raise ConfigurationError(
             f"the multi-vectors of collection {collection.name!r} should be in collection {late['store']!r}, "
             f"which cannot be opened ({err})"
@@ -325,13 +326,9 @@ def query_late(
     if isinstance(over_fetch, bool) or not isinstance(over_fetch, int) or over_fetch < 1:
         raise ValueError(f"over_fetch must be a positive integer, got {over_fetch!r}")
     queries = _queries(collection, late, query_texts, query_images, query_multivectors)
-    empty = LateQueryResult(ids=[[] for _ in queries], distances=[[] for _ in queries],
-                            metadatas=[[] for _ in queries], documents=[[] for _ in queries],
-                            uris=[[] for _ in queries], embeddings=None, data=None,
-                            included=["metadatas", "documents", "distances", "uris"],
-                            maxsim_scores=[[] for _ in queries])
+    result = _empty_result(len(queries))
     if late["dim"] is None or collection.count() == 0:
-        return empty
+        return result
     candidates = collection.query(
         query_embeddings=encode_queries(queries, late_settings(collection)),
         n_results=n_results * over_fetch,
@@ -341,8 +338,17 @@ def query_late(
     wanted = sorted({id_ for hits in candidates["ids"] for id_ in hits})
     rows = _read_rows(_store(collection, late), wanted, late["dim"])
     for q, query in enumerate(queries):
-        _rerank(empty, q, query, candidates, rows, n_results)
-    return empty
+        _rerank(result, q, query, candidates, rows, n_results)
+    return result
+
+
+def _empty_result(count: int) -> LateQueryResult:
+    def lists() -> list[list[Any]]:
+        return [[] for _ in range(count)]
+
+    return LateQueryResult(ids=lists(), distances=lists(), metadatas=lists(), documents=lists(), uris=lists(),
+                           embeddings=None, data=None, included=["metadatas", "documents", "distances", "uris"],
+                           maxsim_scores=lists())
 
 
 def _read_rows(store: Collection, ids: list[str], dim: int) -> dict[str, NDArray[np.float32]]:
