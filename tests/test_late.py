@@ -32,6 +32,7 @@ from mmembed.late import (
     MuveraSettings,
     _randomness,
     as_multivector,
+    document_norm_bound,
     encode_documents,
     encode_queries,
     exact_scores,
@@ -169,6 +170,17 @@ def test_encoding_dot_product_tracks_maxsim(corpus: Any) -> None:
     small = MuveraSettings(d_final=settings.fde_dim(128) // 4)
     sketched = encode_queries(corpus.queries[:1], small) @ encode_documents(corpus.documents, small).T
     assert np.corrcoef(sketched[0], queries[0] @ docs.T)[0, 1] > 0.6
+
+
+@pytest.mark.parametrize(
+    "settings", [MuveraSettings(), MuveraSettings(k_sim=3, d_proj=None, repetitions=4), MuveraSettings(d_final=700)]
+)
+def test_document_encodings_stay_within_the_norm_bound(settings: MuveraSettings, corpus: Any) -> None:
+    lengths = np.linalg.norm(encode_documents(corpus.documents[:100], settings), axis=1)
+    bound = document_norm_bound(settings, 128)
+    assert lengths.max() <= bound
+    single = np.linalg.norm(encode_documents([corpus.documents[0][:1]], settings))  # one row fills every bucket
+    assert single <= bound and lengths.max() > bound / 20  # a bound, and not a useless one
 
 
 def test_encoders_refuse_mixed_widths_and_a_bare_array() -> None:

@@ -1,7 +1,7 @@
 """Late interaction in Chroma: MUVERA encodings in the collection, multi-vectors beside it, exact MaxSim on top.
 
 Chroma stores one vector per record. A late collection stores each record's MUVERA document encoding
-(:mod:`mmembed.late`) as that vector, in an inner-product index, and keeps the record's multi-vector in a
+(:mod:`mmembed.late`) as that vector, and keeps the record's multi-vector in a
 **sibling collection** (``<name>.mmembed-mv``): one record per id, the float32 rows as base64 in a metadata value
 (lossless, so re-ranked scores are exact). Why there: it is Chroma itself, so it persists wherever the collection
 does — a local directory, a ``chroma run`` server, Chroma Cloud — and is read back by a reopen in any process
@@ -12,6 +12,12 @@ settings and seed, the multi-vector width and the sibling's name live in the col
 
 A query is encoded the same way, the collection returns ``over_fetch * n_results`` candidates by inner product,
 their multi-vectors come from the sibling in one ``get``, and exact MaxSim orders them.
+
+HNSW searches an inner-product space poorly (it is not a metric: encodings' lengths differ), so the index is an
+L2 one over encodings with one more coordinate: ``sqrt(M^2 - |x|^2)`` for a document (``M`` bounds every
+document's length, :func:`~mmembed.late.document_norm_bound`), 0 for a query. Then
+``|q - x|^2 = M^2 + |q|^2 - 2<q, x>``: the nearest records are exactly those of largest inner product, and the
+graph is built on true distances.
 """
 
 from __future__ import annotations
@@ -32,7 +38,14 @@ from .chroma import MODALITY_KEY, embedding_function_of
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
 from .inputs import DocumentItem, TextItem, to_item
-from .late import MultiVectorIndex, MuveraSettings, as_multivector, encode_documents, encode_queries
+from .late import (
+    MultiVectorIndex,
+    MuveraSettings,
+    as_multivector,
+    document_norm_bound,
+    encode_documents,
+    encode_queries,
+)
 
 __all__ = [
     "LATE_KEY",
@@ -88,7 +101,7 @@ def create_late_collection(
         # warns on every read; the metadata form of the space stores none.
         collection = client.create_collection(
             name,
-            metadata={**meta, "hnsw:space": "ip", "hnsw:search_ef": EF_SEARCH, "hnsw:construction_ef": EF_CONSTRUCTION},
+            metadata={**meta, "hnsw:space": "l2", "hnsw:search_ef": EF_SEARCH, "hnsw:construction_ef": EF_CONSTRUCTION},
             embedding_function=None,
             get_or_create=get_or_create,
         )
@@ -96,7 +109,7 @@ def create_late_collection(
         collection = client.create_collection(
             name,
             metadata=meta,
-            configuration={"hnsw": {"space": "ip", "ef_search": EF_SEARCH, "ef_construction": EF_CONSTRUCTION}},
+            configuration={"hnsw": {"space": "l2", "ef_search": EF_SEARCH, "ef_construction": EF_CONSTRUCTION}},
             embedding_function=embedding_function,
             get_or_create=get_or_create,
         )
@@ -131,8 +144,8 @@ def _late(collection: Collection) -> dict[str, Any]:
     if not isinstance(late, dict) or not isinstance(late.get("store"), str) or "muvera" not in late:
         raise ConfigurationError(f"collection {collection.name!r}: {LATE_KEY!r} is damaged: {raw[:200]!r}")
     space = (collection.configuration.get("hnsw") or {}).get("space")
-    if space is not None and space != "ip":
-        raise ConfigurationError(f"collection {collection.name!r} uses the {space!r} space; late needs 'ip'")
+    if space is not None and space != "l2":
+        raise ConfigurationError(f"collection {collection.name!r} uses the {space!r} space; late needs 'l2'")
     return late
 
 
@@ -195,7 +208,8 @@ def add_late(
     keep = [i for i, id_ in enumerate(ids) if id_ not in existing]
     if not keep:
         return
-    encoded = encode_documents([rows[i] for i in keep], late_settings(collection))
+    settings = late_settings(collection)
+    encoded = _lift(encode_documents([rows[i] for i in keep], settings), document_norm_bound(settings, dim))
     _write_rows(_store(collection, late), [ids[i] for i in keep], [rows[i] for i in keep])
     for start, stop in _spans(len(keep), collection._client.get_max_batch_size()):
         part = keep[start:stop]
@@ -206,6 +220,15 @@ def add_late(
             metadatas=[cast("dict[str, Any]", dict(metas[i] or {})) or None for i in part],  # type: ignore[misc]
             documents=cast("list[str]", chosen) if chosen and any(d is not None for d in chosen) else None,
         )
+
+
+def _lift(encoded: NDArray[np.float32], bound: float | None) -> NDArray[np.float32]:
+    """Encodings with the extra coordinate that makes L2 order them by inner product (None: a query's 0)."""
+    extra = np.zeros(len(encoded))
+    if bound is not None:
+        squared = np.square(encoded.astype(np.float64)).sum(axis=1)
+        extra = np.sqrt(np.maximum(bound * bound - squared, 0.0))
+    return np.hstack([encoded, extra[:, None].astype(np.float32)])
 
 
 def _spans(count: int, size: int) -> list[tuple[int, int]]:
@@ -330,7 +353,7 @@ def query_late(
     if late["dim"] is None or collection.count() == 0:
         return result
     candidates = collection.query(
-        query_embeddings=encode_queries(queries, late_settings(collection)),
+        query_embeddings=_lift(encode_queries(queries, late_settings(collection)), None),
         n_results=n_results * over_fetch,
         where=dict(where) if where else None,
         include=["metadatas", "documents", "uris"],

@@ -47,6 +47,7 @@ __all__ = [
     "MultiVectorIndex",
     "MuveraSettings",
     "as_multivector",
+    "document_norm_bound",
     "encode_documents",
     "encode_queries",
     "exact_scores",
@@ -256,6 +257,26 @@ def _randomness(settings: MuveraSettings, dim: int) -> _Randomness:
         final_bucket = (_uniform(stream.random_raw(total)) * settings.d_final).astype(np.intp)
         final_sign = (stream.random_raw(total) >> np.uint64(63)).astype(np.float64) * 2.0 - 1.0
     return _Randomness(simhash, projection, final_bucket, final_sign)
+
+
+@lru_cache(maxsize=16)
+def document_norm_bound(settings: MuveraSettings, dim: int) -> float:
+    """An upper bound on the length of any document encoding of unit-row multi-vectors of width ``dim``.
+
+    Each block is an average of (or one) projected unit rows, so its length is at most the projection's largest
+    singular value (1 for the identity); a Count-Sketch multiplies squared lengths by at most its fullest
+    bucket's size. An index can then turn inner products into distances (see :mod:`mmembed.chroma`).
+    """
+    rand = _randomness(settings, dim)
+    if rand.projection is None:
+        squared = float(settings.repetitions)
+    else:
+        blocks = np.split(rand.projection, settings.repetitions, axis=1)
+        squared = sum(float(np.linalg.norm(block, 2)) ** 2 for block in blocks)
+    squared *= settings.buckets
+    if rand.final_bucket is not None:
+        squared *= float(np.bincount(rand.final_bucket).max())
+    return float(np.sqrt(squared))
 
 
 @lru_cache(maxsize=8)
