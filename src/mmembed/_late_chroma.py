@@ -64,7 +64,7 @@ ROWS_KEY = "mmembed:multivector"  # in the sibling: base64 of the little-endian 
 # Candidates fetched per wanted result: the recall/latency trade-off (benchmarks/late.py measures it).
 OVER_FETCH = 20
 # The index's search breadth: HNSW is approximate too, and its misses among the candidates cost recall.
-EF_SEARCH = 400
+EF_SEARCH = 1000
 EF_CONSTRUCTION = 200
 _WRITE_BYTES = 16 << 20  # encoded multi-vectors per write request: a server's request stays moderate
 
