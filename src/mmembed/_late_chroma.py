@@ -62,7 +62,7 @@ LATE_KEY = "mmembed:late"  # collection metadata: {"muvera": settings, "dim": wi
 STORE_SUFFIX = ".mmembed-mv"
 ROWS_KEY = "mmembed:multivector"  # in the sibling: base64 of the little-endian float32 rows
 # Candidates fetched per wanted result: the recall/latency trade-off (benchmarks/late.py measures it).
-OVER_FETCH = 20
+OVER_FETCH = 40
 # The index's search breadth: HNSW is approximate too, and its misses among the candidates cost recall.
 EF_SEARCH = 1000
 EF_CONSTRUCTION = 200

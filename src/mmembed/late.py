@@ -65,7 +65,7 @@ _CHUNK_POINTS = 8192  # points encoded at once: bounds the (points x repetitions
 
 @dataclass(frozen=True)
 class MuveraSettings:
-    """How documents and queries are encoded; the defaults reach recall@10 ≥ 0.95 with 20x over-fetch.
+    """How documents and queries are encoded (with 40x over-fetch: recall@10 ≥ 0.95 on benchmarks/late.py).
 
     ``k_sim``: SimHash bits (``2**k_sim`` buckets per repetition); ``d_proj``: size of each bucket's block (None
     keeps the input dimension); ``repetitions``: independent repetitions concatenated; ``d_final``: optional
