@@ -179,7 +179,8 @@ def render(corpus: SyntheticCorpus, rows: list[Row], sweep_lines: list[str], arg
         BEGIN,
         "## Late interaction: `query_late` against one record per patch (benchmarks/late.py)",
         "",
-        f"`.venv/bin/python benchmarks/late.py --documents {args.documents} --queries {args.queries}` on "
+        f"`.venv/bin/python benchmarks/late.py --documents {args.documents} --queries {args.queries} --over-fetch "
+        f"{' '.join(map(str, args.over_fetch))}` on "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; {seconds / 60:.1f} min in all, on 2 shared cores "
         "(compare within the table, not across runs). Corpus: "
         f"{len(corpus.documents):,} documents, {patches:,} 128-d rows ({patches / len(corpus.documents):.0f} per "
