@@ -1,6 +1,6 @@
 """Late interaction: exact MaxSim, and MUVERA fixed-dimensional encodings that shortlist for it (numpy only).
 
-A multi-vector embedding is one unit vector per query token or page patch (ColPali, ColQwen, Jina v4's
+A multi-vector embedding is one unit vector per query token or page patch (ColPali, ColQwen, or an API's
 ``return_multivector``). Documents are scored by **MaxSim** (ColBERT's late interaction, Chamfer similarity):
 ``maxsim(Q, D) = sum over query rows q of max over document rows d of <q, d>``.
 
