@@ -202,7 +202,7 @@ def test_query_late_finds_the_exact_top_10_with_exact_scores(tmp_path: Path, cor
     collection = create_late_collection(client, "pages", MuveraSettings(seed=4))
     fill(collection, corpus)
     assert json.loads(collection.metadata[LATE_KEY])["dim"] == 128
-    # 200 candidates of 400 documents (the default 40 x would take them all)
+    # 200 candidates of 400 documents (the default 40 x would ask for them all)
     result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     assert recall_at_10(result, corpus) >= 0.95
     assert_exact(result, corpus)
@@ -227,7 +227,7 @@ REOPEN = textwrap.dedent(
     queries = [data[f"q{i}"] for i in range(len(data.files))]
     client = chromadb.PersistentClient(sys.argv[1]) if not sys.argv[1].startswith("http") else chromadb.HttpClient(
         host=sys.argv[1].split(":")[1][2:], port=int(sys.argv[1].split(":")[2]))
-    result = query_late(client.get_collection("pages"), query_multivectors=queries, n_results=10)
+    result = query_late(client.get_collection("pages"), query_multivectors=queries, n_results=10, over_fetch=20)
     print(json.dumps({"ids": result["ids"], "scores": result["maxsim_scores"]}))
     """
 )
@@ -250,7 +250,7 @@ def test_reopened_in_a_new_process_gives_the_same_answers(tmp_path: Path, corpus
     client = chromadb.PersistentClient(str(tmp_path / "db"))
     collection = create_late_collection(client, "pages", MuveraSettings(seed=21))
     fill(collection, corpus)
-    here = query_late(collection, query_multivectors=corpus.queries, n_results=10)
+    here = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     there = reopened(str(tmp_path / "db"), corpus, tmp_path)
     assert there["ids"] == here["ids"]
     assert there["scores"] == here["maxsim_scores"]
@@ -263,7 +263,7 @@ def test_on_a_chroma_server(chroma_server: ChromaServer, tmp_path: Path, corpus:
     result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     assert recall_at_10(result, corpus) >= 0.95
     assert_exact(result, corpus)
-    result = query_late(collection, query_multivectors=corpus.queries, n_results=10)
+    result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     there = reopened(chroma_server.url, corpus, tmp_path)
     assert there["ids"] == result["ids"] and there["scores"] == result["maxsim_scores"]
     delete_late_collection(client, "pages")
