@@ -70,7 +70,7 @@ class EmbeddingCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._finalizer: weakref.finalize[[], None] | None = None
+        self._finalizer: weakref.finalize[[], EmbeddingCache] | None = None
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(SCHEMA)
