@@ -15,9 +15,9 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "tools"))
-from lock import find_python
+from lock import claimed_pythons, find_python
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PYTHONS = claimed_pythons()  # the classifiers in pyproject.toml
 THIS = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python `make test` runs on
 OTHERS = [version for version in PYTHONS if version != THIS]
 

@@ -1,9 +1,10 @@
 """Write, or check, the versions the test and dev environments install (``constraints/py3.X.txt``).
 
-``python tools/lock.py write 3.10 3.11 ...``: for each Python (found by :func:`find_python`), a fresh temporary
-venv, ``pip install -e '.[all,dev]'`` with no constraints (the newest versions pyproject.toml allows that day),
-then ``pip freeze --exclude-editable`` into ``constraints/py3.X.txt``. One file per Python, because the newest
-release a Python can install differs (numpy 2.3 needs 3.11, say). ``make lock`` runs this for every Python we test.
+``python tools/lock.py write [3.10 ...]``: for each Python (by default every one pyproject.toml's classifiers
+claim, found by :func:`find_python`), a fresh temporary venv, ``pip install -e '.[all,dev]'`` with no constraints
+(the newest versions pyproject.toml allows that day), then ``pip freeze --exclude-editable`` into
+``constraints/py3.X.txt``. One file per Python, because the newest release a Python can install differs (numpy
+2.5 needs 3.12, say). ``make lock`` runs it.
 
 ``python tools/lock.py check CONSTRAINTS``, run by a venv's own python, fails and names the packages when what
 the venv has installed differs from the file (a dependency added to pyproject.toml without ``make lock``).
@@ -27,6 +28,12 @@ HEADER = """\
 # `pip install -e '{extras}'` with no constraints, then `pip freeze --exclude-editable`).
 """
 DESCRIBE = "import platform, sys; print('%d.%d' % sys.version_info[:2], platform.system(), platform.machine())"
+
+
+def claimed_pythons() -> list[str]:
+    """The Python versions pyproject.toml's classifiers claim ("3.10", ...): the ones we pin and test."""
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.findall(r'"Programming Language :: Python :: (3\.\d+)"', text)
 
 
 def find_python(version: str) -> str:
@@ -90,8 +97,8 @@ def check(constraints: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) >= 2 and argv[0] == "write":
-        for version in argv[1:]:
+    if argv[:1] == ["write"]:
+        for version in argv[1:] or claimed_pythons():
             python = find_python(version)
             print(f"locked {python} -> {write(python).relative_to(ROOT)}", flush=True)
         return 0
