@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -39,7 +40,8 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
     for var in (
         "NOMIC_API_KEY", "JINA_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT",
-        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY",
+        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY", "MMEMBED_TRUSTED_HOSTS",
+        "MMEMBED_TRUSTED_KEY_VARS",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -84,6 +86,12 @@ def embedder_for(mmembed_emulator: Emulator) -> Iterator[Callable[..., Embedder]
     yield factory
     for embedder in made:
         embedder.close()
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL: the form ``MMEMBED_TRUSTED_HOSTS`` takes (the emulator is not trusted by default)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -40,6 +40,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from . import _trust
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
@@ -106,6 +107,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
             base_url=options.get("base_url"),
             api_key_env_var=provider.api_key_env_var,
         )
+        _trust.remember(self.provider, config)  # the user's own: Chroma may rebuild it from this config
         self._setup(config, embedder)
 
     @classmethod
@@ -150,6 +152,13 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
         Chroma rebuilds the function of a reopened collection on every embedding call, so rebuilt functions
         with one config share one :class:`~mmembed.Embedder` (one connection pool, one rate limiter).
+
+        A stored config is not the user's: on first use, before any connection, a rebuilt function refuses a
+        host its provider does not declare and ``MMEMBED_TRUSTED_HOSTS`` does not list, and a key variable that
+        is neither the provider's nor in ``MMEMBED_TRUSTED_KEY_VARS`` (:class:`~mmembed.ConfigurationError`;
+        see :mod:`mmembed._trust`). Chroma calls this method whenever it reads a collection's configuration or
+        schema (listing, upserting ready-made vectors, ``modify``), so building never refuses: only embedding
+        does, and a collection opened with ``embedding_function=`` of your own never uses the stored one.
         """
         cls.validate_config(config)
         ef = cls.__new__(cls)
@@ -200,7 +209,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
         """The :class:`~mmembed.Embedder` behind this function (made on first use for rebuilt functions)."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = _shared_embedder(self.provider, self._config)
+                self._embedder = _shared_embedder(self.provider, self._config, self.name())
             return self._embedder
 
     def close(self) -> None:
@@ -240,15 +249,31 @@ _shared: dict[tuple[str, str, str], Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_embedder(provider: str, config: Mapping[str, Any]) -> Embedder:
-    """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call."""
+def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Embedder:
+    """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call.
+
+    A config from the store (not one a function made in code here wrote) is checked first (the key variable,
+    the base URL), and so is the host the provider derives from it (a stored Vertex ``location`` names a host
+    too), before any request.
+    """
+    declared = PROVIDERS[provider]
+    stored = not _trust.written_here(provider, config)
+    if stored:
+        _trust.check_stored_config(declared, config, what)
     key_value = os.environ.get(str(config["api_key_env_var"]), "")
     fingerprint = hashlib.sha256(key_value.encode()).hexdigest()  # a rotated key gets a new client
     key = (provider, json.dumps(dict(config), sort_keys=True), fingerprint)
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
-            embedder = _shared[key] = Embedder(provider, **config)
+            embedder = Embedder(provider, **config)
+            try:
+                if stored:
+                    _trust.check_host(declared, embedder.provider.base_url, what)
+            except ConfigurationError:
+                embedder.close()
+                raise
+            _shared[key] = embedder
         return embedder
 
 

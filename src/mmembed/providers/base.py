@@ -100,6 +100,9 @@ class Provider(ABC):
     model_keys: ClassVar[tuple[str, ...]] = ("model",)  # persisted in a Chroma config; frozen once stored
     extra_keys: ClassVar[tuple[str, ...]] = ()  # other persisted options (instance attributes of the same name)
     default_base_url: ClassVar[str]
+    # Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
+    # may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
+    official_hosts: ClassVar[tuple[str, ...]] = ()
     image_formats: ClassVar[frozenset[str]]  # upload formats the API accepts
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
     accepts_gcs: ClassVar[bool] = False

@@ -46,6 +46,7 @@ class JinaProvider(Provider):
     title: ClassVar[str] = "Jina"
     env_var: ClassVar[str] = "JINA_API_KEY"
     default_base_url: ClassVar[str] = "https://api.jina.ai"
+    official_hosts: ClassVar[tuple[str, ...]] = ("api.jina.ai",)
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 5  # the free tier allows 5 concurrent requests

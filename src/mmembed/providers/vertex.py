@@ -74,6 +74,9 @@ class VertexProvider(Provider):
     extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location", "query_template", "document_template")
     env_var: ClassVar[str] = "GOOGLE_API_KEY"
     default_base_url: ClassVar[str] = "https://{location}-aiplatform.googleapis.com"
+    official_hosts: ClassVar[tuple[str, ...]] = (
+        "aiplatform.googleapis.com", "*-aiplatform.googleapis.com", "aiplatform.*.rep.googleapis.com"
+    )
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     accepts_gcs: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 4
