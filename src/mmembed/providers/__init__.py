@@ -22,9 +22,13 @@ from .base import Hosting, ModelFamily, ModelInfo, Provider, ProviderOptions, Re
 if TYPE_CHECKING:
     from .cohere import CohereProvider
     from .gemini import GeminiProvider
+    from .infinity import InfinityProvider
     from .jina import JinaProvider
+    from .nim import NimProvider
     from .nomic import NomicProvider
+    from .tei import TeiProvider
     from .vertex import VertexProvider
+    from .vllm import VllmProvider
     from .voyage import VoyageProvider
 
 __all__ = [
@@ -33,17 +37,21 @@ __all__ = [
     "CohereProvider",
     "GeminiProvider",
     "Hosting",
+    "InfinityProvider",
     "JinaProvider",
     "ModelFamily",
     "ModelInfo",
+    "NimProvider",
     "NomicProvider",
     "PluginWarning",
     "Provider",
     "ProviderOptions",
     "Ready",
     "Task",
+    "TeiProvider",
     "TextTooLongWarning",
     "VertexProvider",
+    "VllmProvider",
     "VoyageProvider",
 ]
 
@@ -57,6 +65,10 @@ BUILTINS: dict[str, str] = {
     "gemini": "mmembed.providers.gemini:GeminiProvider",
     "voyage": "mmembed.providers.voyage:VoyageProvider",
     "cohere": "mmembed.providers.cohere:CohereProvider",
+    "vllm": "mmembed.providers.vllm:VllmProvider",
+    "infinity": "mmembed.providers.infinity:InfinityProvider",
+    "nim": "mmembed.providers.nim:NimProvider",
+    "tei": "mmembed.providers.tei:TeiProvider",
 }
 
 
