@@ -50,6 +50,7 @@ class GeminiProvider(Provider):
     model_keys: ClassVar[tuple[str, ...]] = ("model",)
     extra_keys: ClassVar[tuple[str, ...]] = ("query_template", "document_template")
     default_base_url: ClassVar[str] = "https://generativelanguage.googleapis.com"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.gemini:GeminiApi",)
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = 100  # the free tier's limit; a batch is one request

@@ -45,6 +45,7 @@ class NomicProvider(Provider):
     model_keys: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
     env_var: ClassVar[str] = "NOMIC_API_KEY"
     default_base_url: ClassVar[str] = "https://api-atlas.nomic.ai"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.nomic:NomicText", "mmembed.testing.nomic:NomicImage")
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 8

@@ -24,7 +24,7 @@ import pathlib
 import re
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -70,6 +70,9 @@ class VertexProvider(Provider):
     extra_keys: ClassVar[tuple[str, ...]] = ("project_id", "location", "query_template", "document_template")
     env_var: ClassVar[str] = "GOOGLE_API_KEY"
     default_base_url: ClassVar[str] = "https://{location}-aiplatform.googleapis.com"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.vertex:Vertex", "mmembed.testing.vertex:VertexGemini")
+    config_env_vars: ClassVar[tuple[str, ...]] = ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION")
+    test_options: ClassVar[Mapping[str, Any]] = {"project_id": "test-project"}
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     accepts_gcs: ClassVar[bool] = True
     default_concurrency: ClassVar[int] = 4
@@ -109,7 +112,7 @@ class VertexProvider(Provider):
         default_location = "global" if self.embed_content else "us-central1"
         self.location = location or os.environ.get("GOOGLE_CLOUD_LOCATION") or default_location
         if options.base_url is None:
-            options = replace(options, base_url=f"https://{_host(self.location)}")
+            options = replace(options, base_url=f"https://{location_host(self.location)}")
         if self.embed_content:
             options = replace(
                 options,
@@ -436,7 +439,7 @@ def _mean(vectors: Sequence[np.ndarray], weights: tuple[float, ...] | None, name
     return normalise(total.astype(np.float32), name)
 
 
-def _host(location: str) -> str:
+def location_host(location: str) -> str:
     """Vertex's host for ``location``: global, a multi-region (``us``, ``eu``) or a region."""
     if location == "global":
         return "aiplatform.googleapis.com"

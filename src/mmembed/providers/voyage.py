@@ -75,6 +75,7 @@ class VoyageProvider(Provider):
     env_var: ClassVar[str] = "VOYAGE_API_KEY"
     option_names: ClassVar[tuple[str, ...]] = ("model", "truncation")
     default_base_url: ClassVar[str] = "https://api.voyageai.com"
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.voyage:Voyage",)
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
     server_fetches_urls: ClassVar[bool] = True
     # One input holds any mix of text, image (and, on 3.5, video) segments and gives one vector: interleaved.
