@@ -98,7 +98,7 @@ def make_embedder(provider: str, emulator: Emulator, **options: Any) -> Embedder
     for key, value in REGISTRY[provider].test_options.items():
         options.setdefault(key, value)
     options.setdefault("max_retries", 2)
-    return Embedder(provider, base_url=emulator.url, api_key=CANARY_KEY, **options)
+    return Embedder(provider, base_url=emulator.url_for(provider), api_key=CANARY_KEY, **options)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ Started with ``--url-prefix /v1``, its routes move under ``/v1``: put that in ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,6 +82,7 @@ class InfinityProvider(SelfHostedProvider):
     families = (InfinityEmbeddings,)
     default_model: ClassVar[str] = ""  # the served one
     emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.infinity:Infinity",)
+    test_options: ClassVar[Mapping[str, Any]] = {"model": "openai/clip-vit-base-patch32"}  # the emulator's model
     strips_v1: ClassVar[bool] = False  # its paths have no /v1 of their own: a /v1 in base_url is its url prefix
 
     def ask_server(self) -> Served:

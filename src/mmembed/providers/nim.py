@@ -13,7 +13,7 @@ many models, so there the model is the one named (default ``nvidia/llama-nemotro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -127,6 +127,7 @@ class NimProvider(SelfHostedProvider):
     families = (NimEmbeddings,)
     default_model: ClassVar[str] = ""  # a container's served model; the catalog's default is HOSTED_MODEL
     emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.nim:Nim",)
+    test_options: ClassVar[Mapping[str, Any]] = {"model": HOSTED_MODEL}  # the emulator serves it too
 
     def __init__(self, options: ProviderOptions, **settings: Any) -> None:
         super().__init__(options, **settings)

@@ -12,7 +12,7 @@ providers that embed it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -85,6 +85,7 @@ class TeiProvider(SelfHostedProvider):
     families = (TeiEmbeddings,)
     default_model: ClassVar[str] = ""  # the served one
     emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.tei:Tei",)
+    test_options: ClassVar[Mapping[str, Any]] = {"model": "BAAI/bge-small-en-v1.5"}  # the emulator's model
     strips_v1: ClassVar[bool] = True  # /embed and /info are at the root, so a /v1 in base_url is the habit
 
     def url(self, path: str) -> str:

@@ -19,7 +19,7 @@ Bearer key. Errors come as ``{"error": {...}}`` or, from older releases, flat ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -160,6 +160,7 @@ class VllmProvider(SelfHostedProvider):
     families = (VllmEmbeddings,)
     default_model: ClassVar[str] = ""  # the served one
     emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.vllm:Vllm",)
+    test_options: ClassVar[Mapping[str, Any]] = {"model": "openai/clip-vit-base-patch32"}  # the emulator's model
 
     def ask_server(self) -> Served:
         return Served(ids(served_models(self.get("/v1/models"), self.name)))

@@ -106,6 +106,12 @@ class ServerEndpoint(Endpoint):
     models: ClassVar[tuple[ModelSpec, ...]] = ()
     busy_status: ClassVar[int] = 503  # what the server answers when its queue is full
     busy_message: ClassVar[str] = "The server is overloaded"
+    methods: ClassVar[tuple[str, ...]] = ("GET", "POST")  # GET: its discovery route
+    #: The routes of a self-hosted server would collide with hosted APIs' (``/v1/embeddings``): it is served
+    #: under ``/<provider>`` (clients take ``Emulator.url_for(provider)``), as behind a gateway.
+    routes: ClassVar[tuple[str, ...]] = ()
+    #: Where the real server listens by default (what a recorded cassette names in place of the emulator).
+    default_host: ClassVar[str] = "http://localhost:8000"
 
     def __init__(
         self,
@@ -123,6 +129,21 @@ class ServerEndpoint(Endpoint):
         self.capacity = capacity if isinstance(capacity, Capacity) or capacity is None else Capacity(
             capacity, queue=queue
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.prefix = f"/{cls.provider}"
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(f"{self.prefix}/") and path[len(self.prefix):] in self.routes
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        """Its own keyword options and those every emulated server takes (``Emulator(vllm_capacity=200)``)."""
+        return tuple(dict.fromkeys((*super().options(), "model", "api_key", "capacity", "queue")))
+
+    def real_host(self, path: str) -> str | None:
+        return self.default_host
 
     # -- what every server does first -------------------------------------------------------------------
     def check_key(self, req: Incoming, settings: Settings) -> None:

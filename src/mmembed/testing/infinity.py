@@ -30,10 +30,10 @@ class Infinity(ServerEndpoint):
 
     provider: ClassVar[str] = "infinity"
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
+    # Under /v1 too: a server started with --url-prefix /v1.
+    routes: ClassVar[tuple[str, ...]] = ("/embeddings", "/models", "/v1/embeddings", "/v1/models")
     busy_status: ClassVar[int] = 429
-
-    def matches(self, path: str) -> bool:
-        return path in ("/embeddings", "/models", "/v1/embeddings", "/v1/models")  # /v1: --url-prefix /v1
+    default_host: ClassVar[str] = "http://localhost:7997"
 
     @property
     def busy_message(self) -> str:  # type: ignore[override]

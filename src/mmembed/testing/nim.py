@@ -30,10 +30,8 @@ class Nim(ServerEndpoint):
 
     provider: ClassVar[str] = "nim"
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
+    routes: ClassVar[tuple[str, ...]] = ("/v1/embeddings", "/v1/models")
     busy_status: ClassVar[int] = 503
-
-    def matches(self, path: str) -> bool:
-        return path in ("/v1/embeddings", "/v1/models")
 
     def error(self, err: ApiError, request_id: str) -> Reply:
         if err.status == 422 and err.loc:
@@ -56,12 +54,12 @@ class Nim(ServerEndpoint):
         if len(inputs) > self.spec.max_inputs:
             raise ApiError(400, f"batch size {len(inputs)} exceeds the model's maximum of {self.spec.max_inputs}")
         input_type = body.get("input_type")
-        if input_type is None and self.spec.tasks:
-            raise ApiError(400, "'input_type' parameter is required for asymmetric models")
         if input_type is not None and input_type not in ("query", "passage"):
             raise ApiError(400, "'input_type' must be 'query' or 'passage'")
         modalities = self._modalities(body.get("modality"), len(inputs))
         parts = [self._parts(value, modalities[i], i) for i, value in enumerate(inputs)]
+        if input_type is None and self.spec.tasks and all(k == "text" for p in parts for k, _ in p):
+            raise ApiError(400, "'input_type' parameter is required for asymmetric models")
         if input_type == "query" and any(k != "text" for p in parts for k, _ in p):
             raise ApiError(400, "image inputs take input_type 'passage' or none")
         query = input_type == "query"

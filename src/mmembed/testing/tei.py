@@ -23,15 +23,14 @@ class Tei(ServerEndpoint):
 
     provider: ClassVar[str] = "tei"
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
+    routes: ClassVar[tuple[str, ...]] = ("/embed", "/info")
     busy_status: ClassVar[int] = 429
     busy_message: ClassVar[str] = "Model is overloaded"
+    default_host: ClassVar[str] = "http://localhost:8080"
 
     def __init__(self, *, max_client_batch_size: int = 32, **options: Any) -> None:
         super().__init__(**options)
         self.max_client_batch_size = max_client_batch_size
-
-    def matches(self, path: str) -> bool:
-        return path in ("/embed", "/info")
 
     def error(self, err: ApiError, request_id: str) -> Reply:
         if err.status == 401:

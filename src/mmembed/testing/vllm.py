@@ -30,15 +30,13 @@ class Vllm(ServerEndpoint):
 
     provider: ClassVar[str] = "vllm"
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
+    routes: ClassVar[tuple[str, ...]] = ("/v1/embeddings", "/v1/models")
     busy_status: ClassVar[int] = 503
 
     def __init__(self, *, batched_chat: bool = False, flat_errors: bool = False, **options: Any) -> None:
         super().__init__(**options)
         self.batched_chat = batched_chat
         self.flat_errors = flat_errors
-
-    def matches(self, path: str) -> bool:
-        return path in ("/v1/embeddings", "/v1/models")
 
     def error(self, err: ApiError, request_id: str) -> Reply:
         if err.status == 401:
