@@ -2,14 +2,15 @@
 
 A real self-hosted server is one GPU: it embeds a fixed number of items a second, queues what it cannot start
 yet, and refuses beyond its queue (vLLM and NIM with 503, Infinity and TEI with 429, none with ``Retry-After``).
-:class:`Capacity` emulates exactly that: items are served one after another at ``items_per_second``; a request
-is answered when its last item is done; one that would find more than ``queue`` items waiting ahead of it is
-refused at once. Its counters (items served, the span from the first start to the last finish) give the
-throughput the server achieved, by its own clock: what a benchmark or a test of a client's adaptivity reads.
+:class:`Capacity` emulates exactly that: requests are served one after another, each taking its items divided by
+``items_per_second``, and answered when done; a request that would find ``queue`` requests already waiting to
+start is refused at once (vLLM's ``--max-num-queued-reqs`` counts requests too). Its counters (items served, the
+span from the first start to the last finish) give the throughput the server achieved, by its own clock: what a
+benchmark or a test of a client's adaptivity reads.
 
->>> cap = Capacity(100, queue=10)
+>>> cap = Capacity(100, queue=1)
 >>> cap.admit(5, now=0.0), cap.admit(10, now=0.0), cap.admit(1, now=0.0)
-(0.05, None, 0.060000000000000005)
+(0.05, 0.15000000000000002, None)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -57,13 +59,14 @@ class CapacityStats:
 
 
 class Capacity:
-    """A server that embeds ``items_per_second`` items, one after another, and holds at most ``queue`` waiting."""
+    """A server that embeds ``items_per_second`` items, one request after another, with ``queue`` requests waiting."""
 
-    def __init__(self, items_per_second: float, *, queue: int = 64) -> None:
+    def __init__(self, items_per_second: float, *, queue: int = 16) -> None:
         if items_per_second <= 0 or queue < 0:
             raise ValueError("items_per_second must be > 0 and queue >= 0")
         self.items_per_second = float(items_per_second)
         self.queue = queue
+        self._starts: deque[float] = deque()  # start times of admitted requests, in order
         self._busy_until = 0.0
         self._served = 0
         self._refused = 0
@@ -78,11 +81,14 @@ class Capacity:
         """Seconds until a request of ``items`` is done (it is queued), or None when the queue is full."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            waiting = max(0.0, self._busy_until - now) * self.items_per_second
-            if waiting > 1e-9 and waiting + items > self.queue:
+            while self._starts and self._starts[0] <= now:
+                self._starts.popleft()  # started: no longer waiting
+            start = max(now, self._busy_until)
+            if start > now and len(self._starts) >= self.queue:
                 self._refused += 1
                 return None
-            start = max(now, self._busy_until)
+            if start > now:
+                self._starts.append(start)
             self._busy_until = start + items / self.items_per_second
             self._served += items
             self._first = start if self._first is None else min(self._first, start)
@@ -119,7 +125,7 @@ class ServerEndpoint(Endpoint):
         model: str | None = None,
         api_key: str | None = None,
         capacity: float | Capacity | None = None,
-        queue: int = 64,
+        queue: int = 16,
     ) -> None:
         names = [spec.name for spec in self.models]
         if model is not None and model not in names:
