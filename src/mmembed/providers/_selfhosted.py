@@ -34,7 +34,8 @@ import requests
 
 from .._adaptive import AdaptiveLimiter
 from ..errors import AuthenticationError, ConfigurationError, InvalidResponseError, ProviderError
-from ..inputs import Item
+from ..images import ImageSpec
+from ..inputs import InterleavedItem, Item
 from ..options import Doc, ModelOptions
 from ..transport import Transport
 from ._family import ModelFamily
@@ -272,9 +273,17 @@ class SelfHostedProvider(Provider):
         self.discover()
         return self.family.native_kinds()
 
+    def takes_interleaved(self, item: InterleavedItem) -> bool:
+        self.discover()
+        return self.family.takes_interleaved(item)
+
     def model_for(self, item: Item) -> str:
         self.discover()
         return self.family.model_for(item)
+
+    def image_spec(self) -> ImageSpec:
+        self.discover()
+        return self.family.image_spec()
 
     def cap(self, route: str) -> int:
         self.discover()
