@@ -45,7 +45,7 @@ def test_texts_and_images_give_one_unit_row_each_in_input_order() -> None:
     assert min(shrunk.size) == 224  # CLIP's input side, not the 640x480 original
 
 
-def test_the_served_model_is_discovered_once_and_a_different_one_is_refused_naming_both() -> None:
+def test_the_served_model_is_discovered_once_when_none_is_named() -> None:
     with Emulator() as emu:
         url = emu.url_for("vllm")
         embedder = Embedder("vllm", base_url=url)
@@ -56,9 +56,11 @@ def test_the_served_model_is_discovered_once_and_a_different_one_is_refused_nami
         assert embedder.dimensions == 512
         assert [r.path for r in emu.requests].count("/vllm/v1/models") == 1
         embedder.close()
-        with Embedder("vllm", base_url=url, model=VLM) as wrong, pytest.raises(ConfigurationError) as err:
-            wrong.embed(["x"])
-    assert CLIP in str(err.value) and VLM in str(err.value)
+        emu.clear()
+        with Embedder("vllm", base_url=url, model=VLM, max_retries=0) as wrong, pytest.raises(ProviderError) as err:
+            wrong.embed(["x"])  # a named model is taken on trust: no discovery, the server refuses it
+        assert [r.method for r in emu.requests] == ["POST"]
+    assert err.value.status == 404 and VLM in str(err.value)
 
 
 def test_base_url_is_required_and_a_v1_suffix_is_accepted() -> None:

@@ -39,7 +39,7 @@ from ..inputs import InterleavedItem, Item
 from ..options import Doc, ModelOptions
 from ..transport import Transport
 from ._family import ModelFamily
-from ._types import ModelInfo, Ready, Task, json_body
+from ._types import ModelInfo, Ready, Task, indexed_data, json_body
 from .base import Provider
 
 __all__ = [
@@ -201,10 +201,12 @@ class SelfHostedProvider(Provider):
         """What the server reported about itself (None: not asked, or it could not say)."""
         return self._served
 
-    def discover(self, *, probe: bool = False) -> None:
-        """Ask the server what it serves, once; adopt or check the model, its kinds, caps and (``probe``) size."""
+    def discover(self, *, ask: bool = False, probe: bool = False) -> None:
+        """Learn what the server serves, once: asked when no model was named (or ``ask``), else taken on trust
+        and checked by the answers (the model each one names); ``probe`` (or a ``dimensions`` to check against
+        a model of unknown size) embeds one short text to learn the size."""
         with self._discovery_lock:
-            if self._served is None:
+            if self._served is None and (ask or not self.family.named):
                 self._served = self._ask_server()
                 self.family.adopt(self._served)
             if (probe or self.options.dimensions is not None) and self.family.native_dimensions is None:
@@ -215,7 +217,7 @@ class SelfHostedProvider(Provider):
         if self.hosted:
             return Served(())
         try:
-            served = self.ask_server()
+            return self.ask_server()
         except (requests.RequestException, InvalidResponseError, ProviderError) as exc:
             if self.family.named:
                 log.debug("%s: no discovery at %s: %s", self.name, self.base_url, exc)
@@ -224,7 +226,6 @@ class SelfHostedProvider(Provider):
                 f"{self.name}: could not ask the server at {self.base_url} which model it serves ({exc}); "
                 "check base_url, or pass model=..."
             ) from None
-        return served
 
     def ask_server(self) -> Served:
         """One request to the server's discovery route (a provider implements it)."""
@@ -389,9 +390,21 @@ class SelfHostedFamily(ModelFamily):
                 self.learn_dimensions(size)
         return super().finish(vectors, expected)
 
-    def parse_indexed(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
-        """A parser for the OpenAI-style answer these servers give."""
-        return self.indexed_parser(expected)
+    def indexed_parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
+        """The OpenAI-style answer's parser, which also checks the model the answer names (a server that serves
+        one model may take any name, and would answer with another model's vectors)."""
+
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            body = json_body(response, self.name)
+            answered = body.get("model") if isinstance(body, dict) else None
+            if isinstance(answered, str) and answered and self.model and answered != self.model:
+                raise ConfigurationError(
+                    f"{self.name}: the server at {self.provider.base_url} serves {answered}, not {self.model}; "
+                    f"pass model={answered!r} (or point base_url at the right server)"
+                )
+            return self.finish(indexed_data(response, self.name, expected), expected)
+
+        return parse
 
 
 def served_models(body: Any, provider: str) -> list[dict[str, Any]]:

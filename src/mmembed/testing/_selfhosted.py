@@ -153,10 +153,12 @@ class ServerEndpoint(Endpoint):
 
     # -- what every server does first -------------------------------------------------------------------
     def check_key(self, req: Incoming, settings: Settings) -> None:
-        """A server started with a key wants it as a Bearer token; one started without takes anything."""
-        if self.api_key is None:
+        """A server started with a key (``api_key``, or the Emulator's ``api_keys``) wants it as a Bearer token;
+        one started without takes anything."""
+        if self.api_key is None and settings.api_keys is None:
             return
-        if bearer(req.headers) != self.api_key:
+        token = bearer(req.headers) or ""
+        if token != self.api_key and not (settings.api_keys is not None and settings.accepts(token)):
             raise ApiError(401, "Unauthorized")
 
     def json_object(self, req: Incoming) -> dict[str, Any]:
