@@ -60,6 +60,24 @@ PROVIDERS = tuple(REGISTRY)
 DEFAULT_DIMS: Mapping[str, int | None] = _PerProvider(0)
 TEXT_MODELS: Mapping[str, str] = _PerProvider(1)
 IMAGE_MODELS: Mapping[str, str] = _PerProvider(2)
+
+
+@functools.cache
+def _kinds(name: str) -> frozenset[str]:
+    """The item kinds a provider's default model takes natively (from its declarations, no request)."""
+    cls = REGISTRY[name]
+    try:
+        provider = cls(ProviderOptions(api_key=CANARY_KEY, base_url="http://127.0.0.1:9"), **cls.test_options)
+    except Exception:  # a provider that cannot even be built fails its own tests; it is not left out here
+        return frozenset({"text", "image"})
+    try:
+        return provider.native_kinds()
+    finally:
+        provider.close()
+
+
+# The providers whose default model embeds images (every cross-provider test that sends pictures runs on these).
+IMAGE_PROVIDERS = tuple(name for name in PROVIDERS if "image" in _kinds(name))
 # Every variable a provider reads a key or a setting from.
 ENV_VARS = tuple(dict.fromkeys(
     var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)
