@@ -18,7 +18,7 @@ import pytest
 import requests
 from PIL import Image
 
-from mmembed import Embedder
+from mmembed import ConfigurationError, Embedder
 from mmembed.inputs import ImageItem, TextItem
 from mmembed.providers import PROVIDERS as REGISTRY
 from mmembed.providers import ProviderOptions
@@ -78,6 +78,22 @@ def _kinds(name: str) -> frozenset[str]:
 
 # The providers whose default model embeds images (every cross-provider test that sends pictures runs on these).
 IMAGE_PROVIDERS = tuple(name for name in PROVIDERS if "image" in _kinds(name))
+
+
+@functools.cache
+def gives(name: str, dimensions: int) -> bool:
+    """Whether a provider's default model gives ``dimensions`` (a Matryoshka model, or its native size)."""
+    cls = REGISTRY[name]
+    options = ProviderOptions(api_key=CANARY_KEY, base_url="http://127.0.0.1:9", dimensions=dimensions)
+    try:
+        cls(options, **cls.test_options).close()
+    except ConfigurationError:
+        return False
+    except Exception:  # a provider that cannot be built fails its own tests
+        return True
+    return True
+
+
 # Every variable a provider reads a key or a setting from.
 ENV_VARS = tuple(dict.fromkeys(
     var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)
