@@ -1,6 +1,6 @@
 """Adaptive concurrency: find a self-hosted server's capacity from its answers, and keep it just saturated.
 
-A self-hosted embedding server (a GPU behind vLLM, Infinity, a NIM container, TEI) publishes no rate limit: its
+A self-hosted embedding server (a GPU behind an inference server the user runs) publishes no rate limit: its
 limit is the GPU. One request at a time leaves it idle between requests; a flood fills its queue and it answers
 503 (or 429). :class:`AdaptiveLimiter` keeps as many requests in flight as the server can take without queueing
 much, by AIMD on the two signals the server gives:

@@ -107,8 +107,8 @@ def data_uri(ready: Ready) -> str:
 def describe_server_error(response: requests.Response) -> tuple[str, str | None]:
     """Message and request id from the error shapes these servers answer.
 
-    ``{"error": {"message": ...}}`` (vLLM, Infinity), the older flat ``{"object": "error", "message": ...}``,
-    ``{"error": "..."}`` (vLLM's 401, TEI's ``/embed``), ``{"message": ...}`` (TEI's OpenAI route) and FastAPI's
+    ``{"error": {"message": ...}}``, the older flat ``{"object": "error", "message": ...}``, ``{"error": "..."}``
+    (a bare 401, or a Rust server's validation error with its ``error_type``), ``{"message": ...}`` and FastAPI's
     ``{"detail": "..." | [{"msg", "loc"}] | {...}}``; an empty or non-JSON body gives the status line.
     """
     request_id = response.headers.get("x-request-id")
@@ -449,7 +449,7 @@ CLIP_MODELS: dict[str, ModelInfo] = {
         _clip("google/siglip-so400m-patch14-384", 1152, 384),
     )
 }
-#: Text embedding models (what TEI serves, and Infinity's text side).
+#: Text embedding models (what text-only servers serve, and multimodal servers' text side).
 TEXT_MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (

@@ -1,10 +1,10 @@
 """What the emulated self-hosted servers share: the served model, an optional key, and a capacity mode.
 
 A real self-hosted server is one GPU: it embeds a fixed number of items a second, queues what it cannot start
-yet, and refuses beyond its queue (vLLM and NIM with 503, Infinity and TEI with 429, none with ``Retry-After``).
+yet, and refuses beyond its queue (with 503 or 429, as each server does, without ``Retry-After``).
 :class:`Capacity` emulates exactly that: requests are served one after another, each taking its items divided by
 ``items_per_second``, and answered when done; a request that would find ``queue`` requests already waiting to
-start is refused at once (vLLM's ``--max-num-queued-reqs`` counts requests too). Its counters (items served, the
+start is refused at once (a queue bound that counts requests, as inference servers' usually do). Its counters (items served, the
 span from the first start to the last finish) give the throughput the server achieved, by its own clock: what a
 benchmark or a test of a client's adaptivity reads.
 
