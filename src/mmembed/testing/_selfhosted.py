@@ -4,9 +4,9 @@ A real self-hosted server is one GPU: it embeds a fixed number of items a second
 yet, and refuses beyond its queue (with 503 or 429, as each server does, without ``Retry-After``).
 :class:`Capacity` emulates exactly that: requests are served one after another, each taking its items divided by
 ``items_per_second``, and answered when done; a request that would find ``queue`` requests already waiting to
-start is refused at once (a queue bound that counts requests, as inference servers' usually do). Its counters (items served, the
-span from the first start to the last finish) give the throughput the server achieved, by its own clock: what a
-benchmark or a test of a client's adaptivity reads.
+start is refused at once (a queue bound that counts requests, as inference servers' usually do). Its counters
+(items served, the span from the first start to the last finish) give the throughput the server achieved, by its
+own clock: what a benchmark or a test of a client's adaptivity reads.
 
 >>> cap = Capacity(100, queue=1)
 >>> cap.admit(5, now=0.0), cap.admit(10, now=0.0), cap.admit(1, now=0.0)
