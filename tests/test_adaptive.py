@@ -162,3 +162,22 @@ def test_busy_answers_are_retried_and_never_surface() -> None:
     assert refused > 0  # the server did refuse, and the client hid it
     for i in (0, 17, 39):  # each row is its own photo's vector
         np.testing.assert_allclose(vectors[i], endpoint.vector(("image", decode_image(photos[i]))), atol=1e-6)
+
+
+def test_a_query_is_not_starved_behind_a_bulk_ingest() -> None:
+    capacity = Capacity(100, queue=4)
+    photos = _photos(300)  # one per request: 3 s of the server's time
+    with Emulator(vllm_capacity=capacity) as emu:
+        url = emu.url_for("vllm")
+        with Embedder("vllm", base_url=url, model="openai/clip-vit-base-patch32") as embedder:
+            bulk = threading.Thread(target=embedder.embed, args=(photos,))
+            bulk.start()
+            time.sleep(0.8)
+            started = time.monotonic()
+            (query,) = embedder.embed_query(["red"])
+            waited = time.monotonic() - started
+            still_ingesting = bulk.is_alive()
+            bulk.join(60)
+    assert query.shape == (512,)
+    assert still_ingesting  # the query went while the ingest kept the server busy
+    assert waited < 1.0, f"the query waited {waited:.2f} s behind the ingest"

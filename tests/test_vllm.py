@@ -130,3 +130,27 @@ def test_errors_in_both_shapes_name_the_servers_message(flat: bool) -> None:
 def test_model_type_is_checked() -> None:
     with pytest.raises(ConfigurationError, match="model_type"):
         Embedder("vllm", base_url="http://localhost:8000", model_type="colbert")
+
+
+def test_a_chroma_function_freezes_the_served_model_in_its_config() -> None:
+    from mmembed.chroma import function_class
+
+    with Emulator() as emu:
+        ef = function_class("vllm")(base_url=emu.url_for("vllm"))
+        config = ef.get_config()
+        rebuilt = type(ef).build_from_config(config)
+        assert config["model"] == CLIP and config["dimensions"] == 512
+        assert rebuilt.get_config() == config
+        emu.clear()
+        rebuilt(["a red car"])
+        assert [r.method for r in emu.requests] == ["POST"]  # the model is named now: nothing to ask
+
+
+def test_the_size_of_a_model_the_server_does_not_tell_is_probed() -> None:
+    with Emulator() as emu, Embedder("vllm", base_url=emu.url_for("vllm"), model=CLIP) as embedder:
+        family = embedder.provider.family
+        family.native_dimensions = family.dimensions = None  # as for a model the table does not know
+        embedder.provider.discover(probe=True)
+        (probe,) = [r.json for r in emu.requests if r.method == "POST"]
+    assert probe["input"] == ["dimension probe"]
+    assert embedder.dimensions == 512
