@@ -599,7 +599,7 @@ def test_prompt_templates_are_settings_and_part_of_the_cache_key(mmembed_emulato
     ]
     with pytest.raises(ConfigurationError, match="query_template"):
         gemini(mmembed_emulator, query_template="no placeholder")
-    with pytest.raises(ConfigurationError, match="prompt templates"):
+    with pytest.raises(ConfigurationError, match="multimodalembedding@001 takes no query_template="):
         Embedder("vertex", api_key="k", project_id="p", query_template="q: {text}")  # @001 has no prompts
 
 

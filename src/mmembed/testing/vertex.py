@@ -89,22 +89,8 @@ class Vertex(Endpoint):
     def drop_one(self, payload: Any) -> Any:
         return {**payload, "predictions": payload["predictions"][:-1]}
 
-    def authenticate(self, req: Incoming, settings: Settings) -> None:
-        key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
-        token = bearer(req.headers)
-        if key:
-            if not settings.accepts(key):
-                raise ApiError(400, "API key not valid. Please pass a valid API key.", details=_INVALID_KEY_DETAILS)
-        elif token:
-            if not settings.accepts(token):
-                raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
-                                    "token, login cookie or other valid authentication credential.")
-        else:
-            raise ApiError(401, "Method doesn't allow unregistered callers (callers without established "
-                                "identity). Please use API Key or other form of API consumer identity.")
-
     def handle(self, req: Incoming, settings: Settings) -> Reply:
-        self.authenticate(req, settings)
+        _authenticate(req, settings, _INVALID_KEY_DETAILS)
         match = PATH.match(req.path)
         name = match.group(3) if match else ""
         spec = find_model("vertex", name)
@@ -263,20 +249,7 @@ class VertexGemini(ContentEndpoint):
         if match is None:
             raise ApiError(404, "Not Found")
         _, project, _, name = match.groups()
-        key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
-        token = bearer(req.headers)
-        if key:
-            if not settings.accepts(key):
-                raise ApiError(400, "API key not valid. Please pass a valid API key.", details=INVALID_KEY)
-        elif token:
-            if project is None:
-                raise ApiError(401, "Express mode takes an API key; an OAuth token needs the projects/... path")
-            if not settings.accepts(token):
-                raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                                    "login cookie or other valid authentication credential.")
-        else:
-            raise ApiError(401, "Method doesn't allow unregistered callers (callers without established identity). "
-                                "Please use API Key or other form of API consumer identity to call this API.")
+        _authenticate(req, settings, INVALID_KEY, express=project is None)
         spec = find_model("vertex", name)
         if spec is None or not spec.embed_content:
             raise ApiError(400, f"Publisher model {name!r} does not support embedContent"
@@ -334,6 +307,27 @@ class VertexGemini(ContentEndpoint):
                 p = {**p, "text": " ".join(p["text"].split()[: MAX_TOKENS // 2])}
             cut.append(p)
         return {**content, "parts": cut}, True
+
+
+def _authenticate(
+    req: Incoming, settings: Settings, invalid_key: list[dict[str, Any]], *, express: bool = False
+) -> None:
+    """As Google does: a key that is not accepted gets 400 INVALID_ARGUMENT (reason ``API_KEY_INVALID``), a refused
+    OAuth token, or no credential at all, 401 UNAUTHENTICATED; the express path takes keys only."""
+    key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
+    token = bearer(req.headers)
+    if key:
+        if not settings.accepts(key):
+            raise ApiError(400, "API key not valid. Please pass a valid API key.", details=invalid_key)
+    elif token:
+        if express:
+            raise ApiError(401, "Express mode takes an API key; an OAuth token needs the projects/... path")
+        if not settings.accepts(token):
+            raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                "login cookie or other valid authentication credential.")
+    else:
+        raise ApiError(401, "Method doesn't allow unregistered callers (callers without established identity). "
+                            "Please use API Key or other form of API consumer identity to call this API.")
 
 
 def _real_host(match: re.Match[str] | None, group: int) -> str | None:
