@@ -28,7 +28,7 @@ class Clock:
 
 def test_grows_while_answers_come_at_the_floor_and_halves_on_a_refusal() -> None:
     clock = Clock()
-    limiter = AdaptiveLimiter(32, clock=clock)
+    limiter = AdaptiveLimiter(32, initial=1, clock=clock)
     assert limiter.limit == 1
     for _ in range(3):  # slow start: one more per answer at the floor, so it doubles every round trip
         _round(limiter, int(limiter.limit), 0.1)
@@ -46,7 +46,7 @@ def test_grows_while_answers_come_at_the_floor_and_halves_on_a_refusal() -> None
 
 
 def test_a_limit_the_client_does_not_use_does_not_grow() -> None:
-    limiter = AdaptiveLimiter(32)
+    limiter = AdaptiveLimiter(32, initial=1)
     for _ in range(20):  # one request at a time (the caller sends no more)
         _round(limiter, 1, 0.1)
     assert limiter.limit <= 3
@@ -128,21 +128,27 @@ def _photos(count: int) -> list[bytes]:
 
 
 def test_a_server_of_fixed_capacity_is_kept_saturated_without_any_setting() -> None:
-    """Acceptance: >= 0.9 of capacity by the server's own clock, 503s retried, every item embedded once."""
+    """Acceptance: >= 0.9 of capacity by the server's own clock, 503s retried, every item embedded once.
+
+    Texts in requests of 32 (19 requests of 160 ms of server time each): the client must keep more than one in
+    flight to cover its own round trips, and more than 4 waiting are refused with a 503 (the limit grows into
+    that and is cut). Texts keep the client's and the emulator's CPU small, so what is measured is the
+    concurrency, not how a machine shared with other work schedules image decoding.
+    """
     capacity = Capacity(200, queue=4)  # 200 items/s; beyond 4 waiting requests: 503
-    items: list[object] = [*_photos(480), *(f"caption number {i}" for i in range(120))]
-    with Emulator(vllm_capacity=capacity, vllm_batched_chat=True) as emu:
-        with Embedder("vllm", base_url=emu.url_for("vllm"), model="openai/clip-vit-base-patch32",
-                      image_batch=True) as embedder:
-            vectors = embedder.embed(items)
+    texts = [f"caption number {i} of a red thing" for i in range(600)]
+    with Emulator(vllm_capacity=capacity) as emu:
+        with Embedder("vllm", base_url=emu.url_for("vllm"), batch_size=32) as embedder:
+            vectors = embedder.embed(texts)
+            assert embedder.provider.controller is not None  # no rate or concurrency setting: adaptive
         stats = capacity.stats()
         refused = emu.stats.responses_by_status.get(503, 0)
         endpoint = emu.endpoint("vllm")
         assert isinstance(endpoint, Vllm)
-        expected = [endpoint.vector(("text", items[-1]))]
     assert vectors.shape == (600, 512)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(vectors[-1], expected[0], atol=1e-6)  # in input order
+    for i in (0, 301, 599):  # in input order: each row is its own text's vector
+        np.testing.assert_allclose(vectors[i], endpoint.vector(("text", texts[i])), atol=1e-6)
     assert stats.served == 600  # each item served once: nothing lost to a 503, nothing sent twice
     assert stats.refused_requests == refused
     assert stats.fraction >= 0.9, f"achieved {stats.achieved:.0f} of {stats.items_per_second:.0f} items/s"

@@ -63,7 +63,8 @@ class AdaptiveLimiter:
     """Requests in flight at once, grown while the server answers at its floor latency, cut when it refuses.
 
     ``ceiling``: the most requests ever in flight (the client's worker threads); ``initial``: the limit to start
-    from; ``reserve``: slots only priority requests may use; ``tolerance``: how far above its floor an answer's
+    from (a few: any server queues that many, and one at a time would idle it between answers at the start);
+    ``reserve``: slots only priority requests may use; ``tolerance``: how far above its floor an answer's
     latency may be and still count as "not queueing"; ``floor_window``: seconds a latency floor is remembered.
     ``clock`` is for tests. Thread-safe; one instance serves one client.
     """
@@ -72,7 +73,7 @@ class AdaptiveLimiter:
         self,
         ceiling: int,
         *,
-        initial: int = 1,
+        initial: int = 4,
         reserve: int = 1,
         tolerance: float = 1.0,
         floor_window: float = 30.0,

@@ -44,11 +44,11 @@ from .base import Provider
 
 __all__ = [
     "BUSY",
-    "PrefixOptions",
     "SelfHostedFamily",
     "SelfHostedOptions",
     "SelfHostedProvider",
     "Served",
+    "ServerFamilyOptions",
     "data_uri",
     "describe_server_error",
     "ids",
@@ -71,14 +71,20 @@ class SelfHostedOptions(ModelOptions, total=False):
     ]
 
 
-class PrefixOptions(TypedDict, total=False):
-    """Instruction prefixes, for models that expect them in the text (the servers have no query field)."""
+class ServerFamilyOptions(TypedDict, total=False):
+    """Options of every self-hosted family: instruction prefixes (these servers have no query field, or not
+    everywhere) and how many texts a request carries."""
 
     query_prefix: Annotated[
         str | None, Doc("Text put before every query text (e.g. 'query: ' for E5 models; default none).")
     ]
     document_prefix: Annotated[
         str | None, Doc("Text put before every document text (e.g. 'passage: '; default none).")
+    ]
+    batch_size: Annotated[
+        int | None,
+        Doc("Texts per request (default: the server's cap when it says one, else the family's: 64, NIM 16).",
+            local=True),
     ]
 
 
@@ -304,10 +310,16 @@ class SelfHostedFamily(ModelFamily):
     defaults apply. ``named`` says whether the user chose the model.
     """
 
-    settings: ClassVar[type | None] = PrefixOptions
+    settings: ClassVar[type | None] = ServerFamilyOptions
     default_cap: ClassVar[int] = 64  # inputs per request when neither the model nor the server says
     query_prefix: str | None
     document_prefix: str | None
+    batch_size: int | None
+
+    def configure(self, **settings: Any) -> None:
+        super().configure(**settings)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigurationError(f"{self.name}: batch_size must be at least 1")
 
     def __init__(self, provider: Provider, model: str, wire: Mapping[str, Any], **settings: Any) -> None:
         self.named = bool(model)
@@ -374,8 +386,9 @@ class SelfHostedFamily(ModelFamily):
         return self.served_kinds or self.info.kinds or self.kinds
 
     def cap(self, route: str) -> int:
+        """Texts per request: ``batch_size`` or the family's default, within what the model and server take."""
         caps = [c for c in (self.info.max_batch, self.served_cap) if c]
-        return min(caps) if caps else self.default_cap
+        return min([self.batch_size or self.default_cap, *caps])
 
     # -- texts and answers -----------------------------------------------------------------------------
     def text(self, ready: Ready, task: Task) -> str:

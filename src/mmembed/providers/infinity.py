@@ -56,9 +56,10 @@ class InfinityEmbeddings(SelfHostedFamily):
             return "text"
         return "audio" if isinstance(item, AudioItem) else "image"
 
+    default_cap: ClassVar[int] = TEXTS_PER_REQUEST
+
     def cap(self, route: str) -> int:
-        limit = TEXTS_PER_REQUEST if route == "text" else MEDIA_PER_REQUEST
-        return min(limit, self.served_cap or limit)
+        return super().cap(route) if route == "text" else MEDIA_PER_REQUEST
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         if route == "text":

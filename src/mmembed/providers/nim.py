@@ -23,11 +23,11 @@ from ..inputs import Item, TextItem
 from ..options import Doc
 from ._selfhosted import (
     VLM_KINDS,
-    PrefixOptions,
     SelfHostedFamily,
     SelfHostedOptions,
     SelfHostedProvider,
     Served,
+    ServerFamilyOptions,
     data_uri,
     ids,
     served_models,
@@ -50,12 +50,9 @@ NIM_MODELS: dict[str, ModelInfo] = {
 }
 
 
-class NimFamilyOptions(PrefixOptions, total=False):
+class NimFamilyOptions(ServerFamilyOptions, total=False):
     """NIM's request options that are not documented well enough to fix: settings with safe defaults."""
 
-    batch_size: Annotated[
-        int | None, Doc("Inputs per request (NIM's cap is the model's and undocumented).", default=16, local=True)
-    ]
     truncate: Annotated[
         str | None,
         Doc("What the server does with a text longer than the model takes: 'END' (cut its end), 'START' or "
@@ -71,21 +68,16 @@ class NimEmbeddings(SelfHostedFamily):
     kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})
     server_fetches_urls: ClassVar[bool] = False
-    batch_size: int
+    default_cap: ClassVar[int] = 16  # NIM's cap is the model's and undocumented: the smallest runtime batch
     truncate: str
 
     def configure(self, **settings: Any) -> None:
         super().configure(**settings)
         if self.truncate not in TRUNCATE:
             raise ConfigurationError(f"{self.name}: truncate must be one of {', '.join(TRUNCATE)}")
-        if self.batch_size < 1:
-            raise ConfigurationError(f"{self.name}: batch_size must be at least 1")
 
     def route(self, item: Item) -> str:
         return "text" if isinstance(item, TextItem) else "image"
-
-    def cap(self, route: str) -> int:
-        return min(self.batch_size, self.served_cap or self.batch_size)
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         body: dict[str, Any] = {"model": self.model, "encoding_format": "float", "truncate": self.truncate}

@@ -20,7 +20,7 @@ import requests
 
 from ..errors import InvalidResponseError
 from ..options import Doc
-from ._selfhosted import TEXT_MODELS, PrefixOptions, SelfHostedFamily, SelfHostedProvider, Served
+from ._selfhosted import TEXT_MODELS, SelfHostedFamily, SelfHostedProvider, Served, ServerFamilyOptions
 from ._types import ModelInfo, Ready, Task, json_body
 
 __all__ = ["TeiEmbeddings", "TeiFamilyOptions", "TeiProvider"]
@@ -29,7 +29,7 @@ TEXT_ONLY = frozenset({"text"})
 MAX_CLIENT_BATCH = 32  # TEI's default --max-client-batch-size
 
 
-class TeiFamilyOptions(PrefixOptions, total=False):
+class TeiFamilyOptions(ServerFamilyOptions, total=False):
     """The prompts a sentence-transformers model declares (names TEI looks up in its config)."""
 
     query_prompt_name: Annotated[

@@ -31,11 +31,11 @@ from ..options import Doc
 from ._selfhosted import (
     CLIP_MODELS,
     VLM_KINDS,
-    PrefixOptions,
     SelfHostedFamily,
     SelfHostedOptions,
     SelfHostedProvider,
     Served,
+    ServerFamilyOptions,
     data_uri,
     describe_server_error,
     ids,
@@ -65,7 +65,7 @@ VLM_MODELS: dict[str, ModelInfo] = {
 }
 
 
-class VllmFamilyOptions(PrefixOptions, total=False):
+class VllmFamilyOptions(ServerFamilyOptions, total=False):
     """How the served model takes inputs, and how images travel."""
 
     model_type: Annotated[
