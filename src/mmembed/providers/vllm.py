@@ -126,10 +126,15 @@ class VllmEmbeddings(SelfHostedFamily):
         body: dict[str, Any] = {"model": self.model, "encoding_format": "float"}
         if route == "text":
             body["input"] = [self.text(ready, task) for ready in batch]
-        else:
-            conversations = [self._conversation(ready, task) for ready in batch]
-            body["messages"] = conversations if self.image_batch else conversations[0]
+        elif self.image_batch:
+            body["messages"] = [self._conversation(ready, task) for ready in batch]
+        else:  # one conversation per request: a larger batch (a caller's own cap) goes as several
+            return [vector for ready in batch for vector in self._one(ready, task)]
         return self.provider.post("/v1/embeddings", self.indexed_parser(len(batch)), json=body)
+
+    def _one(self, ready: Ready, task: Task) -> list[np.ndarray]:
+        body = {"model": self.model, "encoding_format": "float", "messages": self._conversation(ready, task)}
+        return self.provider.post("/v1/embeddings", self.indexed_parser(1), json=body)
 
     def _conversation(self, ready: Ready, task: Task) -> list[dict[str, Any]]:
         parts = ready.parts or (ready,)
