@@ -7,12 +7,13 @@ the server). It differs from a hosted API's provider in four ways:
 * **the host is the user's**: ``base_url`` is required unless the class has a hosted default; a trailing ``/v1``
   (the OpenAI client's habit) is accepted where the server's paths already start with it;
 * **no key by default** (``key_required = False``): a server started with an API key gets it as a Bearer token;
-* **discovery, lazily**: building an Embedder sends nothing. Before the first request (or when a Chroma function
-  persists its config without a named model) the provider asks the server once what it serves
-  (:meth:`SelfHostedProvider.discover`): the served model is adopted when the user named none, and refused
-  with a :class:`~mmembed.errors.ConfigurationError` naming both when it differs from the one named; the kinds
-  and batch caps the server reports replace the defaults; when ``dimensions`` is asked for and the model's size
-  is unknown, one probe input learns it (else the first answer does);
+* **discovery, lazily**: building an Embedder sends nothing. When no model is named, the provider asks the
+  server once what it serves (:meth:`SelfHostedProvider.discover`), before the first request or when a Chroma
+  function writes its config (so the collection freezes the real model), and adopts the model and the kinds and
+  batch cap the server reports. A named model is taken on trust: no extra request; each answer's ``model`` is
+  checked against it (a :class:`~mmembed.errors.ConfigurationError` naming both), and a server serving several
+  refuses a wrong name itself. When ``dimensions`` is asked for and the model's size is unknown, one probe
+  input learns it (else the first answer does; the server's size wins over the table's);
 * **no published rate limit**: unless the user sets ``requests_per_minute`` or a ``rate_limiter``, an
   :class:`~mmembed._adaptive.AdaptiveLimiter` finds the server's capacity (the pipeline's worker count,
   ``max_concurrency``, is its ceiling), search queries go first, and answers that only say "busy" (503, 429)
@@ -26,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypedDict, TypeVar
 
 import numpy as np
@@ -39,7 +40,7 @@ from ..inputs import InterleavedItem, Item
 from ..options import Doc, ModelOptions
 from ..transport import Transport
 from ._family import ModelFamily
-from ._types import ModelInfo, Ready, Task, indexed_data, json_body
+from ._types import ModelInfo, ProviderOptions, Ready, Task, indexed_data, json_body
 from .base import Provider
 
 __all__ = [
@@ -164,7 +165,7 @@ class SelfHostedProvider(Provider):
     busy_timeout: float
     family: SelfHostedFamily
 
-    def __init__(self, options: Any, **settings: Any) -> None:
+    def __init__(self, options: ProviderOptions, **settings: Any) -> None:
         self.controller: AdaptiveLimiter | None = None
         self._served: Served | None = None
         self._discovery_lock = threading.Lock()
@@ -431,9 +432,6 @@ def served_models(body: Any, provider: str) -> list[dict[str, Any]]:
 def ids(entries: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(str(entry["id"]) for entry in entries)
 
-
-def with_kinds(info: ModelInfo, kinds: frozenset[str]) -> ModelInfo:
-    return replace(info, kinds=kinds)
 
 
 # -- open models these servers commonly serve (what we know of them; the server is the truth) ------------------
