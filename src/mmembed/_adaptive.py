@@ -5,7 +5,7 @@ limit is the GPU. One request at a time leaves it idle between requests; a flood
 503 (or 429). :class:`AdaptiveLimiter` keeps as many requests in flight as the server can take without queueing
 much, by AIMD on the two signals the server gives:
 
-* **latency**: each answered request's time is compared with the *floor*, the fastest recent answer of a request
+* **latency**: the answers' smoothed time is compared with the *floor*, the fastest recent answer of a request
   of the same size class (a windowed minimum, so a faster or slower server is relearnt). While answers come
   within ``(1 + tolerance)`` times the floor, the server is not yet queueing: the limit grows (by one per answer
   at first, which doubles it every round trip, then by one per round trip). Beyond that the limit holds; beyond
@@ -36,6 +36,7 @@ __all__ = ["AdaptiveLimiter"]
 
 CONGESTION = frozenset({429, 503})
 SIZE_CLASSES = 12  # requests of 1, 2-3, 4-7, ... items each have their own latency floor
+SMOOTHING = 0.25  # weight of the newest answer in the smoothed latency
 
 
 class _WindowedMin:
@@ -96,6 +97,7 @@ class AdaptiveLimiter:
         self._held_until = 0.0
         self._last_decrease = -math.inf
         self._floors: dict[int, _WindowedMin] = {}
+        self._smooth: dict[int, float] = {}
         self._cond = threading.Condition()
         self._local = threading.local()
 
@@ -167,11 +169,13 @@ class AdaptiveLimiter:
         key = min(SIZE_CLASSES, int(size).bit_length())
         floor = self._floors.setdefault(key, _WindowedMin(self.floor_window, now))
         floor.add(seconds, now)
+        # A smoothed latency: one answer delayed by the client's own scheduling is not a queue at the server.
+        smooth = self._smooth[key] = SMOOTHING * seconds + (1 - SMOOTHING) * self._smooth.get(key, seconds)
         target = floor.value * (1.0 + self.tolerance)
-        if seconds <= target:
+        if smooth <= target:
             if 2 * self._in_flight >= int(self.limit):  # the limit is in use, not just allowed
                 self.limit = min(float(self.most), self.limit + (1.0 if self._slow_start else 1.0 / self.limit))
-        elif seconds > 2 * target:
+        elif smooth > 2 * target:
             self._decrease(started, now, 0.75)
         else:
             self._slow_start = False
