@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -94,10 +95,14 @@ def gives(name: str, dimensions: int) -> bool:
     return True
 
 
-# Every variable a provider reads a key or a setting from.
-ENV_VARS = tuple(dict.fromkeys(
-    var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)
-))
+# Every variable a provider reads a key or a setting from, and the trust settings (mmembed._trust).
+ENV_VARS = (
+    *dict.fromkeys(
+        var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)
+    ),
+    "MMEMBED_TRUSTED_HOSTS",
+    "MMEMBED_TRUSTED_KEY_VARS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -147,6 +152,12 @@ def embedder_for(mmembed_emulator: Emulator) -> Iterator[Callable[..., Embedder]
     yield factory
     for embedder in made:
         embedder.close()
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL: the form ``MMEMBED_TRUSTED_HOSTS`` takes (the emulator is not trusted by default)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Google Vertex AI: ``multimodalembedding@001`` over REST ``:predict``, ``gemini-embedding-2`` over ``:embedContent``.
+"""Google Vertex AI: ``multimodalembedding@001`` over REST ``:predict``, the Content family over ``:embedContent``.
 
 One provider, two model families. ``multimodalembedding@001`` (:class:`MultimodalEmbedding`, here) takes one
 instance per request; an instance may carry one text **and** one image, and then both embeddings come back, so
@@ -6,9 +6,9 @@ a mixed stream pairs a text with an image per request and needs half the request
 sits at the top level of the body. Images go as ``bytesBase64Encoded`` JPEG/PNG (never WebP) or ``gcsUri``;
 http(s) URLs are downloaded here, under the download policy, because the API cannot fetch them.
 
-The Gemini embedding models (all but the text-only ``gemini-embedding-001``) are the shared family of
-:mod:`._gemini_embedding`, hosted with one ``content`` per ``:embedContent`` call (Vertex has no batch method
-for them), more requests in flight, options in ``embedContentConfig`` and the ``global`` location (host
+The Content-based embedding models (all but the text-only 001 of that line, which takes ``:predict``) are the
+shared family of :mod:`._gemini_embedding`, hosted with one ``content`` per ``:embedContent`` call (Vertex has no
+batch method for them), more requests in flight, options in ``embedContentConfig`` and the ``global`` location (host
 ``aiplatform.googleapis.com``) by default. With an API key and no project, requests go to the express-mode path
 (``/v1beta1/publishers/google/models/…``), as Google's SDK sends them.
 
@@ -180,7 +180,7 @@ class MultimodalEmbedding(ModelFamily):
 
 
 class VertexProvider(GoogleErrors, Provider):
-    """Google Vertex AI: multimodalembedding@001 (1408-d; 128/256/512) or gemini-embedding-2 (3072-d); a key or ADC."""
+    """Google Vertex AI: multimodalembedding@001 (1408-d; 128/256/512) or the Content family (3072-d); a key or ADC."""
 
     name: ClassVar[str] = "vertex"
     title: ClassVar[str] = "Vertex"
@@ -192,7 +192,7 @@ class VertexProvider(GoogleErrors, Provider):
         "*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "aiplatform.*.rep.googleapis.com"
     )
     settings: ClassVar[type] = VertexOptions
-    # Gemini models: one item per request, so more in flight than @001's 4 (dynamic shared quota, no published
+    # The Content family: one item per request, so more in flight than @001's 4 (dynamic shared quota, no published
     # per-project figure: a 429 pauses every worker and is retried).
     families = (
         MultimodalEmbedding,
@@ -244,7 +244,7 @@ class VertexProvider(GoogleErrors, Provider):
 
     @property
     def usage(self) -> dict[str, int]:
-        """Prompt tokens by modality, summed over answered calls (what an image really costs; Gemini models)."""
+        """Prompt tokens by modality, summed over answered calls (what an image really costs; Content models)."""
         usage: dict[str, int] = getattr(self.family, "usage", {})
         return usage
 

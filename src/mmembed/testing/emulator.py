@@ -111,12 +111,12 @@ class Emulator:
     :mod:`mmembed.testing.samples`), vectors are Matryoshka-truncatable and identical across runs.
 
     Point a client's ``base_url`` at :attr:`url`; paths, bodies, limits and error formats are the real APIs'
-    (answers of 1 KB or more are gzip-compressed when the client accepts it, as Nomic's are).
+    (answers of 1 KB or more are gzip-compressed when the client accepts it, as real APIs' are).
     ``api_keys=None`` accepts any non-empty key. ``latency`` adds seconds per request; ``rate_limit``
     (requests/second over all endpoints) and ``max_concurrency`` answer 429 beyond them (with ``Retry-After``
     unless ``retry_after=False``). By default the rate is a token bucket holding ``max(1, rate_limit)``
     requests; with ``rate_window`` (seconds) it is a provider's windowed quota instead: at most
-    ``rate_limit * rate_window`` requests in any span of ``rate_window`` seconds (e.g. Jina's 500 per minute:
+    ``rate_limit * rate_window`` requests in any span of ``rate_window`` seconds (e.g. 500 per minute:
     ``rate_limit=500 / 60, rate_window=60``). ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and
     :meth:`inject` queues specific ones.
 

@@ -240,7 +240,7 @@ QUERY_PROMPT_TASKS = frozenset({"search result", "question answering", "fact che
 
 
 def strip_prompt(text: str) -> tuple[str, bool]:
-    """What a prompt-prefixed text is about, and whether it is a query (gemini-embedding-2's task prefixes).
+    """What a prompt-prefixed text is about, and whether it is a query (prompt-prefix tasks, ``task: … | query: …``).
 
     ``task: search result | query: red`` is the query "red"; ``title: none | text: red`` the document "red" (a
     real title's words count too). The model reads the prefix, not its words: they would make every prefixed

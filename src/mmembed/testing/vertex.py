@@ -1,4 +1,4 @@
-"""The emulated Vertex AI endpoints: ``multimodalembedding@001:predict`` and the Gemini family's ``:embedContent``.
+"""The emulated Vertex AI endpoints: ``multimodalembedding@001:predict`` and the Content family's ``:embedContent``.
 
 * ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predict``: one instance per request.
 * ``POST /v1[beta1]/projects/{p}/locations/{l}/publishers/google/models/{m}:embedContent`` or the express path
@@ -229,7 +229,7 @@ class Vertex(Endpoint):
 
 
 class VertexGemini(ContentEndpoint):
-    """Vertex AI's ``:embedContent`` for Gemini embedding models (one content per call)."""
+    """Vertex AI's ``:embedContent`` for the Content family's models (one content per call)."""
 
     provider: ClassVar[str] = "vertex"
     models: ClassVar[tuple[ModelSpec, ...]] = family_rows("vertex", max_inputs=1)  # no batch method here
