@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import base64
 import math
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -32,9 +29,10 @@ import requests
 from ..errors import ConfigurationError, InvalidResponseError
 from ..images import prepare_image
 from ..inputs import ImageItem, InterleavedItem, Item
+from ..ratelimit import RateLimiter
 from .base import ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
 
-__all__ = ["CohereProvider", "InputWindow"]
+__all__ = ["CohereProvider"]
 
 # Shortest side 1024 (a 4:3 page at 1365x1024 keeps small print legible), longest at most 1568: the most
 # embed-v4.0 sees (it downsamples anything over 1568x1568).
@@ -88,8 +86,9 @@ class CohereProvider(Provider):
         rate = IMAGES_PER_MINUTE if images_per_minute is None else images_per_minute
         if not rate > 0:
             raise ConfigurationError(f"cohere: images_per_minute must be positive, got {images_per_minute}")
-        self.images = InputWindow(rate)
-        self.inputs = InputWindow(INPUTS_PER_MINUTE)
+        # Windows of inputs, charged per attempt by the transport: their waits count in its stats, a 429 pauses them.
+        self.images = self.transport.windows["images"] = RateLimiter(rate, paced=False)
+        self.inputs = self.transport.windows["inputs"] = RateLimiter(INPUTS_PER_MINUTE, paced=False)
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", images_per_minute={self.images.quota})"
@@ -113,7 +112,7 @@ class CohereProvider(Provider):
         if not images:
             return True
         # A request never carries more images than the image limit allows in one minute (5 on a trial key).
-        return sum(_images(b) for b in batch) + images <= self.images.quota
+        return sum(_images(b) for b in batch) + images <= (self.images.quota or 0)
 
     def prepare(self, item: Item) -> Ready:
         if isinstance(item, InterleavedItem):
@@ -135,9 +134,6 @@ class CohereProvider(Provider):
 
     def _post(self, contents: list[Content], task: Task) -> list[np.ndarray]:
         images = sum(count for _, count, _ in contents)
-        self.inputs.acquire(len(contents))
-        if images:
-            self.images.acquire(images)
         body: dict[str, Any] = {
             "model": self.model,
             "input_type": INPUT_TYPES[task],
@@ -152,6 +148,7 @@ class CohereProvider(Provider):
             self._parser(len(contents)),
             headers={"Authorization": f"Bearer {self._api_key}"},
             json=body,
+            costs={"inputs": len(contents), "images": images},
         )
 
     def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
@@ -176,46 +173,13 @@ class CohereProvider(Provider):
         if not isinstance(body, dict):
             return f"HTTP {response.status_code}", request_id
         message = str(body.get("message") or f"HTTP {response.status_code}")
-        if response.status_code == 429 and self.images.quota > 5:
+        if response.status_code == 429 and (self.images.quota or 0) > 5:
             message += " (a trial key embeds 5 images a minute: if this is one, pass images_per_minute=5)"
         return message, request_id or (str(body["id"]) if body.get("id") else None)
 
     def is_auth_error(self, response: requests.Response) -> bool:
         """401/403, and Cohere's 498 (invalid token)."""
         return response.status_code in (401, 403, 498)
-
-
-class InputWindow:
-    """At most ``per_minute`` inputs in any 60 seconds, shared by every worker of one client (thread-safe)."""
-
-    def __init__(self, per_minute: float, *, window: float = 60.0) -> None:
-        self.quota = max(1, math.floor(per_minute * window / 60.0))
-        self.window = window
-        self._log: deque[tuple[float, int]] = deque()
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def acquire(self, count: int) -> float:
-        """Block until ``count`` more inputs fit in the window (at most the quota); returns seconds waited."""
-        count = min(count, self.quota)
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._log and self._log[0][0] <= now - self.window:
-                    self._used -= self._log.popleft()[1]
-                if self._used + count <= self.quota:
-                    self._log.append((now, count))
-                    self._used += count
-                    return waited
-                free, delay = self.quota - self._used, 0.0
-                for stamp, used in self._log:  # the time when enough old entries have left the window
-                    free += used
-                    delay = stamp + self.window - now
-                    if free >= count:
-                        break
-            time.sleep(max(delay, 0.01))
-            waited += max(delay, 0.01)
 
 
 def _images(item: Item) -> int:
