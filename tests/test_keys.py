@@ -95,7 +95,7 @@ def test_debug_logs_never_hold_the_key(
         emulator.inject(Fault("hang", delay=2.0))  # a timeout
         with make_embedder(provider, emulator, timeout=0.3) as embedder:
             embedder.provider.transport.retry = RetryPolicy(max_retries=4, backoff_base=0.01)
-            embedder.embed(["hello", photo])
+            embedder.embed(["hello", photo] if provider in IMAGE_PROVIDERS else ["hello"])
         refused = mmembed_emulator_factory(api_keys=["the-right-key"])
         with fast(make_embedder(provider, refused)) as embedder, pytest.raises(AuthenticationError):
             embedder.embed(["hello"])
@@ -233,8 +233,8 @@ def test_chroma_functions_and_collections_hold_no_key(
     classes = list(chroma.FUNCTIONS.values())
     client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
     for cls in classes:
-        options: dict[str, Any] = {"project_id": "p"} if cls.provider == "vertex" else {}
-        ef = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url, **options)
+        options: dict[str, Any] = dict(REGISTRY[cls.provider].test_options)
+        ef = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url_for(cls.provider), **options)
         config = ef.get_config()
         for text in (repr(ef), str(ef), json.dumps(config), repr(cls.build_from_config(config))):
             assert CANARY_KEY not in text
@@ -283,8 +283,8 @@ def test_langchain_embeddings_never_serialise_the_key(mmembed_emulator: Emulator
     for name, cls in langchain.CLASSES.items():
         if name not in PROVIDERS:  # providers the emulator does not speak yet
             continue
-        options: dict[str, Any] = {"project_id": "p"} if name == "vertex" else {}
-        embeddings = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url, **options)
+        options: dict[str, Any] = dict(REGISTRY[name].test_options)
+        embeddings = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url_for(name), **options)
         embeddings.embed_query("hello")
         dumps = [
             repr(embeddings),
