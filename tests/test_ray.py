@@ -253,7 +253,9 @@ def test_every_registered_provider_pickles(monkeypatch: pytest.MonkeyPatch) -> N
 
     for name, cls in PROVIDERS.items():
         monkeypatch.setenv(cls.env_var, CANARY_KEY)
-        options = {"project_id": "p"} if "project_id" in cls.option_names else {}
+        options = dict(cls.test_options)
+        if not cls.default_base_url:  # a server of the user's own
+            options["base_url"] = "http://localhost:8000"
         blob = pickle.dumps(Embedder(name, **options))
         assert CANARY_KEY.encode() not in blob and pickle.loads(blob).provider_name == name
 
