@@ -84,7 +84,7 @@ class ServerFamilyOptions(TypedDict, total=False):
     ]
     batch_size: Annotated[
         int | None,
-        Doc("Texts per request (default: the server's cap when it says one, else the family's: 64, NIM 16).",
+        Doc("Texts per request (default: the server's cap when it says one, else the family's, e.g. 64).",
             local=True),
     ]
 
