@@ -191,6 +191,10 @@ def test_model_ids_are_one_segment_encoded_once() -> None:
     assert Embedder("bedrock", model="global.cohere.embed-v4:0").dimensions == 1536
     assert provider.base_url == "https://bedrock-runtime.us-east-1.amazonaws.com"
     assert Embedder("bedrock", region="eu-west-1").provider.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert Embedder("bedrock", region="us-gov-west-1").provider.base_url.endswith("us-gov-west-1.amazonaws.com")
+    for bad in ("evil.example/x", "us-east-1.evil", "US-EAST-1"):
+        with pytest.raises(ConfigurationError, match="not an AWS region"):
+            Embedder("bedrock", region=bad)
 
 
 def test_every_attempt_is_signed_afresh_and_throttling_backs_off(
