@@ -61,7 +61,7 @@ PROVIDERS = tuple(REGISTRY)
 DEFAULT_DIMS: Mapping[str, int | None] = _PerProvider(0)
 TEXT_MODELS: Mapping[str, str] = _PerProvider(1)
 IMAGE_MODELS: Mapping[str, str] = _PerProvider(2)
-# Every variable a provider reads a key or a setting from.
+# Every variable a provider reads a key or a setting from, and the trust settings (mmembed._trust).
 ENV_VARS = (
     *dict.fromkeys(
         var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)

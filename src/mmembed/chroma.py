@@ -249,7 +249,7 @@ def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Emb
     """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call.
 
     A config from the store (not one a function made in code here wrote) is checked first (the key variable,
-    the base URL), and so is the host the provider derives from it (a stored Vertex ``location`` names a host
+    the base URL), and so is the host the provider derives from it (a stored cloud ``location`` names a host
     too), before any request.
     """
     declared = PROVIDERS[provider]
