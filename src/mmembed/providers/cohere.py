@@ -9,10 +9,6 @@ here. Auth is ``Authorization: Bearer``; errors are ``{"id", "message"}``.
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -20,10 +16,12 @@ import requests
 
 from ..errors import ConfigurationError
 from ..options import Doc, ModelOptions
+from ..ratelimit import RateLimiter
+from ..transport import Transport
 from ._cohere_v4 import CohereV4
 from .base import Hosting, Provider
 
-__all__ = ["CohereProvider", "CohereSettings", "InputWindow"]
+__all__ = ["CohereProvider", "CohereSettings"]
 
 T = TypeVar("T")
 INPUTS_PER_MINUTE = 2000  # "Embed": the same on trial and production keys
@@ -65,23 +63,27 @@ class CohereProvider(Provider):
         rate = IMAGES_PER_MINUTE if given is None else given
         if not rate > 0:
             raise ConfigurationError(f"cohere: images_per_minute must be positive, got {given}")
-        self.images = InputWindow(rate)
-        self.inputs = InputWindow(INPUTS_PER_MINUTE)
+        self.images = RateLimiter(rate, paced=False)
+        self.inputs = RateLimiter(INPUTS_PER_MINUTE, paced=False)
+
+    def _transport(self) -> Transport:
+        # Windows of inputs, charged per attempt by the transport: their waits count in its stats, a 429 pauses them.
+        transport = super()._transport()
+        transport.windows["images"], transport.windows["inputs"] = self.images, self.inputs
+        return transport
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", images_per_minute={self.images.quota})"
 
     def request_cap(self, what: str) -> int | None:
-        return self.images.quota if what == "images" else None
+        return (self.images.quota or 0) if what == "images" else None
 
     def post(self, path: str, parse: Callable[[requests.Response], T], **body: Any) -> T:
-        """Charge the input and image windows for what the body carries, then POST it."""
+        """POST, charging the input and image windows (each attempt) for what the body carries."""
         inputs = body.get("json", {}).get("inputs", [])
         images = sum(s.get("type") == "image_url" for entry in inputs for s in entry.get("content", []))
-        self.inputs.acquire(len(inputs))
-        if images:
-            self.images.acquire(images)
-        return super().post(path, parse, **body)
+        costs = {"inputs": len(inputs), "images": images}
+        return self.transport.post(self.url(path), parse, headers=self.headers, costs=costs, **body)
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         request_id = response.headers.get("x-request-id")
@@ -92,43 +94,10 @@ class CohereProvider(Provider):
         if not isinstance(body, dict):
             return f"HTTP {response.status_code}", request_id
         message = str(body.get("message") or f"HTTP {response.status_code}")
-        if response.status_code == 429 and self.images.quota > 5:
+        if response.status_code == 429 and (self.images.quota or 0) > 5:
             message += " (a trial key embeds 5 images a minute: if this is one, pass images_per_minute=5)"
         return message, request_id or (str(body["id"]) if body.get("id") else None)
 
     def is_auth_error(self, response: requests.Response) -> bool:
         """401/403, and Cohere's 498 (invalid token)."""
         return response.status_code in (401, 403, 498)
-
-
-class InputWindow:
-    """At most ``per_minute`` inputs in any 60 seconds, shared by every worker of one client (thread-safe)."""
-
-    def __init__(self, per_minute: float, *, window: float = 60.0) -> None:
-        self.quota = max(1, math.floor(per_minute * window / 60.0))
-        self.window = window
-        self._log: deque[tuple[float, int]] = deque()
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def acquire(self, count: int) -> float:
-        """Block until ``count`` more inputs fit in the window (at most the quota); returns seconds waited."""
-        count = min(count, self.quota)
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._log and self._log[0][0] <= now - self.window:
-                    self._used -= self._log.popleft()[1]
-                if self._used + count <= self.quota:
-                    self._log.append((now, count))
-                    self._used += count
-                    return waited
-                free, delay = self.quota - self._used, 0.0
-                for stamp, used in self._log:  # the time when enough old entries have left the window
-                    free += used
-                    delay = stamp + self.window - now
-                    if free >= count:
-                        break
-            time.sleep(max(delay, 0.01))
-            waited += max(delay, 0.01)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import base64
 import struct
-import threading
-import time
 import uuid
-from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..ratelimit import RateLimiter
 from ._cohere_v4 import items, vector
 from .models import ModelSpec, find_model
 from .space import count_tokens, to_wire
@@ -51,8 +49,10 @@ class Cohere(Endpoint):
 
     def __init__(self, *, images_per_minute: float | None = None) -> None:
         self.images_per_minute = images_per_minute
-        self._images: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
+        # The client's own limiter, answering at once: ``images_per_minute`` in any IMAGE_WINDOW ("minute").
+        self._images: RateLimiter | None = None
+        if images_per_minute:
+            self._images = RateLimiter(images_per_minute * 60 / IMAGE_WINDOW, window=IMAGE_WINDOW, paced=False)
 
     def matches(self, path: str) -> bool:
         return path == "/v2/embed"
@@ -124,20 +124,14 @@ class Cohere(Endpoint):
 
     def _take_images(self, count: int) -> None:
         """Count ``count`` images against the per-minute image limit, or refuse the request with a 429."""
-        if self.images_per_minute is None:
+        if self._images is None or not count:
             return
-        with self._lock:
-            now = time.monotonic()
-            while self._images and self._images[0][0] <= now - IMAGE_WINDOW:
-                self._images.popleft()
-            used = sum(n for _, n in self._images)
-            if used + count > self.images_per_minute:
-                raise ApiError(
-                    429,
-                    f"You are using a Trial key, which is limited to {self.images_per_minute:g} images per minute "
-                    "for the embed endpoint (emulated)",
-                )
-            self._images.append((now, count))
+        if count > (self._images.quota or 0) or self._images.take(count) > 0:
+            raise ApiError(
+                429,
+                f"You are using a Trial key, which is limited to {self.images_per_minute:g} images per minute "
+                "for the embed endpoint (emulated)",
+            )
 
 
 def _encode(vectors: list[np.ndarray], kind: str) -> list[Any]:
