@@ -145,6 +145,16 @@ def test_titan_validation_error_names_the_item(bedrock: object) -> None:
     assert err.value.index == 1 and "ValidationException" in str(err.value)
 
 
+def test_a_refused_item_in_a_stream_is_reported_and_the_rest_go_on(bedrock: object) -> None:
+    from mmembed import RefusedInputError
+
+    answers = dict(bedrock(TITAN).embed_stream(["short", " ".join(["word"] * 300), "also short"]))  # type: ignore[operator]
+    assert sorted(answers) == [0, 1, 2]
+    refused = answers[1]
+    assert isinstance(refused, RefusedInputError) and refused.index == 1 and refused.status == 400
+    assert all(isinstance(answers[i], np.ndarray) for i in (0, 2))
+
+
 def test_marengo_text_image_and_text_image(bedrock: object, mmembed_emulator: Emulator) -> None:
     photo = colour_photo("red", size=(256, 256))
     vectors = bedrock(MARENGO).embed(["a red car", photo, Interleaved(["a red car", photo])])  # type: ignore[operator]
