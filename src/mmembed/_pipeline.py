@@ -512,19 +512,27 @@ class Run:
                 errors.append((batch.indexes[i], err))
         # The request holds the encoded images now; the batch, which outlives it (in_flight), drops them.
         batch.prepared.clear()
-        try:
-            vectors = self.provider.send(batch.route, ready, self.task) if ready else []
-        except InputError as err:  # the API refused a one-item request: that item (a stream goes on)
-            if len(ready) != 1:
-                raise
-            index = batch.indexes[good[0]]
-            if not self.collector.streaming:
-                raise err.at(self.collector.owner(index), batch.items[good[0]].source) from err.__cause__
-            errors.append((index, err.at(index, batch.items[good[0]].source)))
-            ready, good, vectors = [], [], []
-        if self.cache is not None and ready:
+        vectors = self._request(batch, ready, good, errors)
+        if self.cache is not None and vectors:
             self.cache.put_many(zip((batch.keys[i] for i in good), vectors, strict=True))
         self.collector.take(batch, good, vectors, errors)
+
+    def _request(self, batch: Batch, ready: list[Ready], good: list[int], errors: list[Answer]) -> list[np.ndarray]:
+        """The provider's vectors for ``ready``; a one-item request the API refused is that item's error."""
+        if not ready:
+            return []
+        try:
+            return self.provider.send(batch.route, ready, self.task)
+        except InputError as err:  # a request of one item, refused for that item: a stream goes on without it
+            if len(ready) != 1:
+                raise
+            i = good[0]
+            located = err.at(self.collector.owner(batch.indexes[i]), batch.items[i].source)
+            if not self.collector.streaming:
+                raise located from err.__cause__
+            errors.append((batch.indexes[i], located))
+            good.clear()
+            return []
 
     def _ready(self, batch: Batch, i: int) -> Ready:
         item = batch.items[i]

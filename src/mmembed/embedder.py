@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,12 +27,9 @@ from .cpus import cpu_share
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
 from .inputs import ImageItem, ImageSource, Interleaved, InterleavedItem, Item, MediaSource, to_item
-from .options import COMMON_OPTIONS, EmbedderOptions, option_specs
+from .options import COMMON_OPTIONS, option_specs, options_for
 from .providers import PROVIDERS, Provider, ProviderOptions, Task
 from .transport import TransportSnapshot
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 
 __all__ = ["Embedder", "provider_class"]
 
@@ -41,23 +38,24 @@ class Embedder:
     """Embed texts and images through any registered provider, as documents or as queries.
 
     >>> from mmembed.testing import Emulator
-    >>> with Emulator() as emu:
-    ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+    >>> provider = next(iter(PROVIDERS))  # the first registered provider (any that needs no cloud project)
+    >>> with Emulator() as emu:  # an offline stand-in for every registered provider's API
+    ...     embedder = Embedder(provider, base_url=emu.url, api_key="test-key")
     ...     vectors = embedder.embed(["a red square", "the blue sea"])
-    ...     vectors.shape
-    (2, 1024)
+    ...     vectors.shape == (2, embedder.dimensions)
+    True
 
-    Options (:class:`mmembed.options.EmbedderOptions`, declared once for every adapter): ``model`` (or
-    ``text_model`` + ``vision_model`` for Nomic); ``dimensions`` (every modality); ``api_key`` (never stored
-    anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host only); ``timeout``
-    (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and ``requests_per_minute``
-    (defaults follow each provider's documented limits) or a shared ``rate_limiter`` (any object with
-    ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
-    :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
-    loopback/private hosts); ``image_side`` (override the upload size); for Vertex also ``project_id``,
-    ``location`` and ``credentials`` (google-auth); ``media_limits`` (:class:`~mmembed.MediaLimits`: caps
-    and settings for PDFs, video and audio). ``None`` means "not given". An Embedder pickles as its key-free
-    :meth:`config`.
+    Options (:class:`mmembed.options.EmbedderOptions`, declared once for every adapter): ``model`` (or the model
+    roles a provider declares instead, e.g. ``text_model`` + ``vision_model``); ``dimensions`` (every modality);
+    ``api_key`` (never stored anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host
+    only); ``timeout`` (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and
+    ``requests_per_minute`` (defaults follow each provider's documented limits) or a shared ``rate_limiter`` (any
+    object with ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
+    :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads
+    reach loopback/private hosts); ``image_side`` (override the upload size); a provider's own options (e.g. a
+    cloud project, location and credentials; :func:`mmembed.options.options_for` lists them); ``media_limits``
+    (:class:`~mmembed.MediaLimits`: caps and settings for PDFs, video and audio). ``None`` means "not given".
+    An Embedder pickles as its key-free :meth:`config`.
 
     Items are texts, images, PDFs, videos, audio and :class:`~mmembed.Interleaved` groups; what a model
     cannot take natively goes through a named fallback (:mod:`mmembed.fallbacks`), so ``embed`` always
@@ -65,7 +63,7 @@ class Embedder:
     one vector per page or per video segment.
     """
 
-    def __init__(self, provider: str, **options: Unpack[EmbedderOptions]) -> None:
+    def __init__(self, provider: str, **options: Any) -> None:
         cls = provider_class(provider)
         given: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
         _check_options(cls, given)
@@ -92,7 +90,7 @@ class Embedder:
         ``Embedder(embedder.provider_name, **embedder.config())`` builds an equivalent Embedder whose key comes
         from the environment variable this one resolved.
         """
-        specs = option_specs()
+        specs = {spec.name: spec for spec in options_for(type(self.provider))}
         config = {key: value for key, value in self._options.items() if not specs[key].secret}
         config["api_key_env_var"] = self.provider.api_key_env_var
         if isinstance(self.cache, EmbeddingCache):
@@ -129,9 +127,10 @@ class Embedder:
         """Split items into the segments that each deserve a vector, with where they lie in their parent.
 
         A PDF gives one segment per page (``metadata={"page": n}``; on a model that reads only text and images,
-        the rendered page plus its text passages, ``{"page": n, "passage": k}``); a video gives its segments
-        (Vertex @001: ``video_interval`` seconds each) or itself, with ``{"start": s, "end": e}`` seconds;
-        other items give themselves. ``embed([s.item for s in segments])`` then embeds them, one row each::
+        the rendered page plus its text passages, ``{"page": n, "passage": k}``); a video gives its segments (on
+        a model with a fixed window per request: ``video_interval`` seconds each) or itself, with ``{"start": s,
+        "end": e}`` seconds; other items give themselves. ``embed([s.item for s in segments])`` then embeds them,
+        one row each::
 
             segments = embedder.expand([Path("report.pdf"), Path("talk.mp4"), "a note"])
             vectors = embedder.embed([s.item for s in segments])
@@ -162,7 +161,7 @@ class Embedder:
 
         >>> from mmembed.testing import Emulator
         >>> with Emulator() as emu:
-        ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+        ...     embedder = Embedder(next(iter(PROVIDERS)), base_url=emu.url, api_key="test-key")
         ...     sorted((i, type(v).__name__) for i, v in embedder.embed_stream(["a text", b"not an image"]))
         [(0, 'ndarray'), (1, 'InputError')]
         """
@@ -193,13 +192,15 @@ class Embedder:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def close(self) -> None:
-        """Stop the worker threads and close the provider's connections."""
+        """Stop the worker threads and close the provider's and the cache's connections."""
         with self._pools_lock:
             for pool in (self._send_pool, self._prep_pool):
                 if pool is not None:
                     pool.shutdown(wait=True)
             self._send_pool = self._prep_pool = None
         self.provider.close()
+        if isinstance(self.cache, EmbeddingCache):
+            self.cache.close()  # its connection; a later call opens it again
 
     def __enter__(self) -> Embedder:
         return self
@@ -235,16 +236,15 @@ def provider_class(name: str) -> type[Provider]:
 
 def _check_options(cls: type[Provider], given: dict[str, Any]) -> None:
     """Refuse options that do not exist, or that this provider does not take."""
-    specs = option_specs()
     for key in given:
-        if key not in specs:
+        if key in COMMON_OPTIONS or key in cls.option_names:
+            continue
+        if key not in option_specs():
             raise TypeError(f"Embedder() got an unexpected keyword argument {key!r}")
-        if key not in COMMON_OPTIONS and key not in cls.option_names:
-            takes = [name for name in cls.option_names if name not in ("credentials",)]
-            raise ConfigurationError(
-                f"{cls.name} does not take {key}=; its own options are "
-                + (", ".join(f"{name}=" for name in takes) or "none")
-            )
+        takes = [spec.name for spec in cls.own_option_specs() if not spec.secret]
+        raise ConfigurationError(
+            f"{cls.name} does not take {key}=; its own options are " + (", ".join(f"{n}=" for n in takes) or "none")
+        )
 
 
 def _rebuild(provider: str, config: dict[str, Any]) -> Embedder:

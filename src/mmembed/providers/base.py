@@ -68,8 +68,8 @@ class Provider:
     #: Other environment variables it reads (a cloud project or region), so tests can keep a developer's out.
     config_env_vars: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str]
-    # Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
-    # may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
+    #: Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
+    #: may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
     official_hosts: ClassVar[tuple[str, ...]] = ()
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = None

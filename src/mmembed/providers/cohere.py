@@ -1,8 +1,9 @@
 """Cohere: embed-v4.0 over ``/v2/embed`` (the request shape is the embed-v4 family's, :mod:`._cohere_v4`).
 
 Cohere limits images apart from texts: Embed takes 2,000 inputs a minute, Embed (Images) 400 a minute on
-production keys but only 5 on trial keys. Both are kept here by sliding windows of inputs, charged per request
-from what its body carries; ``images_per_minute`` (default 400) sets the image one, and no request carries more
+production keys but only 5 on trial keys. Both are windows of the client's transport (one rate-limit mechanism,
+:mod:`mmembed.ratelimit`: every wait counted in ``stats``, a 429 pausing them all), charged per attempt from
+what its body carries; ``images_per_minute`` (default 400) sets the image one, and no request carries more
 images than it allows in a minute. Cohere's URLs are never fetched by the server: http(s) images are downloaded
 here. Auth is ``Authorization: Bearer``; errors are ``{"id", "message"}``.
 """
@@ -17,9 +18,8 @@ import requests
 from ..errors import ConfigurationError
 from ..options import Doc, ModelOptions
 from ..ratelimit import RateLimiter
-from ..transport import Transport
 from ._cohere_v4 import CohereV4
-from .base import Hosting, Provider
+from .base import Hosting, Provider, ProviderOptions
 
 __all__ = ["CohereProvider", "CohereSettings"]
 
@@ -57,6 +57,10 @@ class CohereProvider(Provider):
     default_requests_per_minute: ClassVar[float | None] = None  # Cohere counts inputs, not requests: see below
     images_per_minute: float | None
 
+    def __init__(self, options: ProviderOptions, **settings: Any) -> None:
+        super().__init__(options, **settings)
+        self.transport.windows.update(inputs=self.inputs, images=self.images)
+
     def configure(self, **settings: Any) -> None:
         super().configure(**settings)
         given = self.images_per_minute
@@ -66,24 +70,17 @@ class CohereProvider(Provider):
         self.images = RateLimiter(rate, paced=False)
         self.inputs = RateLimiter(INPUTS_PER_MINUTE, paced=False)
 
-    def _transport(self) -> Transport:
-        # Windows of inputs, charged per attempt by the transport: their waits count in its stats, a 429 pauses them.
-        transport = super()._transport()
-        transport.windows["images"], transport.windows["inputs"] = self.images, self.inputs
-        return transport
-
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", images_per_minute={self.images.quota})"
 
     def request_cap(self, what: str) -> int | None:
-        return (self.images.quota or 0) if what == "images" else None
+        return self.images.quota if what == "images" else None
 
     def post(self, path: str, parse: Callable[[requests.Response], T], **body: Any) -> T:
-        """POST, charging the input and image windows (each attempt) for what the body carries."""
+        """POST, charging every attempt to the input and image windows for what the body carries."""
         inputs = body.get("json", {}).get("inputs", [])
         images = sum(s.get("type") == "image_url" for entry in inputs for s in entry.get("content", []))
-        costs = {"inputs": len(inputs), "images": images}
-        return self.transport.post(self.url(path), parse, headers=self.headers, costs=costs, **body)
+        return super().post(path, parse, costs={"inputs": len(inputs), "images": images}, **body)
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         request_id = response.headers.get("x-request-id")
@@ -101,3 +98,4 @@ class CohereProvider(Provider):
     def is_auth_error(self, response: requests.Response) -> bool:
         """401/403, and Cohere's 498 (invalid token)."""
         return response.status_code in (401, 403, 498)
+
