@@ -619,6 +619,15 @@ def render(sections: list[Section], command: str, elapsed: float) -> str:
     return "\n".join(out)
 
 
+def _kept_late_section(path: Path) -> str:
+    """The late-interaction section benchmarks/late.py wrote into ``path`` (kept: this run does not redo it)."""
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- late:begin -->", "<!-- late:end -->"
+    if begin not in text or end not in text:
+        return ""
+    return "\n" + text[text.index(begin): text.index(end) + len(end)] + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="stream 2,000 photos instead of 10,000")
@@ -651,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(bench.work, ignore_errors=True)
     command = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     report = render(sections, f".venv/bin/python {command}", time.perf_counter() - started)
-    args.output.write_text(report)
+    args.output.write_text(report + _kept_late_section(args.output))
     print("\n" + report)
     return 0
 

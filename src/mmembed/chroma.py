@@ -539,3 +539,27 @@ def _fuse(rankings: list[list[_Hit]], n_results: int) -> list[tuple[_Hit, float]
             hits.setdefault(hit[0], hit)
     order = sorted(scores, key=lambda id_: (-scores[id_], hits[id_][1], id_))[:n_results]
     return [(hits[id_], scores[id_]) for id_ in order]
+
+
+# -- late interaction (multi-vectors): in their own module, public here -------------------------------
+from ._late_chroma import (  # noqa: E402  (it uses embedding_function_of, defined above)
+    LATE_KEY,
+    OVER_FETCH,
+    LateQueryResult,
+    add_late,
+    create_late_collection,
+    delete_late_collection,
+    late_settings,
+    query_late,
+)
+
+__all__ += [
+    "LATE_KEY",
+    "OVER_FETCH",
+    "LateQueryResult",
+    "add_late",
+    "create_late_collection",
+    "delete_late_collection",
+    "late_settings",
+    "query_late",
+]

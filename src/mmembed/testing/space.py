@@ -49,6 +49,7 @@ __all__ = [
     "embed",
     "emulator_vector",
     "get_space",
+    "multivector",
     "to_wire",
     "truncate",
 ]
@@ -336,6 +337,48 @@ def embed(
     if not normalized:
         v = unnormalize(v)
     return to_wire(v)
+
+
+MULTIVECTOR_MODALITY = 0.5  # a small modality gap, so that a query's words find the patches of their colour
+PATCH_GRID = 4  # an image answers PATCH_GRID x PATCH_GRID patch rows, row by row
+
+
+def multivector(
+    spec: ModelSpec, *, text: str | None = None, image: Image.Image | None = None, query: bool = False
+) -> list[list[float]]:
+    """A multi-vector answer: one unit row per token of ``text`` or per patch of ``image``, as JSON floats.
+
+    Rows live in a ``spec.multivector_dim``-wide space of their own: a token's row is the text vector of that
+    token alone (so the word "red" in a query matches "red" in a document, and red patches), a patch's row
+    the image vector of that crop of the picture.
+
+    >>> from mmembed.testing.models import find_model
+    >>> rows = multivector(find_model("jina", "jina-embeddings-v4"), text="a red car")
+    >>> len(rows), len(rows[0])
+    (3, 128)
+    """
+    if spec.multivector_dim is None:
+        raise ValueError(f"{spec.name} has no multi-vector output")
+    space = get_space(f"{spec.space}:multivector", spec.multivector_dim)
+    if text is not None:
+        tokens = _TOKEN.findall(text) or [""]
+        rows = [space.text(token, query=query, modality=MULTIVECTOR_MODALITY) for token in tokens]
+    elif image is not None:
+        rows = [space.image(patch, modality=MULTIVECTOR_MODALITY) for patch in _patches(image)]
+    else:
+        raise ValueError("give text or image")
+    return [to_wire(row) for row in rows]
+
+
+def _patches(image: Image.Image) -> list[Image.Image]:
+    width, height = image.size
+    xs = [round(i * width / PATCH_GRID) for i in range(PATCH_GRID + 1)]
+    ys = [round(j * height / PATCH_GRID) for j in range(PATCH_GRID + 1)]
+    return [
+        image.crop((xs[i], ys[j], max(xs[i + 1], xs[i] + 1), max(ys[j + 1], ys[j] + 1)))
+        for j in range(PATCH_GRID)
+        for i in range(PATCH_GRID)
+    ]
 
 
 def emulator_vector(
