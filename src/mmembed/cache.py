@@ -164,10 +164,12 @@ def _encode(vector: np.ndarray) -> bytes:
 
 def _decode(blob: bytes) -> np.ndarray:
     if blob[:4] == _ROWS_MARK and len(blob) >= _HEADER.size:
-        _, rows, width = _HEADER.unpack_from(blob)
-        if len(blob) == _HEADER.size + 4 * rows * width:
-            return np.frombuffer(blob, dtype="<f4", offset=_HEADER.size).reshape(rows, width).astype(np.float32)
-    return np.frombuffer(blob, dtype=np.float32).copy()
+        shape: tuple[int, int] = _HEADER.unpack_from(blob)[1:]
+        if len(blob) == _HEADER.size + 4 * shape[0] * shape[1]:
+            values = np.frombuffer(blob, dtype="<f4", offset=_HEADER.size)
+            return values.reshape(shape).astype(np.float32)
+    flat: np.ndarray = np.frombuffer(blob, dtype=np.float32).copy()
+    return flat
 
 
 def _stat_key(st: os.stat_result) -> str:

@@ -245,7 +245,6 @@ class Embedder:
         hold = isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX
         return Run(self, task, ArrayCollector(self, task, progress), hold=hold).execute(items)
 
-
     def _run_multi(self, items: Iterable[object], task: Task, progress: Progress | None) -> list[np.ndarray]:
         if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource, MediaSource, Interleaved)):
             raise TypeError("embed_multi() takes a list (or any iterable) of items; wrap a single item in a list")

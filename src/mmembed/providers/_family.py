@@ -309,7 +309,8 @@ class ModelFamily(ABC):
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         if not np.all(np.isfinite(norms)) or np.any(norms == 0.0):
             raise InvalidResponseError("a multi-vector row is zero or not finite", provider=self.name)
-        return (rows / norms).astype(np.float32, copy=False)
+        unit: np.ndarray = (rows / norms).astype(np.float32, copy=False)
+        return unit
 
     def indexed_parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
         """A parser for ``{"data": [{"index", "embedding"}]}`` answers (the OpenAI shape many APIs share)."""
