@@ -294,9 +294,9 @@ class ModelFamily(ABC):
         """Check a multi-vector answer: ``expected`` arrays of rows of the model's width, each row normalised."""
         if len(arrays) != expected:
             raise InvalidResponseError(f"expected {expected} multi-vectors, got {len(arrays)}", provider=self.name)
-        return [self._rows(raw) for raw in arrays]
+        return [self._multivector_rows(raw) for raw in arrays]
 
-    def _rows(self, raw: Any) -> np.ndarray:
+    def _multivector_rows(self, raw: Any) -> np.ndarray:
         try:
             rows = np.asarray(raw, dtype=np.float32)
         except (TypeError, ValueError) as exc:
