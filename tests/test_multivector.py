@@ -148,3 +148,65 @@ def test_a_pdf_goes_in_page_by_page(mmembed_emulator: Emulator, tmp_path: Path) 
     assert [a.shape for a in arrays] == [(16, 128), (16, 128)]
     with pytest.raises(TypeError, match="list"):
         embedder.embed_multi("a text")
+
+
+# -- self-hosted ColPali: vLLM's /pooling (token_embed) and Infinity's merged checkpoints ------------------------
+COLPALI = {"vllm": "vidore/colpali-v1.3-hf", "infinity": "michaelfeil/colpali-v1.2-merged"}
+
+
+def colpali_rows(provider: str, *, text: str | None = None, photo: bytes | None = None) -> np.ndarray:
+    """The emulator's rows for one ColPali input, unit length (what the client gives back)."""
+    from mmembed.testing.imagedata import decode_image
+
+    spec = find_model(provider, COLPALI[provider])
+    assert spec is not None
+    image = decode_image(photo) if photo is not None else None
+    rows = np.array(multivector(spec, text=text, image=image), dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("provider", ["vllm", "infinity"])
+def test_colpali_on_a_server_gives_rows_per_token_and_patch_in_order(provider: str) -> None:
+    photos = [png_bytes(colour_photo(c, size=(64, 48))) for c in ("red", "blue")]
+    items: list[object] = ["a red car", photos[0], "the sea", photos[1]]
+    with Emulator(**{f"{provider}_model": COLPALI[provider]}) as emu:
+        url = emu.url_for(provider)
+        with Embedder(provider, base_url=url, query_prefix="Query: ") as embedder:  # the model is discovered
+            arrays = embedder.embed_multi(items)
+            (query,) = embedder.embed_query_multi(["red car"])
+            assert embedder.multivector_dimensions == 128
+            with pytest.raises(ConfigurationError, match="multi-vectors only"):
+                embedder.embed(["a single vector"])  # a token-only model: nothing is sent
+        sent = [r for r in emu.requests if r.method == "POST" and r.status == 200]
+    assert [a.shape for a in arrays] == [(3, 128), (16, 128), (2, 128), (16, 128)]
+    assert np.linalg.norm(np.vstack([*arrays, query]), axis=1) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(arrays[0], colpali_rows(provider, text="a red car"), atol=1e-5)
+    np.testing.assert_allclose(arrays[3], colpali_rows(provider, photo=photos[1]), atol=1e-5)
+    np.testing.assert_allclose(query, colpali_rows(provider, text="Query: red car"), atol=1e-5)  # the prefix
+    bodies = [r.json for r in sent]
+    if provider == "vllm":
+        assert {r.path for r in sent} == {"/vllm/pooling"}
+        assert all(b["task"] == "token_embed" for b in bodies)
+        assert bodies[0]["input"] == ["a red car", "the sea"] or bodies[0].get("messages")
+        images = [b["messages"][0]["content"] for b in bodies if "messages" in b]
+        assert len(images) == 2 and all(c[0]["type"] == "image_url" for c in images)
+        assert ["Query: red car"] in [b.get("input") for b in bodies]
+    else:
+        assert {r.path for r in sent} == {"/infinity/embeddings"}
+        assert sorted(b["modality"] for b in bodies) == ["image", "text", "text"]
+        assert ["Query: red car"] in [b["input"] for b in bodies]
+
+
+@pytest.mark.parametrize("provider", ["vllm", "infinity"])
+def test_a_busy_server_is_waited_for_and_a_clip_model_is_refused(provider: str) -> None:
+    with Emulator(**{f"{provider}_model": COLPALI[provider]}) as emu:
+        emu.inject("503" if provider == "vllm" else "429", times=1)
+        with Embedder(provider, base_url=emu.url_for(provider), model=COLPALI[provider]) as embedder:
+            (rows,) = embedder.embed_multi(["a red car"])
+        assert rows.shape == (3, 128)
+        assert [r.status for r in emu.requests if r.method == "POST"][:2] == [503 if provider == "vllm" else 429, 200]
+    with Emulator() as emu, Embedder(provider, base_url=emu.url_for(provider)) as clip:
+        with pytest.raises(ConfigurationError, match="openai/clip-vit-base-patch32 has no multi-vector") as err:
+            clip.embed_multi(["a red car"])
+    for name in ("jina:jina-embeddings-v4", "vllm:vidore/colpali-v1.3-hf", "infinity:michaelfeil/colpali-v1.2-merged"):
+        assert name in str(err.value)

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import fallbacks
 from .cpus import cpu_share
-from .errors import EmbeddingError, InputError
+from .errors import ConfigurationError, EmbeddingError, InputError
 from .inputs import ImageItem, Item, to_item
 from .providers import Provider, Ready, Task
 
@@ -477,6 +477,11 @@ class Run:
         self.collector = collector
         # A multi-vector call: the same batches, windows and retries; another request and other cache keys.
         self.multi = bool(getattr(collector, "multi", False))
+        if not self.multi and self.provider.multivector_only():
+            raise ConfigurationError(
+                f"{self.provider.name}: {self.provider.family.model} gives multi-vectors only (one row per token "
+                "or image patch): use embed_multi() / embed_query_multi()"
+            )
         send_pool, prep_pool = embedder._pools()
         self.scheduler = Scheduler(
             self.provider.concurrency, send_pool, self.send, early_fail=not collector.streaming, hold=hold

@@ -201,6 +201,10 @@ class ModelFamily(ABC):
         """The width of each row of the model's multi-vector output (None: it has none)."""
         return self.info.multivector
 
+    def multivector_only(self) -> bool:
+        """Whether the model gives multi-vectors and no single vector (a ColPali: no pooled output)."""
+        return self.info.known and self.info.dimensions is None and self.info.multivector is not None
+
     @classmethod
     def multivector_models(cls) -> list[str]:
         """The listed models that give multi-vector output (for error messages)."""

@@ -305,6 +305,9 @@ class Provider:
     def multivector_width(self) -> int | None:
         return self.family.multivector_width()
 
+    def multivector_only(self) -> bool:
+        return self.family.multivector_only()
+
     def model_for(self, item: Item) -> str:
         return self.family.model_for(item)
 
