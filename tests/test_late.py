@@ -400,3 +400,4 @@ def test_example_runs_offline() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "query 'red car': car" in out.stdout
+    assert "query_texts 'invoice due', through the embedder: invoice" in out.stdout
