@@ -173,7 +173,7 @@ print(json.dumps(out))
 
 def reopen_in_new_process(spec: dict[str, Any], emulator: Emulator) -> dict[str, Any]:
     """Query the stored collections from a new process, which trusts the emulator's host (it is no provider's)."""
-    spec = {**spec, "collections": [f"photos-{p}" for p in PROVIDERS], "colours": list(EXPECTED_TOP)}
+    spec = {**spec, "collections": [f"photos-{p}" for p in IMAGE_PROVIDERS], "colours": list(EXPECTED_TOP)}
     env = child_env(**{var: CANARY for var in KEY_VARS.values()}, MMEMBED_TRUSTED_HOSTS=host_port(emulator.url))
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", REOPEN_SCRIPT, json.dumps(spec)],
@@ -188,7 +188,7 @@ def reopen_in_new_process(spec: dict[str, Any], emulator: Emulator) -> dict[str,
 
 
 def check_reopened(result: dict[str, Any]) -> None:
-    for provider in PROVIDERS:
+    for provider in IMAGE_PROVIDERS:
         reopened = result[f"photos-{provider}"]
         assert reopened["function"] == EF_CLASSES[provider].__name__
         assert reopened["top"] == EXPECTED_TOP
@@ -614,7 +614,7 @@ def http_client(server: ChromaServer) -> Iterator[Any]:
 def served(chroma_server: ChromaServer, emulator: Emulator, photos: Photos) -> ChromaServer:
     """The server with the same three photo collections as the embedded store, added through HttpClient."""
     with http_client(chroma_server) as client:
-        for provider in PROVIDERS:
+        for provider in IMAGE_PROVIDERS:
             fill_photo_collection(client, provider, emulator, photos)
     return chroma_server
 
@@ -624,7 +624,7 @@ class TestChromaServer:
 
     def test_every_image_form_is_found_first_by_its_colour(self, served: ChromaServer, emulator: Emulator) -> None:
         with http_client(served) as client:
-            for provider in PROVIDERS:
+            for provider in IMAGE_PROVIDERS:
                 ef = make_ef(provider, emulator)
                 col = client.get_collection(f"photos-{provider}", embedding_function=ef, data_loader=ImageURILoader())
                 assert top_image_per_colour(col) == EXPECTED_TOP
