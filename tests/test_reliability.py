@@ -141,7 +141,7 @@ def test_fault_mix_gives_exactly_the_clean_result(
     for fault in EVERY_FAULT:  # every kind at least once, then the seeded random draw
         emulator.inject(fault)
     started = time.monotonic()
-    with small_batches(client(provider, emulator, timeout=0.5, max_concurrency=4)) as embedder:
+    with small_batches(client(provider, emulator, timeout=2.0, max_concurrency=4)) as embedder:
         faulty = embedder.embed(items300)
         retries = embedder.provider.transport.stats.retries
     elapsed = time.monotonic() - started
@@ -152,7 +152,7 @@ def test_fault_mix_gives_exactly_the_clean_result(
         assert stats.responses_by_status.get(status, 0) >= 1, status
     assert stats.resets >= 1
     assert retries >= len(EVERY_FAULT)
-    assert elapsed < 30
+    assert elapsed < 60  # a hang costs one attempt's 2 s deadline; a loaded machine answers big batches slowly
 
 
 @pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
