@@ -13,6 +13,8 @@ request is sent on the caller's thread: the scheduler *holds* its batches until 
 chooses (:meth:`Scheduler.release`), because handing one query to a worker thread and back costs more than the
 rest of the client's work. At most ``concurrency + 1`` batches of a call are outstanding at a time, so a
 stream of any length is embedded in bounded memory, and image decoding overlaps with network waits.
+Multi-vectors (:meth:`Embedder.embed_multi`) take the same path: an array collector with ``multi`` set has its own
+cache keys and makes :meth:`Run.send` ask the provider's ``send_multi``; batches, windows and retries are shared.
 """
 
 from __future__ import annotations
