@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -98,19 +99,19 @@ def test_a_rerun_is_answered_by_the_cache_and_single_vectors_have_other_keys(
 def test_the_cache_keeps_shapes_and_reads_entries_written_before_multi_vectors(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite"
     old = np.array([0.6, 0.8, 0.0], dtype=np.float32)
-    with sqlite3.connect(path) as conn:  # an entry as earlier versions wrote it: the bare float32 bytes
+    with closing(sqlite3.connect(path)) as conn, conn:  # an entry as earlier versions wrote it: bare float32s
         conn.execute("CREATE TABLE embeddings (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         conn.execute("INSERT INTO embeddings VALUES (?, ?)", ("old", old.tobytes()))
-    cache = EmbeddingCache(path)
     rows = np.arange(12, dtype=np.float32).reshape(4, 3)
     one_row = np.ones((1, 3), dtype=np.float32)
-    cache.put_many([("rows", rows), ("one-row", one_row), ("flat", np.ones(12, dtype=np.float32))])
-    got = cache.get_many(["old", "rows", "one-row", "flat"])
+    with EmbeddingCache(path) as cache:
+        cache.put_many([("rows", rows), ("one-row", one_row), ("flat", np.ones(12, dtype=np.float32))])
+        got = cache.get_many(["old", "rows", "one-row", "flat"])
+        with pytest.raises(ValueError, match="3-d"):
+            cache.put_many([("cube", np.zeros((2, 2, 2), dtype=np.float32))])
     assert got["old"].shape == (3,) and np.array_equal(got["old"], old)
     assert got["rows"].shape == (4, 3) and np.array_equal(got["rows"], rows)
     assert got["one-row"].shape == (1, 3) and got["flat"].shape == (12,)
-    with pytest.raises(ValueError, match="3-d"):
-        cache.put_many([("cube", np.zeros((2, 2, 2), dtype=np.float32))])
 
 
 @pytest.mark.parametrize("fault", ["503", "429"])

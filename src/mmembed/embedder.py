@@ -214,13 +214,15 @@ class Embedder:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def close(self) -> None:
-        """Stop the worker threads and close the provider's connections."""
+        """Stop the worker threads and close the provider's and the cache's connections."""
         with self._pools_lock:
             for pool in (self._send_pool, self._prep_pool):
                 if pool is not None:
                     pool.shutdown(wait=True)
             self._send_pool = self._prep_pool = None
         self.provider.close()
+        if isinstance(self.cache, EmbeddingCache):
+            self.cache.close()  # its connection; a later call opens it again
 
     def __enter__(self) -> Embedder:
         return self
