@@ -301,7 +301,8 @@ def test_a_429_met_by_one_worker_pauses_the_others(ray_session: None, mmembed_em
     refused = next(r.time for r in log if r.status == 429)
     during = [round(r.time - refused, 3) for r in log if refused < r.time < refused + 0.9]
     assert limit.counts()["pauses"] == 1 and len(log) == 13  # 12 requests and one retry
-    assert all(t < 0.06 for t in during), during  # at most a slot already leased, then silence for both
+    # At most a slot already leased (slots are 53 ms apart; a loaded machine adds some ms), then silence for both.
+    assert all(t < 0.09 for t in during), during
     assert sum(w.stats.rate_limited for w in workers) == 1
 
 
