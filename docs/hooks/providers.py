@@ -1,0 +1,114 @@
+"""mkdocs hook: the provider pages, generated from the registry's declarations so they stay true.
+
+Every registered provider gets ``providers/<name>.md``: its kinds, models (dimensions, image side, per-request
+cap), limits, auth, hosts and options, read from the provider and model-family classes. A hand-written page of
+the same name keeps its text (quirks, examples) and gets the generated facts where it says
+``<!-- mmembed:facts -->`` (or at its end). ``providers/index.md`` gets the provider × kind table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+MARKER = "<!-- mmembed:facts -->"
+KINDS = ("text", "image", "pdf", "video", "audio", "interleaved")
+
+
+def _providers() -> dict[str, Any]:
+    from mmembed.providers import PROVIDERS
+
+    return {name: PROVIDERS[name] for name in PROVIDERS}
+
+
+def _kinds(cls: Any) -> set[str]:
+    return {k for h in cls.hostings() for info in h.family.models.values() for k in (info.kinds or h.family.kinds)}
+
+
+def kind_table() -> str:
+    """Providers × kinds: ✓ native on some model, · through a fallback or not at all."""
+    rows = ["| provider | " + " | ".join(KINDS) + " | default model | key |", "|---" * (len(KINDS) + 3) + "|"]
+    for name, cls in _providers().items():
+        kinds = _kinds(cls)
+        marks = " | ".join("✓" if kind in kinds else "·" for kind in KINDS)
+        key = f"`{cls.env_var}`" + ("" if cls.key_required else " (optional)")
+        rows.append(f"| [`{name}`]({name}.md) | {marks} | `{cls.default_model}` | {key} |")
+    return "\n".join(rows)
+
+
+def facts(cls: Any) -> str:
+    """The generated part of one provider's page."""
+    from mmembed.options import options_for
+
+    lines = [f"## {cls.title} at a glance", "", (cls.__doc__ or "").strip().splitlines()[0], ""]
+    lines += [
+        "| | |", "|---|---|",
+        f"| name | `{cls.name}` (Chroma: `mmembed_{cls.name}`) |",
+        f"| key | `{cls.env_var}`" + "".join(f", `{v}`" for v in cls.fallback_env_vars)
+        + ("" if cls.key_required else " — optional") + " |",
+        f"| default host | `{cls.default_base_url}` |",
+        f"| official hosts | {', '.join(f'`{h}`' for h in cls.official_hosts) or '— (none: name the server)'} |",
+        f"| requests in flight | {cls.default_concurrency} |",
+        f"| rate limit | {_rate(cls)} |",
+        f"| classes | `{cls.title}MultimodalEmbeddingFunction`, `{cls.title}MultiModalEmbedding`, "
+        f"`{cls.title}MultimodalEmbeddings` |",
+        "", "### Models", "",
+        "| model | family | dimensions | kinds | image side | per request |", "|---|---|---|---|---|---|",
+    ]
+    for hosting in cls.hostings():
+        family = hosting.family
+        for info in family.models.values():
+            kinds = ", ".join(k for k in KINDS if k in (info.kinds or family.kinds))
+            default = " (default)" if info.name == cls.default_model else ""
+            lines.append(
+                f"| `{info.name}`{default} | {family.__name__} | {info.dimensions or '?'} | {kinds} | "
+                f"{info.image_side} | {info.max_batch or '—'} |"
+            )
+    lines += ["", "### Options", "", "| option | default | what it does |", "|---|---|---|"]
+    for spec in options_for(cls):
+        default = "—" if spec.default is None else f"`{spec.default!r}`"
+        text = spec.doc.replace("|", "\\|")
+        lines.append(f"| `{spec.name}` | {default} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def _rate(cls: Any) -> str:
+    rpm = cls.default_requests_per_minute
+    if rpm is None:
+        return "none by default (set `requests_per_minute=`)"
+    return f"{rpm:g} requests/min, counted over {cls.rate_window:g} s"
+
+
+def on_config(config: Any) -> Any:
+    """Every registered provider's page goes in the Providers section of the nav, after the overview."""
+    for entry in config["nav"] or []:
+        if isinstance(entry, dict) and "Providers" in entry:
+            section = entry["Providers"]
+            listed = {item if isinstance(item, str) else next(iter(item.values())) for item in section}
+            pages = [{cls.title: f"providers/{name}.md"} for name, cls in _providers().items()
+                     if f"providers/{name}.md" not in listed]
+            section[1:1] = pages
+    return config
+
+
+def on_files(files: Files, config: Any) -> Files:
+    for name in _providers():
+        path = f"providers/{name}.md"
+        if files.get_file_from_path(path) is None:
+            content = f"# {_providers()[name].title}\n\n{MARKER}\n"
+            files.append(File.generated(config, path, content=content))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    path = page.file.src_uri
+    if path == "providers/index.md":
+        return markdown.replace("<!-- mmembed:kinds -->", kind_table())
+    if path.startswith("providers/") and path.count("/") == 1:
+        name = path.removeprefix("providers/").removesuffix(".md")
+        providers = _providers()
+        if name in providers:
+            generated = facts(providers[name])
+            return markdown.replace(MARKER, generated) if MARKER in markdown else markdown + "\n" + generated
+    return markdown
