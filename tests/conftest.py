@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -18,29 +20,61 @@ import requests
 from PIL import Image
 
 from mmembed import Embedder
+from mmembed.inputs import ImageItem, TextItem
+from mmembed.providers import PROVIDERS as REGISTRY
+from mmembed.providers import ProviderOptions
 from mmembed.testing import Emulator, colour_photo
 
 CANARY_KEY = "canary-key-7f3a9c1e"
-PROVIDERS = ("nomic", "jina", "vertex", "gemini", "voyage", "cohere")
-DEFAULT_DIMS = {"nomic": 768, "jina": 1024, "vertex": 1408, "voyage": 1024, "cohere": 1536, "gemini": 3072}
-TEXT_MODELS = {
-    "nomic": "nomic-embed-text-v1.5",
-    "jina": "jina-clip-v2",
-    "vertex": "multimodalembedding@001",
-    "voyage": "voyage-multimodal-3.5",
-    "cohere": "embed-v4.0",
-    "gemini": "gemini-embedding-2",
-}
-IMAGE_MODELS = {**TEXT_MODELS, "nomic": "nomic-embed-vision-v1.5"}
+
+
+@functools.cache
+def _defaults(name: str) -> tuple[int | None, str, str]:
+    """A provider's default dimensions and the models it embeds texts and images with (from its declarations)."""
+    cls = REGISTRY[name]
+    provider = cls(ProviderOptions(api_key=CANARY_KEY, base_url="http://127.0.0.1:9"), **cls.test_options)
+    try:
+        return provider.dimensions, provider.model_for(TextItem("x")), provider.model_for(ImageItem("x", raw=b""))
+    finally:
+        provider.close()
+
+
+class _PerProvider(Mapping[str, Any]):
+    """provider name -> one of its defaults, worked out on first use."""
+
+    def __init__(self, field: int) -> None:
+        self._field = field
+
+    def __getitem__(self, name: str) -> Any:
+        return _defaults(name)[self._field]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROVIDERS)
+
+    def __len__(self) -> int:
+        return len(PROVIDERS)
+
+
+# The provider matrix every cross-provider test runs over: every registered provider, so a new one is tested by
+# existing; its defaults come from its own declarations (default model, test_options).
+PROVIDERS = tuple(REGISTRY)
+DEFAULT_DIMS: Mapping[str, int | None] = _PerProvider(0)
+TEXT_MODELS: Mapping[str, str] = _PerProvider(1)
+IMAGE_MODELS: Mapping[str, str] = _PerProvider(2)
+# Every variable a provider reads a key or a setting from, and the trust settings (mmembed._trust).
+ENV_VARS = (
+    *dict.fromkeys(
+        var for cls in REGISTRY.values() for var in (cls.env_var, *cls.fallback_env_vars, *cls.config_env_vars)
+    ),
+    "MMEMBED_TRUSTED_HOSTS",
+    "MMEMBED_TRUSTED_KEY_VARS",
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's real keys or cloud settings."""
-    for var in (
-        "NOMIC_API_KEY", "JINA_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT",
-        "GOOGLE_CLOUD_LOCATION", "VOYAGE_API_KEY", "COHERE_API_KEY", "CO_API_KEY",
-    ):
+    for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
 
 
@@ -66,8 +100,8 @@ def big_photo_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_embedder(provider: str, emulator: Emulator, **options: Any) -> Embedder:
     """An Embedder for ``provider`` talking to ``emulator`` with a canary key."""
-    if provider == "vertex":
-        options.setdefault("project_id", "test-project")
+    for key, value in REGISTRY[provider].test_options.items():
+        options.setdefault(key, value)
     options.setdefault("max_retries", 2)
     return Embedder(provider, base_url=emulator.url, api_key=CANARY_KEY, **options)
 
@@ -84,6 +118,12 @@ def embedder_for(mmembed_emulator: Emulator) -> Iterator[Callable[..., Embedder]
     yield factory
     for embedder in made:
         embedder.close()
+
+
+def host_port(url: str) -> str:
+    """``host:port`` of a URL: the form ``MMEMBED_TRUSTED_HOSTS`` takes (the emulator is not trusted by default)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -26,47 +26,29 @@ from vcr.request import Request as VcrRequest
 
 from conftest import jpeg_bytes
 from mmembed import Embedder
+from mmembed.providers import PROVIDERS
 from mmembed.testing import Emulator, colour_photo
 
 MODE = os.environ.get("MMEMBED_RECORD", "")
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
-REAL_HOSTS = {
-    "nomic": "https://api-atlas.nomic.ai",
-    "jina": "https://api.jina.ai",
-    "vertex": "https://us-central1-aiplatform.googleapis.com",
-    "vertex-global": "https://aiplatform.googleapis.com",  # Gemini models on Vertex default to location global
-    "gemini": "https://generativelanguage.googleapis.com",
-    "voyage": "https://api.voyageai.com",
-    "cohere": "https://api.cohere.com",
-}
-KEY_VARS = {
-    "nomic": "NOMIC_API_KEY",
-    "jina": "JINA_API_KEY",
-    "vertex": "GOOGLE_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "voyage": "VOYAGE_API_KEY",
-    "cohere": "COHERE_API_KEY",
-}
+# Where each provider's traffic really goes, and the variables its key is read from: from the provider classes.
+REAL_HOSTS = {name: cls.default_base_url for name, cls in PROVIDERS.items()}
+KEY_VARS = {name: (cls.env_var, *cls.fallback_env_vars) for name, cls in PROVIDERS.items()}
 TOKEN_HOSTS = ("oauth2.googleapis.com", "accounts.google.com", "metadata.google.internal")
-_emulator_url: list[str] = []
+_emulator: list[Emulator] = []
 
 
 def scrub_request(request: VcrRequest) -> VcrRequest | None:
     """Never record OAuth token exchanges; put the real host in place of the emulator's address."""
     if any(host in request.host for host in TOKEN_HOSTS):
         return None
-    if _emulator_url and request.uri.startswith(_emulator_url[0]):
-        path = request.path
-        provider = (
-            "vertex" if ":predict" in path
-            else "vertex-global" if ":embedContent" in path and "/publishers/google/" in path
-            else "gemini" if path.startswith("/v1beta/models/")
-            else "jina" if "/v1/embeddings" in path
-            else "voyage" if "/v1/multimodalembeddings" in path
-            else "cohere" if "/v2/embed" in path
-            else "nomic"
-        )
-        request.uri = REAL_HOSTS[provider] + request.uri[len(_emulator_url[0]) :]
+    if _emulator and request.uri.startswith(_emulator[0].url):
+        # The endpoint that served the path says whose it is, and may name the real host (a cloud region).
+        endpoint = _emulator[0].endpoint_for(request.path)
+        if endpoint is None:
+            raise AssertionError(f"no emulator endpoint serves {request.path}")
+        host = endpoint.real_host(request.path) or REAL_HOSTS[endpoint.provider]
+        request.uri = host + request.uri[len(_emulator[0].url) :]
     return request
 
 
@@ -93,16 +75,15 @@ def base_url() -> Iterator[str | None]:
         yield None
         return
     with Emulator() as emulator:
-        _emulator_url[:] = [emulator.url]
+        _emulator[:] = [emulator]
         yield emulator.url
-        _emulator_url.clear()
+        _emulator.clear()
 
 
 def embedder(provider: str, base_url: str | None, **options: Any) -> Embedder:
     if MODE == "live":
-        names = (KEY_VARS[provider], "GOOGLE_API_KEY") if provider == "gemini" else (KEY_VARS[provider],)
-        if not any(os.environ.get(name) for name in names):
-            pytest.skip(f"{KEY_VARS[provider]} is not set")
+        if not any(os.environ.get(name) for name in KEY_VARS[provider]):
+            pytest.skip(f"{' or '.join(KEY_VARS[provider])} is not set")
         key = None
     else:
         key = "replay-key"

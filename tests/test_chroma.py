@@ -27,7 +27,7 @@ from chromadb.config import Settings
 from chromadb.utils.embedding_functions import known_embedding_functions
 from PIL import Image
 
-from conftest import PROVIDERS, ChromaServer
+from conftest import PROVIDERS, ChromaServer, host_port
 from mmembed import ConfigurationError, ImageSource, InputError
 from mmembed.chroma import (
     RRF_K,
@@ -171,9 +171,10 @@ print(json.dumps(out))
 """
 
 
-def reopen_in_new_process(spec: dict[str, Any]) -> dict[str, Any]:
+def reopen_in_new_process(spec: dict[str, Any], emulator: Emulator) -> dict[str, Any]:
+    """Query the stored collections from a new process, which trusts the emulator's host (it is no provider's)."""
     spec = {**spec, "collections": [f"photos-{p}" for p in PROVIDERS], "colours": list(EXPECTED_TOP)}
-    env = child_env(**{var: CANARY for var in KEY_VARS.values()})
+    env = child_env(**{var: CANARY for var in KEY_VARS.values()}, MMEMBED_TRUSTED_HOSTS=host_port(emulator.url))
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", REOPEN_SCRIPT, json.dumps(spec)],
         env=env,
@@ -225,8 +226,10 @@ def test_every_image_form_is_found_first_by_its_colour(
         ef.close()
 
 
-def test_reopened_in_a_new_process_without_function_and_no_key_on_disk(persistent_store: Path) -> None:
-    check_reopened(reopen_in_new_process({"path": str(persistent_store)}))
+def test_reopened_in_a_new_process_without_function_and_no_key_on_disk(
+    persistent_store: Path, emulator: Emulator
+) -> None:
+    check_reopened(reopen_in_new_process({"path": str(persistent_store)}, emulator))
     assert files_containing(persistent_store, b"mmembed_nomic"), "the scan must see where configs live"
     assert files_containing(persistent_store, CANARY.encode()) == []
 
@@ -624,8 +627,10 @@ class TestChromaServer:
                 assert top_image_per_colour(col) == EXPECTED_TOP
                 ef.close()
 
-    def test_reopened_from_another_process_and_no_key_on_the_server(self, served: ChromaServer) -> None:
-        check_reopened(reopen_in_new_process({"host": served.host, "port": served.port}))
+    def test_reopened_from_another_process_and_no_key_on_the_server(
+        self, served: ChromaServer, emulator: Emulator
+    ) -> None:
+        check_reopened(reopen_in_new_process({"host": served.host, "port": served.port}, emulator))
         assert files_containing(served.path, b"mmembed_vertex"), "the scan must see where configs live"
         assert files_containing(served.path, CANARY.encode()) == []
 

@@ -479,8 +479,8 @@ def png_part(fmt: str = "PNG", mime: str = "image/png") -> dict[str, Any]:
         ([text_request()] * 101, "at most 100 requests"),
         ([{"content": {"parts": [{"text": "x"}]}}], "must match the model in the URL"),
         ([text_request(model="models/gemini-embedding-001")], "must match the model in the URL"),
-        ([text_request(embedContentConfig={"outputDimensionality": 8})], "Vertex AI parameter"),
-        ([text_request(autoTruncate=True)], "Vertex AI parameter"),
+        ([text_request(embedContentConfig={"outputDimensionality": 8})], "not of the Gemini API"),
+        ([text_request(autoTruncate=True)], "not of the Gemini API"),
         ([text_request(colour="red")], 'Unknown name "colour"'),
         ([text_request(outputDimensionality=64)], "outputDimensionality"),
         ([text_request(outputDimensionality=4096)], "outputDimensionality"),
@@ -599,7 +599,7 @@ def test_prompt_templates_are_settings_and_part_of_the_cache_key(mmembed_emulato
     ]
     with pytest.raises(ConfigurationError, match="query_template"):
         gemini(mmembed_emulator, query_template="no placeholder")
-    with pytest.raises(ConfigurationError, match="prompt templates"):
+    with pytest.raises(ConfigurationError, match="multimodalembedding@001 takes no query_template="):
         Embedder("vertex", api_key="k", project_id="p", query_template="q: {text}")  # @001 has no prompts
 
 

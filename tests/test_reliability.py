@@ -84,7 +84,7 @@ def fingerprint(request: RecordedRequest) -> str:
 def small_batches(embedder: Embedder, size: int = 10) -> Embedder:
     """Many requests from few items, so a fault mix has many requests to land on."""
     if embedder.provider_name != "vertex":  # Vertex sends one instance per request anyway
-        embedder.provider.cap = lambda route: size  # type: ignore[method-assign]
+        embedder.provider.family.cap = lambda route: size  # type: ignore[method-assign]
     return embedder
 
 
@@ -253,7 +253,7 @@ def test_jina_malformed_bodies_are_refused(payload: Any) -> None:
 
 
 def test_nomic_wrong_counts_and_shapes_are_refused() -> None:
-    parse = offline("nomic").provider._parser(3)  # type: ignore[attr-defined]
+    parse = offline("nomic").provider.family._parser(3)  # type: ignore[attr-defined]
     good = [one_hot(i, 768) for i in range(3)]
     assert [int(np.argmax(v)) for v in parse(fake_response({"embeddings": good}))] == [0, 1, 2]
     for bad in (good[:2], [*good, good[0]], [good[0], good[1], [1.0] * 700], [good[0], good[1], [[1.0] * 768]]):
@@ -266,7 +266,7 @@ def test_vertex_predictions_are_matched_by_field_not_position() -> None:
 
     provider = offline("vertex").provider
     batch = [Ready(text="t"), Ready(gcs_uri="gs://b/o")]  # one instance: text and image
-    parse = provider._parser(batch)  # type: ignore[attr-defined]
+    parse = provider.family._parser(batch)  # type: ignore[attr-defined]
     both = {"imageEmbedding": one_hot(1, 1408), "textEmbedding": one_hot(0, 1408)}
     text_vec, image_vec = parse(fake_response({"predictions": [both]}))
     assert int(np.argmax(text_vec)) == 0 and int(np.argmax(image_vec)) == 1

@@ -200,7 +200,7 @@ def test_a_sustained_run_against_a_windowed_limit_draws_at_most_a_stray_429(
     with Emulator(rate_limit=20, rate_window=0.5) as emulator:
         embedder = jina(emulator, requests_per_minute=20 * 60, max_concurrency=4, max_retries=8)
         assert embedder.provider.transport.limiter.quota == 10
-        embedder.provider.cap = lambda route: 1  # type: ignore[method-assign]  # one text per request
+        embedder.provider.family.cap = lambda route: 1  # type: ignore[method-assign]  # one text per request
         texts = [f"t{i}" for i in range(40)]
         vectors = embedder.embed(texts)
         assert vectors.shape == (40, 1024)
@@ -245,7 +245,7 @@ def test_pause_holds_every_worker() -> None:
 def test_429_slows_all_workers_together() -> None:
     with Emulator(rate_limit=5, retry_after=True) as emulator:
         embedder = jina(emulator, max_concurrency=4, requests_per_minute=100_000, max_retries=8)
-        embedder.provider.cap = lambda route: 1  # type: ignore[method-assign]  # one text per request
+        embedder.provider.family.cap = lambda route: 1  # type: ignore[method-assign]  # one text per request
         vectors = embedder.embed([f"t{i}" for i in range(12)])
         assert vectors.shape == (12, 1024)
         # Without the shared pause, four workers hammering a 5 rps server would see far more 429s.
@@ -255,7 +255,7 @@ def test_429_slows_all_workers_together() -> None:
 def test_in_flight_requests_stay_within_max_concurrency() -> None:
     with Emulator(latency=0.1) as emulator:
         embedder = jina(emulator, max_concurrency=3, requests_per_minute=100_000)
-        embedder.provider.cap = lambda route: 1  # type: ignore[method-assign]
+        embedder.provider.family.cap = lambda route: 1  # type: ignore[method-assign]
         embedder.embed([f"t{i}" for i in range(12)])
         assert emulator.stats.max_in_flight <= 3
         assert embedder.provider.transport.stats.max_in_flight == 3

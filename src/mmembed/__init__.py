@@ -1,7 +1,10 @@
-"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over Nomic, Jina, Vertex, Gemini, Voyage, Cohere.
+"""mmembed: multimodal embeddings (text, images, PDFs, video, audio) over every provider of the registry.
+
+``mmembed.providers.PROVIDERS`` names them (the built-ins and the plugins of the ``mmembed.providers`` entry-point
+group); ``provider`` below is one of those names.
 
 >>> import mmembed
->>> embedder = mmembed.Embedder("jina")  # doctest: +SKIP
+>>> embedder = mmembed.Embedder(provider)  # doctest: +SKIP
 >>> vectors = embedder.embed(["a red square", mmembed.ImageSource("photo.jpg")])  # doctest: +SKIP
 """
 

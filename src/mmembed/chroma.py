@@ -3,9 +3,9 @@
 Importing this module registers one embedding function per provider in the registry
 (:data:`mmembed.providers.PROVIDERS`), derived from the provider's declaration, so a collection reopened with
 ``client.get_collection(name)`` rebuilds its function from the stored config: ``{Title}MultimodalEmbeddingFunction``
-(``NomicMultimodalEmbeddingFunction``, ``JinaMultimodalEmbeddingFunction``, ``VertexMultimodalEmbeddingFunction``,
-...), registered as ``mmembed_{name}``, with the provider's model options (``model``; Nomic: ``text_model`` and
-``vision_model``) and persisted extras (Vertex: ``project_id``, ``location``) in its config.
+(one per registered provider, plugins included), registered as ``mmembed_{name}``, with the provider's model
+options (``model``, or the model roles a provider declares instead, such as a text and a vision model) and
+persisted extras (a cloud provider's project and location, prompt templates) in its config.
 :func:`function_class` looks one up by provider name; the classes are made at import, so a static type checker
 sees them only through it.
 
@@ -14,11 +14,12 @@ Every config also holds ``dimensions`` (resolved: the real vector size), ``image
 explicitly lives in memory only, and a reopened collection reads the key from the environment variable named
 in its config. Local settings (``cache``, ``allow_private_urls``, ``credentials``, timeouts, retries,
 concurrency, rate) are not persisted either; to use them on a reopened collection, pass the function again:
-``get_collection(name, embedding_function=NomicMultimodalEmbeddingFunction(cache="vectors.db"))``.
+``get_collection(name, embedding_function=function_class(provider)(cache="vectors.db"))``.
 
 :class:`ImageURILoader` turns ``uris=`` into lazy :class:`~mmembed.ImageSource` references: local files are
-read and shrunk to the model's input size by the core, http(s) URLs go to Nomic and Jina as URLs (they fetch
-them) and are downloaded for Vertex, ``gs://`` URIs go to Vertex as such. Nothing is decoded at full size.
+read and shrunk to the model's input size by the core, http(s) URLs go as URLs to the APIs that fetch them and
+are downloaded for the others, ``gs://`` URIs go as such to the APIs that read Cloud Storage. Nothing is decoded
+at full size.
 
 :func:`add_mixed` and :func:`query_mixed` keep texts and images in one collection usable: cross-modal
 similarities are far smaller than same-modality ones, so a plain query ranks every text above every image;
@@ -40,6 +41,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from . import _trust
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
@@ -101,6 +103,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
             base_url=options.get("base_url"),
             api_key_env_var=provider.api_key_env_var,
         )
+        _trust.remember(self.provider, config)  # the user's own: Chroma may rebuild it from this config
         self._setup(config, embedder)
 
     @classmethod
@@ -145,6 +148,13 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
 
         Chroma rebuilds the function of a reopened collection on every embedding call, so rebuilt functions
         with one config share one :class:`~mmembed.Embedder` (one connection pool, one rate limiter).
+
+        A stored config is not the user's: on first use, before any connection, a rebuilt function refuses a
+        host its provider does not declare and ``MMEMBED_TRUSTED_HOSTS`` does not list, and a key variable that
+        is neither the provider's nor in ``MMEMBED_TRUSTED_KEY_VARS`` (:class:`~mmembed.ConfigurationError`;
+        see :mod:`mmembed._trust`). Chroma calls this method whenever it reads a collection's configuration or
+        schema (listing, upserting ready-made vectors, ``modify``), so building never refuses: only embedding
+        does, and a collection opened with ``embedding_function=`` of your own never uses the stored one.
         """
         cls.validate_config(config)
         ef = cls.__new__(cls)
@@ -195,7 +205,7 @@ class MultimodalEmbeddingFunction(EmbeddingFunction[Embeddable]):
         """The :class:`~mmembed.Embedder` behind this function (made on first use for rebuilt functions)."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = _shared_embedder(self.provider, self._config)
+                self._embedder = _shared_embedder(self.provider, self._config, self.name())
             return self._embedder
 
     def close(self) -> None:
@@ -227,7 +237,7 @@ __all__ += sorted(cls.__name__ for cls in FUNCTIONS.values())
 
 
 def function_class(provider: str) -> type[MultimodalEmbeddingFunction]:
-    """The Chroma embedding function class of ``provider`` (e.g. ``function_class("jina")``)."""
+    """The Chroma embedding function class of ``provider`` (any name of ``PROVIDERS``)."""
     return FUNCTIONS[provider_class(provider).name]
 
 
@@ -235,15 +245,31 @@ _shared: dict[tuple[str, str, str], Embedder] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_embedder(provider: str, config: Mapping[str, Any]) -> Embedder:
-    """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call."""
+def _shared_embedder(provider: str, config: Mapping[str, Any], what: str) -> Embedder:
+    """One Embedder per (config, current key): Chroma rebuilds a reopened collection's function per call.
+
+    A config from the store (not one a function made in code here wrote) is checked first (the key variable,
+    the base URL), and so is the host the provider derives from it (a stored cloud ``location`` names a host
+    too), before any request.
+    """
+    declared = PROVIDERS[provider]
+    stored = not _trust.written_here(provider, config)
+    if stored:
+        _trust.check_stored_config(declared, config, what)
     key_value = os.environ.get(str(config["api_key_env_var"]), "")
     fingerprint = hashlib.sha256(key_value.encode()).hexdigest()  # a rotated key gets a new client
     key = (provider, json.dumps(dict(config), sort_keys=True), fingerprint)
     with _shared_lock:
         embedder = _shared.get(key)
         if embedder is None:
-            embedder = _shared[key] = Embedder(provider, **config)
+            embedder = Embedder(provider, **config)
+            try:
+                if stored:
+                    _trust.check_host(declared, embedder.provider.base_url, what)
+            except ConfigurationError:
+                embedder.close()
+                raise
+            _shared[key] = embedder
         return embedder
 
 
@@ -263,8 +289,8 @@ class ImageURILoader:
     """A Chroma data loader for ``uris=``: local paths, http(s) URLs and ``gs://`` URIs, never decoded here.
 
     It returns one :class:`~mmembed.ImageSource` per URI (None for None); an mmembed embedding function then
-    uploads a local file shrunk to the model's input size, lets Nomic and Jina fetch http(s) URLs themselves,
-    downloads them for Vertex, and passes ``gs://`` to Vertex. Chroma hands a loader's output straight to the
+    uploads a local file shrunk to the model's input size, lets the APIs that fetch http(s) URLs do so, downloads
+    them for the others, and passes ``gs://`` to the APIs that read it. Chroma hands a loader's output straight to the
     embedding function without checking it (chromadb 1.5 validates a loader's output nowhere), so no image is
     ever decoded at full resolution. ``include=["data"]`` also yields these references, not arrays. Chroma's
     ``DataLoader`` protocol is typed for arrays, so a strict type checker flags ``data_loader=ImageURILoader()``;

@@ -2,7 +2,7 @@
 
 ::
 
-    mmembed ingest ./photos ./notes --provider jina --collection media
+    mmembed ingest ./photos ./notes --provider PROVIDER --collection media
     mmembed search "a red bicycle" --collection media -n 5 --html hits.html
     mmembed emulator --port 8765
 
@@ -25,12 +25,15 @@ import hashlib
 import html
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _trust
+from ._htmltext import html_text
 from .errors import ConfigurationError, EmbeddingError, InputError, UnsupportedKindError
 from .inputs import FileDigest, file_sha256
 from .options import option_specs
@@ -39,7 +42,8 @@ from .providers import PROVIDERS
 __all__ = ["main"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})  # embedded as their text (tags, scripts and styles dropped)
 # Files expanded into segments by the provider (Embedder.expand): pages of a PDF, segments of a video, audio.
 # The suffix only picks files to look at; what a file is, is read from its content.
 MEDIA_SUFFIXES = frozenset({".pdf", ".mp4", ".mov", ".m4v", ".webm", ".mkv", ".mp3", ".wav", ".m4a", ".ogg", ".flac"})
@@ -80,16 +84,21 @@ class IngestReport:
 
 
 # -- walking and splitting --------------------------------------------------------------------------
-def walk(paths: Sequence[str]) -> Iterator[Path]:
-    """Files under ``paths`` (sorted, hidden ones skipped) that look like images or texts; each file once."""
+def walk(paths: Sequence[str], not_taken: Counter[str] | None = None) -> Iterator[Path]:
+    """Files under ``paths`` (sorted, hidden ones skipped) that look like images or texts; each file once.
+
+    ``not_taken`` counts, by suffix (``(none)`` for a name without one), the visible files of the folders that
+    are left out, so the summary can say what was not looked at.
+    """
     seen: set[Path] = set()  # overlapping arguments (a folder and a file in it) name a file once
-    for path in _walk(paths):
+    for path in _walk(paths, Counter() if not_taken is None else not_taken):
         if path not in seen:
             seen.add(path)
             yield path
 
 
-def _walk(paths: Sequence[str]) -> Iterator[Path]:
+def _walk(paths: Sequence[str], not_taken: Counter[str]) -> Iterator[Path]:
+    taken = IMAGE_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | MEDIA_SUFFIXES
     for raw in paths:
         root = Path(raw).expanduser()
         if root.is_file():
@@ -99,10 +108,19 @@ def _walk(paths: Sequence[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"no such file or folder: {raw}")
         root = root.resolve()  # once: a path below it is then absolute and resolved, unless it is a symlink
         for path in sorted(root.rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES | TEXT_SUFFIXES | MEDIA_SUFFIXES:
+            if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
                 continue
-            if not any(part.startswith(".") for part in path.relative_to(root).parts) and path.is_file():
-                yield path.resolve() if path.is_symlink() else path
+            if path.suffix.lower() not in taken:
+                not_taken[path.suffix.lower() or "(none)"] += 1
+                continue
+            yield path.resolve() if path.is_symlink() else path
+
+
+def _describe_not_taken(not_taken: Counter[str]) -> str:
+    """``12 files not taken (.svg 3, .aiff 2, (none) 7)``: the most common suffixes first."""
+    total = sum(not_taken.values())
+    kinds = ", ".join(f"{suffix} {n}" for suffix, n in sorted(not_taken.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{total} file{'s' if total != 1 else ''} not taken ({kinds})"
 
 
 def split_passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:
@@ -150,6 +168,8 @@ def records_for(path: Path, file_digest: FileDigest | None = None, embedder: Any
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read text: {exc}", source=str(path)) from exc
+    if path.suffix.lower() in HTML_SUFFIXES:
+        text = html_text(text)
     return [
         Record(f"{base}:{i}", passage, str(path), "text", hashlib.sha256(passage.encode()).hexdigest(), i)
         for i, passage in enumerate(split_passages(text))
@@ -191,21 +211,48 @@ def close_client(client: Any) -> None:
             session.close()
 
 
+class _StoreError(Exception):
+    """The Chroma store cannot be opened or used (a server that is down, a folder that cannot be written)."""
+
+
 def open_client(args: argparse.Namespace) -> Any:
     import chromadb
 
     if args.chroma_url:
         from urllib.parse import urlsplit
 
-        parts = urlsplit(args.chroma_url)
-        return chromadb.HttpClient(
-            host=parts.hostname or "localhost",
-            port=parts.port or (443 if parts.scheme == "https" else 8000),
-            ssl=parts.scheme == "https",
-        )
+        try:
+            parts = urlsplit(args.chroma_url)
+            return chromadb.HttpClient(
+                host=parts.hostname or "localhost",
+                port=parts.port or (443 if parts.scheme == "https" else 8000),
+                ssl=parts.scheme == "https",
+            )
+        except ValueError as exc:  # chromadb: "Could not connect to a Chroma server"; urllib: a bad port
+            raise _StoreError(f"Chroma server {args.chroma_url}: {exc}") from exc
     db = Path(args.db).expanduser() if args.db else default_db()
-    db.mkdir(parents=True, exist_ok=True)
+    try:
+        db.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _StoreError(f"cannot create the store folder {db}: {exc.strerror or exc}") from exc
     return chromadb.PersistentClient(path=str(db))
+
+
+def _store_error(exc: Exception) -> str | None:
+    """One line for an error of Chroma's (a bad or missing collection, a server gone), or None for any other."""
+    try:
+        import httpx
+        from chromadb.errors import ChromaError
+    except ImportError:
+        return None
+
+    if isinstance(exc, _StoreError):
+        return str(exc)
+    if isinstance(exc, ChromaError):
+        return f"Chroma: {' '.join(str(exc).split())}"
+    if isinstance(exc, httpx.TransportError):  # the HttpClient's transport: the server went away mid-run
+        return f"Chroma server cannot be reached: {' '.join(str(exc).split()) or type(exc).__name__}"
+    return None
 
 
 def embedding_function(args: argparse.Namespace) -> Any:
@@ -224,7 +271,7 @@ def embedding_function(args: argparse.Namespace) -> Any:
 
 
 def provider_flags() -> list[str]:
-    """Provider-specific string options that are not models (Vertex's project_id, location): one flag each."""
+    """Provider-specific string options that are not models (a cloud project, a location...): one flag each."""
     specs = option_specs()
     names = {n for cls in PROVIDERS.values() for n in cls.option_names if n not in cls.model_keys}
     return [n for n in specs if n in names and specs[n].simple_type is str]
@@ -251,23 +298,27 @@ def ingest(args: argparse.Namespace) -> int:
         print(f"error: no such file or folder: {missing[0]}", file=sys.stderr)
         return EXIT_ERROR
     function = embedding_function(args)
+    not_taken: Counter[str] = Counter()
     with ThreadPoolExecutor(1, thread_name_prefix="mmembed-chroma") as opener:
         opening = opener.submit(open_client, args)  # Chroma takes a few tenths of a second to open: walk meanwhile
         try:
-            files = list(walk(args.paths))
+            files = list(walk(args.paths, not_taken))
+            client = opening.result()
         except BaseException:
-            close_client(opening.result())
             function.close()
+            if opening.exception() is None:
+                close_client(opening.result())
             raise
-        client = opening.result()
     try:
-        return _ingest_files(args, files, function, client)
+        return _ingest_files(args, files, function, client, not_taken)
     finally:
         close_client(client)
         function.close()
 
 
-def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, client: Any) -> int:
+def _ingest_files(
+    args: argparse.Namespace, files: list[Path], function: Any, client: Any, not_taken: Counter[str]
+) -> int:
     collection = client.get_or_create_collection(args.collection, embedding_function=function)
     report = IngestReport()
     cache = function.embedder.cache
@@ -284,6 +335,8 @@ def _ingest_files(args: argparse.Namespace, files: list[Path], function: Any, cl
         return EXIT_ERROR
     progress.close()
     skipped = f", {len(report.skipped)} skipped (kinds {args.provider} cannot embed)" if report.skipped else ""
+    if not_taken:
+        skipped += f", {_describe_not_taken(not_taken)}"
     print(
         f"{report.added} records added, {report.unchanged} unchanged, {len(report.failed)} files failed{skipped} "
         f"— collection {args.collection!r} now holds {collection.count()} records"
@@ -493,9 +546,11 @@ def _search(args: argparse.Namespace, client: Any) -> int:
 
     collection = client.get_collection(args.collection)
     override = None
-    if args.base_url:
+    if args.base_url:  # the user's own host; the rest of the config is the store's, and so is its key variable
         stored = chroma.embedding_function_of(collection)
-        override = type(stored)(**{**stored.get_config(), "base_url": args.base_url})
+        config = stored.get_config()
+        _trust.check_key_var(PROVIDERS[stored.provider], config.get("api_key_env_var"), stored.name())
+        override = type(stored)(**{**config, "base_url": args.base_url})
         collection = client.get_collection(args.collection, embedding_function=override)
     try:
         result = chroma.query_mixed(
@@ -505,8 +560,7 @@ def _search(args: argparse.Namespace, client: Any) -> int:
             n_results=args.n,
         )
     except EmbeddingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(str(err))
     finally:
         if override is not None:
             override.close()
@@ -671,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="embed folders of images, texts, PDFs, video and audio into a collection")
     ing.add_argument("paths", nargs="+", help="files or folders")
     ing.add_argument("--provider", choices=sorted(PROVIDERS), required=True)
-    ing.add_argument("--model", help="model (the text model for Nomic)")
+    ing.add_argument("--model", help="model (for a provider with several model roles: the first, e.g. its text model)")
     ing.add_argument("--dimensions", type=int, help="vector size for every modality")
     ing.add_argument("--cache", help="SQLite embedding cache (default: embedding-cache.sqlite in the store folder)")
     ing.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
@@ -714,11 +768,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except EmbeddingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(str(err))
     except ImportError as err:
-        print(f"error: {err} (install mmembed[cli])", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"{err} (install mmembed[cli])")
+    except Exception as err:
+        line = _store_error(err) if args.command != "emulator" else None
+        if line is None:
+            raise
+        return _fail(line)
+
+
+def _fail(message: str) -> int:
+    """An error as one line on stderr, and the exit status that says so."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Why pypdfium2: it is Google's PDFium (the engine in Chrome) in a wheel with no system dependencies, under
 Apache-2.0/BSD-3, fast at rendering, and it extracts text and copies page ranges into a new document
-(what gemini-embedding-2's 6-page limit per content needs). PDFium is not thread-safe, so every call into
+(what a model with a page limit per content needs). PDFium is not thread-safe, so every call into
 it holds one process-wide lock. Its exceptions never escape: each failure is an
 :class:`~mmembed.errors.InputError` without an index (the caller places it).
 

@@ -1,4 +1,4 @@
-"""Client-side image downloads (Vertex cannot fetch http(s) URLs; the Chroma loader may need to), done safely.
+"""Client-side image downloads (for APIs that cannot fetch http(s) URLs; the Chroma loader may need to), safely.
 
 Policy: http and https only; every address the host resolves to is checked, and so is every redirect
 hop. Link-local and cloud-metadata addresses are always refused; loopback, private and other

@@ -62,23 +62,24 @@ class Embedder:
     """Embed texts and images through any registered provider, as documents or as queries.
 
     >>> from mmembed.testing import Emulator
-    >>> with Emulator() as emu:
-    ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+    >>> provider = next(iter(PROVIDERS))  # the first registered provider (any that needs no cloud project)
+    >>> with Emulator() as emu:  # an offline stand-in for every registered provider's API
+    ...     embedder = Embedder(provider, base_url=emu.url, api_key="test-key")
     ...     vectors = embedder.embed(["a red square", "the blue sea"])
-    ...     vectors.shape
-    (2, 1024)
+    ...     vectors.shape == (2, embedder.dimensions)
+    True
 
-    Options (:class:`mmembed.options.EmbedderOptions`, declared once for every adapter): ``model`` (or
-    ``text_model`` + ``vision_model`` for Nomic); ``dimensions`` (every modality); ``api_key`` (never stored
-    anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host only); ``timeout``
-    (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and ``requests_per_minute``
-    (defaults follow each provider's documented limits) or a shared ``rate_limiter`` (any object with
-    ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
-    :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads reach
-    loopback/private hosts); ``image_side`` (override the upload size); for Vertex also ``project_id``,
-    ``location`` and ``credentials`` (google-auth); ``media_limits`` (:class:`~mmembed.MediaLimits`: caps
-    and settings for PDFs, video and audio). ``None`` means "not given". An Embedder pickles as its key-free
-    :meth:`config`.
+    Options (:class:`mmembed.options.EmbedderOptions`, declared once for every adapter): ``model`` (or the model
+    roles a provider declares instead, e.g. ``text_model`` + ``vision_model``); ``dimensions`` (every modality);
+    ``api_key`` (never stored anywhere but memory) or ``api_key_env_var``; ``base_url`` (replaces scheme and host
+    only); ``timeout`` (seconds an attempt may take in all) and ``max_retries``; ``max_concurrency`` and
+    ``requests_per_minute`` (defaults follow each provider's documented limits) or a shared ``rate_limiter`` (any
+    object with ``acquire() -> float`` and ``pause(seconds)``); ``cache`` (a path to a SQLite file, or any
+    :class:`mmembed.cache.VectorCache`: re-runs send nothing); ``allow_private_urls`` (let client-side downloads
+    reach loopback/private hosts); ``image_side`` (override the upload size); a provider's own options (e.g. a
+    cloud project, location and credentials; :func:`mmembed.options.options_for` lists them); ``media_limits``
+    (:class:`~mmembed.MediaLimits`: caps and settings for PDFs, video and audio). ``None`` means "not given".
+    An Embedder pickles as its key-free :meth:`config`.
 
     Items are texts, images, PDFs, videos, audio and :class:`~mmembed.Interleaved` groups; what a model
     cannot take natively goes through a named fallback (:mod:`mmembed.fallbacks`), so ``embed`` always
@@ -150,9 +151,10 @@ class Embedder:
         """Split items into the segments that each deserve a vector, with where they lie in their parent.
 
         A PDF gives one segment per page (``metadata={"page": n}``; on a model that reads only text and images,
-        the rendered page plus its text passages, ``{"page": n, "passage": k}``); a video gives its segments
-        (Vertex @001: ``video_interval`` seconds each) or itself, with ``{"start": s, "end": e}`` seconds;
-        other items give themselves. ``embed([s.item for s in segments])`` then embeds them, one row each::
+        the rendered page plus its text passages, ``{"page": n, "passage": k}``); a video gives its segments (on
+        a model with a fixed window per request: ``video_interval`` seconds each) or itself, with ``{"start": s,
+        "end": e}`` seconds; other items give themselves. ``embed([s.item for s in segments])`` then embeds them,
+        one row each::
 
             segments = embedder.expand([Path("report.pdf"), Path("talk.mp4"), "a note"])
             vectors = embedder.embed([s.item for s in segments])
@@ -183,7 +185,7 @@ class Embedder:
 
         >>> from mmembed.testing import Emulator
         >>> with Emulator() as emu:
-        ...     embedder = Embedder("jina", base_url=emu.url, api_key="test-key")
+        ...     embedder = Embedder(next(iter(PROVIDERS)), base_url=emu.url, api_key="test-key")
         ...     sorted((i, type(v).__name__) for i, v in embedder.embed_stream(["a text", b"not an image"]))
         [(0, 'ndarray'), (1, 'InputError')]
         """

@@ -5,13 +5,14 @@ Otherwise the item is replaced by leaf items with weights, embedded in the same 
 recombined into ONE vector (the weighted mean of the leaves' unit vectors, re-normalised), so ``embed`` keeps
 its contract: one row per item, in input order.
 
-* **pdf_pages** — a PDF on a model that reads only text and images (Nomic, jina-clip, Vertex @001, jina v4):
-  each page is rendered to an image at the model's input size and, where the model reads text (not jina v4,
-  which reads page images), its text layer becomes a text item beside it.
-* **pdf_chunks** — a PDF longer than one content may be (gemini-embedding-2: 6 pages): page-range sub-PDFs,
-  weighted by their page counts.
-* **video_windows** — a video longer than one request may cover (Vertex @001: 120 s): clips of at most that,
-  weighted by their length. A whole video on Vertex becomes the clip 0..duration (read from the container).
+* **pdf_pages** — a PDF on a model that reads only text and images: each page is rendered to an image at the
+  model's input size and, where the model reads text (not a visual document retriever, which reads page images),
+  its text layer becomes a text item beside it.
+* **pdf_chunks** — a PDF longer than one content may be (``MediaLimits.pdf_pages_per_content``): page-range
+  sub-PDFs, weighted by their page counts.
+* **video_windows** — a video longer than one request may cover (a model with a fixed window per request:
+  ``MediaLimits.video_window``): clips of at most that, weighted by their length. A whole video on such a model
+  becomes the clip 0..duration (read from the container).
 * **interleaved_mean** — an :class:`~mmembed.Interleaved` the model cannot embed as one content: the weighted
   mean of its parts (equal weights by default).
 * **refused** — a kind the model cannot take at all (video or audio on a text+image model): an
@@ -48,7 +49,7 @@ __all__ = ["PAGE_TEXT_CHARS", "PASSAGE_CHARS", "Segment", "plan", "segments"]
 Leaves = list[tuple[Item, float]]
 PAGE_TEXT_CHARS = 4000  # of a page's text, as one text item of a whole-document vector
 PASSAGE_CHARS = 1200  # per text passage of a page, in expand()
-MIN_SEGMENT = 4.0  # Vertex refuses intervals under 4 s: a shorter tail joins the segment before it
+MIN_SEGMENT = 4.0  # the clipping API refuses intervals under 4 s: a shorter tail joins the segment before it
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ Decisions worth knowing:
   change: a format the API accepts, one frame, no EXIF rotation, mode RGB/L/RGBA, shortest side already
   at most ``min_side``, a clean full decode, and no more bytes than raw pixels would take (a tiny image
   carrying megabytes of metadata is re-encoded). Re-encoded images carry no metadata (no EXIF, no GPS).
-* **Encoding.** What the model sees is the upload after *its own* resize (Jina: shortest side 512 and a
-  centre crop; Nomic 224; Vertex 512x512), so bytes beyond what survives that resize are wasted. JPEG at
+* **Encoding.** What the model sees is the upload after *its own* resize (e.g. shortest side 512
+  and a centre crop, or 224, or a 512x512 square), so bytes beyond what survives that resize are wasted. JPEG at
   quality 85 with 4:2:0 chroma and optimised Huffman tables is a third smaller than JPEG at 90 and moves the
   model's input by under 0.5 dB PSNR. WebP (method 4) would halve the bytes again but costs ~10x the CPU
   time to encode (about 1 dB, too), which is what bounds a large ingest. The figures, and the tolerance

@@ -197,7 +197,7 @@ def _read_media(path: pathlib.Path, kind: str, limit: int) -> bytes:
         if stat.st_size > limit:
             raise InputError(
                 f"{kind} file is {stat.st_size:,} bytes, over the {limit:,}-byte limit (mmembed.MediaLimits; "
-                "Vertex reads larger files from gs://)"
+                "a provider that reads gs:// takes larger files from there)"
             )
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         with _RECENT_LOCK:
@@ -311,7 +311,7 @@ class MediaSource:
 class Interleaved:
     """Several parts (texts, images, PDFs, audio, video) embedded as ONE vector.
 
-    Providers that take mixed content natively (gemini-embedding-2; Vertex @001 for one text + one image) embed
+    Providers that take mixed content natively (some any mix of parts, some one text + one image) embed
     it in one request; elsewhere the vector is the mean of the parts' unit vectors, weighted by ``weights`` (equal
     by default) and re-normalised::
 

@@ -12,8 +12,9 @@ Texts and images land in one space, so one object serves a mixed ``langchain_chr
 list to the Embedder, which batches to the provider's caps, shrinks photos before upload and keeps order.
 The async methods run the Embedder in a worker thread, so the event loop never blocks.
 
-In ``embed_image`` a ``str`` always names an image: a local path, an http(s) URL (Nomic and Jina fetch it,
-Vertex gets it downloaded under the URL policy), a ``gs://`` URI (Vertex) or a ``data:`` URI.
+In ``embed_image`` a ``str`` always names an image: a local path, an http(s) URL (an API that fetches URLs gets it
+as is, another gets it downloaded under the URL policy), a ``gs://`` URI (for an API that reads it) or a ``data:``
+URI.
 
 >>> from mmembed.langchain import JinaMultimodalEmbeddings
 >>> from mmembed.testing import Emulator
@@ -86,7 +87,7 @@ class EmbedderEmbeddings(BaseModel, Embeddings):
 
     def model_post_init(self, context: Any, /) -> None:
         embedder = Embedder(self.provider, **self._embedder_options())
-        for role, name in embedder.provider.model_names().items():  # show the models in use (Nomic's pair)
+        for role, name in embedder.provider.model_names().items():  # show the models in use (every role's)
             setattr(self, role, name)
         self.api_key_env_var = embedder.provider.api_key_env_var  # where a rebuilt (unpickled) object reads it
         self._embedder = embedder
@@ -161,7 +162,7 @@ __all__ += sorted(cls.__name__ for cls in CLASSES.values())
 
 
 def embeddings_class(provider: str) -> type[EmbedderEmbeddings]:
-    """The LangChain embeddings class of ``provider`` (e.g. ``embeddings_class("jina")``)."""
+    """The LangChain embeddings class of ``provider`` (any name of ``PROVIDERS``)."""
     return CLASSES[provider_class(provider).name]
 
 

@@ -96,7 +96,7 @@ class EmbedderMultiModalEmbedding(MultiModalEmbedding):
             raise ConfigurationError(
                 f"{self.provider}: model_name is derived from the model in use; choose the model with {roles}"
             )
-        for role, name in names.items():  # show the models actually in use (Nomic pairs the vision model)
+        for role, name in names.items():  # show the models actually in use (a vision model paired to the text one, say)
             setattr(self, role, name)
         self.model_name = resolved
         self._embedder = embedder
@@ -181,7 +181,7 @@ def _rebuild(provider: str, fields: dict[str, Any]) -> EmbedderMultiModalEmbeddi
 
 
 def embedding_class(provider: str) -> type[EmbedderMultiModalEmbedding]:
-    """The LlamaIndex embedding class of ``provider`` (e.g. ``embedding_class("jina")``)."""
+    """The LlamaIndex embedding class of ``provider`` (any name of ``PROVIDERS``)."""
     return CLASSES[provider_class(provider).name]
 
 

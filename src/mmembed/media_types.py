@@ -20,7 +20,8 @@ VIDEO_TYPES = frozenset(
     {"video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/mpeg", "video/x-msvideo", "video/ogg"}
 )
 AUDIO_TYPES = frozenset(
-    {"audio/wav", "audio/mpeg", "audio/ogg", "audio/flac", "audio/mp4", "audio/aac", "audio/aiff"}
+    {"audio/wav", "audio/mpeg", "audio/ogg", "audio/flac", "audio/mp4", "audio/aac", "audio/aiff", "audio/x-rifx",
+     "audio/x-rf64"}
 )
 IMAGE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/heic", "image/avif"}
@@ -48,6 +49,9 @@ _MP4_BRANDS = frozenset(
 )
 # A QuickTime file from before ftyp existed starts straight with one of these atoms.
 _QT_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+# WAV's other headers: big-endian RIFX, and RF64/BW64 (64-bit sizes, for files over 4 GiB). They are audio,
+# but not the RIFF WAV that APIs and decoders take, so they get types of their own and are refused by name.
+_WAV_VARIANTS = {b"RIFX": "audio/x-rifx", b"RF64": "audio/x-rf64", b"BW64": "audio/x-rf64"}
 _MPEG_AUDIO_BITRATE_BAD = (0, 15)
 _PDF_SEARCH = 1024  # readers accept junk before %PDF- in the first kilobyte; so does this
 
@@ -100,9 +104,10 @@ def _after_id3(data: bytes) -> str:
 def sniff(data: bytes) -> str | None:
     """The media type of ``data`` from its magic bytes, or None when it is none of the known kinds.
 
-    Knows PDF, MP4/MOV/M4A (told apart by ISO-BMFF brand), WebM/Matroska, MPEG-PS, AVI, WAV, AIFF, MP3, ADTS AAC,
-    Ogg, FLAC and the common image formats (PNG, JPEG, GIF, WebP, BMP, TIFF, HEIC, AVIF). Bytes only: a file that
-    starts right and is broken later still sniffs as its kind.
+    Knows PDF, MP4/MOV/M4A (told apart by ISO-BMFF brand), WebM/Matroska, MPEG-PS, AVI, WAV (RIFF; big-endian RIFX
+    and 64-bit RF64 as types of their own), AIFF, MP3, ADTS AAC, Ogg, FLAC and the common image formats (PNG, JPEG,
+    GIF, WebP, BMP, TIFF, HEIC, AVIF). Bytes only: a file that starts right and is broken later still sniffs as its
+    kind.
     """
     head = bytes(data[:4096])
     if b"%PDF-" in head[:_PDF_SEARCH]:
@@ -111,6 +116,8 @@ def sniff(data: bytes) -> str | None:
         return _iso_bmff(head)
     if head[:4] == b"RIFF" and len(head) >= 12:
         return {b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo", b"WEBP": "image/webp"}.get(head[8:12])
+    if head[:4] in _WAV_VARIANTS and head[8:12] == b"WAVE":
+        return _WAV_VARIANTS[head[:4]]
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "audio/aiff"
     if head.startswith(b"\x1a\x45\xdf\xa3"):

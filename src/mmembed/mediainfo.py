@@ -24,11 +24,12 @@ class MediaLimits:
     """Caps and settings for PDFs, video and audio (defaults: the strictest documented provider limits).
 
     ``max_pdf_pages`` / ``max_pdf_bytes``: a larger document is refused. ``pdf_pages_per_content``: pages per
-    native PDF content (gemini-embedding-2: 6); longer documents are split. ``render_max_pixels``: the pixel cap
-    of a rendered page. ``max_media_bytes``: video/audio sent inline. ``video_seconds`` /
-    ``video_seconds_with_audio`` / ``audio_seconds``: the longest video (without / with a sound track) and audio
-    gemini-embedding-2 takes in one content (80/120/80 s, the Vertex model page's figures). ``video_window``
-    (120 s) and ``video_interval`` (16 s, at least 4): Vertex @001's window per request and segment length.
+    native PDF content, for a model that reads PDFs (6, the strictest documented); longer documents are split.
+    ``render_max_pixels``: the pixel cap of a rendered page. ``max_media_bytes``: video/audio sent inline.
+    ``video_seconds`` / ``video_seconds_with_audio`` / ``audio_seconds``: the longest video (without / with a
+    sound track) and audio a model that reads them natively takes in one content (120/80/80 s, the documented
+    figures). ``video_window`` (120 s) and ``video_interval`` (16 s, at least 4): for a model that embeds time
+    ranges of a video with a fixed window per request, that window and the segment length.
     """
 
     max_pdf_pages: int = 500
@@ -47,7 +48,7 @@ class MediaLimits:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(f"MediaLimits.{name} must be a positive number, got {value!r}")
         if self.video_interval < 4:
-            raise ConfigurationError("MediaLimits.video_interval must be at least 4 seconds (Vertex's minimum)")
+            raise ConfigurationError("MediaLimits.video_interval must be at least 4 seconds (the API's minimum)")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 ::
 
-    limit = RateLimit("nomic", requests_per_minute=600)          # one actor for the key, shared by every worker
+    limit = RateLimit(provider, requests_per_minute=600)         # one actor for the key, shared by every worker
     ds = ray.data.read_parquet("s3://bucket/items/")             # columns: id, text, image (bytes, path or URL)
-    out = embed_dataset(ds, "nomic", text_column="text", image_column="image", rate_limit=limit, concurrency=8)
+    out = embed_dataset(ds, provider, text_column="text", image_column="image", rate_limit=limit, concurrency=8)
     out.write_datasink(ChromaDatasink(collection="media", host="chroma.internal", port=8000))
 
 - :class:`RateLimit` is one Ray actor holding the schedule of one API key. Every worker's Embedder takes
@@ -295,7 +295,7 @@ class EmbedBatches:
     """A callable class for ``Dataset.map_batches(..., batch_format="pyarrow")``: adds an embedding per row.
 
     Each row is a text (``text_column``) or an image (``image_column``: bytes, a local path or an http(s)
-    URL; gs:// for Vertex). The batch comes back with every input column plus ``embedding`` (float32 list,
+    URL; gs:// for an API that reads it). The batch comes back with every input column plus ``embedding`` (float32 list,
     or null) and ``error`` (null, or why that row has no vector: ``"InputError: item 3 bytes (17 B): not an
     image"``). A bad row never fails the batch: the batch is embedded, a row an :class:`InputError` names is
     set aside and the rest embedded again; a 4xx the provider gives a whole batch is narrowed down by

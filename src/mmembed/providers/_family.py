@@ -52,7 +52,7 @@ class ModelFamily(ABC):
     kinds: ClassVar[frozenset[str]] = TEXT_IMAGE  # what a model takes natively unless its ModelInfo says
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG"})  # upload formats the API accepts
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
-    accepts_gcs: ClassVar[bool] = False
+    accepts_gcs: ClassVar[bool] = False  # the API reads gs:// URIs (a host may say otherwise: wire["gcs"])
     video_clips: ClassVar[bool] = False  # the API embeds a time range of a video file
     unknown_image_side: ClassVar[int] = 512
 
@@ -145,6 +145,10 @@ class ModelFamily(ABC):
         """Whether the model embeds a time range of a video file."""
         return self.video_clips
 
+    def reads_gcs(self) -> bool:
+        """Whether ``gs://`` URIs go to the API: the family's declaration, unless its host's ``wire`` says."""
+        return bool(self.wire.get("gcs", self.accepts_gcs))
+
     def reads_page_text(self) -> bool:
         """Whether a PDF page rendered for this model also yields its text layer as a text item."""
         return True
@@ -180,7 +184,7 @@ class ModelFamily(ABC):
             data = download(item.url, self.provider.download_policy, self.provider.download_session())
             return Ready(image=prepare_image(data, self.image_spec()))
         if item.gcs_uri is not None:
-            if not self.accepts_gcs:
+            if not self.reads_gcs():
                 raise InputError(f"{self.name} cannot read gs:// URIs")
             return Ready(gcs_uri=item.gcs_uri)
         if item.raw is None:
@@ -193,7 +197,7 @@ class ModelFamily(ABC):
         start: float | None = getattr(item, "start", None)
         end: float | None = getattr(item, "end", None)
         if item.gcs_uri is not None:
-            if not self.accepts_gcs:
+            if not self.reads_gcs():
                 raise InputError(f"{self.name} cannot read gs:// URIs")
             return Ready(gcs_uri=item.gcs_uri, kind=item.kind, media_type=item.media_type, start=start, end=end)
         if item.url is not None:

@@ -37,7 +37,7 @@ class ModelInfo:
     dimensions: int | None  # native output size; None when unknown (learned from the first response)
     image_side: int = 512  # shortest side worth uploading (the model's input, plus any margin)
     api_dimensions: tuple[int, int] | None = None  # inclusive range the API itself can truncate to
-    dimension_choices: tuple[int, ...] | None = None  # the only sizes the API accepts (Vertex)
+    dimension_choices: tuple[int, ...] | None = None  # the only sizes the API accepts
     matryoshka: bool = True  # a truncated, re-normalised prefix is still a good vector
     max_batch: int | None = None  # per-request input cap, when it differs from the provider default
     max_side: int | None = None  # longest side worth uploading, if the model caps it too
@@ -96,7 +96,7 @@ def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
 def indexed_data(response: requests.Response, provider: str, expected: int) -> list[Any]:
     """The raw vectors of a ``{"data": [{"index": i, "embedding": [...]}, ...]}`` answer, put in order by index.
 
-    Jina's and Voyage's shape. The indexes must be JSON integers (not "1", 1.5 or true) and, when the count
+    The OpenAI shape several APIs share. The indexes must be JSON integers (not "1", 1.5 or true) and, when the count
     is right, exactly 0..n-1: a vector is never shifted onto another item.
     """
     body = json_body(response, provider)

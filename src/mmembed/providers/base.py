@@ -63,9 +63,11 @@ class Provider:
     env_var: ClassVar[str]  # default environment variable holding the key
     fallback_env_vars: ClassVar[tuple[str, ...]] = ()  # read, in order, when env_var is unset
     key_required: ClassVar[bool] = True
+    #: Other environment variables it reads (a cloud project or region), so tests can keep a developer's out.
+    config_env_vars: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str]
-    #: Hosts the provider's service answers on (patterns with ``*`` allowed): a config read from a store may
-    #: send requests there; any other host needs the user's trust (see :mod:`mmembed._trust`).
+    # Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
+    # may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
     official_hosts: ClassVar[tuple[str, ...]] = ()
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = None

@@ -62,6 +62,8 @@ class CohereProvider(Provider):
     fallback_env_vars: ClassVar[tuple[str, ...]] = ("CO_API_KEY",)
     option_names: ClassVar[tuple[str, ...]] = ("model", "truncation", "images_per_minute")
     default_base_url: ClassVar[str] = "https://api.cohere.com"
+    official_hosts: ClassVar[tuple[str, ...]] = ("api.cohere.com",)
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.cohere:Cohere",)
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
     # One input holds texts and images in any order and gives one vector: interleaved natively.
     kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "interleaved"})

@@ -10,17 +10,19 @@ vectors are truncated and re-normalised here to match the text vectors.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypedDict
 
 import numpy as np
 import requests
 
 from ..errors import InvalidResponseError
 from ..inputs import ImageItem, Item, TextItem
-from .base import TEXT_IMAGE, ModelInfo, Provider, ProviderOptions, Ready, Task, json_body
+from ..options import Doc
+from .base import TEXT_IMAGE, ModelFamily, ModelInfo, Provider, Ready, Task, json_body
 
-__all__ = ["NomicProvider"]
+__all__ = ["NomicEmbeddings", "NomicModels", "NomicProvider"]
 
+DEFAULT_TEXT_MODEL = "nomic-embed-text-v1.5"
 TEXT_MODELS = {
     "nomic-embed-text-v1.5": ModelInfo("nomic-embed-text-v1.5", 768, api_dimensions=(64, 768)),
     "nomic-embed-text-v1": ModelInfo("nomic-embed-text-v1", 768, matryoshka=False),
@@ -36,47 +38,43 @@ TEXT_CAP = 10
 IMAGE_CAP = 512
 
 
-class NomicProvider(Provider):
-    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d, one space)."""
+class NomicModels(TypedDict, total=False):
+    """The two models of one Nomic space (Nomic takes no ``model=``: a text model and a vision model)."""
 
-    name: ClassVar[str] = "nomic"
-    title: ClassVar[str] = "Nomic"
-    option_names: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
-    model_keys: ClassVar[tuple[str, ...]] = ("text_model", "vision_model")
-    env_var: ClassVar[str] = "NOMIC_API_KEY"
-    default_base_url: ClassVar[str] = "https://api-atlas.nomic.ai"
+    text_model: Annotated[str | None, Doc(f"Nomic's text model (default {DEFAULT_TEXT_MODEL}).", model=True)]
+    vision_model: Annotated[
+        str | None, Doc("Nomic's vision model (default: the one sharing text_model's space).", model=True)
+    ]
+
+
+class _NoModel(TypedDict, total=False):
+    """Nomic's own options: none (its family names its models)."""
+
+
+class NomicEmbeddings(ModelFamily):
+    """A Nomic text model and the vision model trained into its space: texts as JSON, images as multipart."""
+
+    models: ClassVar[dict[str, ModelInfo]] = {**TEXT_MODELS, **VISION_MODELS}
+    settings: ClassVar[type | None] = NomicModels
+    kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
-    default_concurrency: ClassVar[int] = 8
-    default_requests_per_minute: ClassVar[float | None] = 1200 / 5
-    rate_window: ClassVar[float] = 300.0  # 1200 requests per 5-minute window, per IP
-    # Listed by vision model (the text model names the pair): both read text and images, nothing else.
-    model_kinds: ClassVar[dict[str, frozenset[str]]] = {name: TEXT_IMAGE for name in VISION_MODELS}
+    unknown_image_side: ClassVar[int] = 336
+    text_model: str
+    vision_model: str
 
-    def __init__(
-        self,
-        options: ProviderOptions,
-        *,
-        text_model: str | None = None,
-        vision_model: str | None = None,
-    ) -> None:
-        super().__init__(options)
-        self.text_model = text_model or "nomic-embed-text-v1.5"
-        self.vision_model = vision_model or PAIRS.get(self.text_model, "nomic-embed-vision-v1.5")
-        self._text_info = TEXT_MODELS.get(self.text_model) or ModelInfo(self.text_model, None, known=False)
-        self._vision_info = VISION_MODELS.get(self.vision_model) or ModelInfo(
-            self.vision_model, None, image_side=336, known=False
-        )
-        self.check_dimensions(self._text_info)
-        self.check_dimensions(self._vision_info)
-        if self.dimensions is None:
-            self.dimensions = self._text_info.dimensions
+    def configure(self, **settings: Any) -> None:
+        super().configure(**settings)
+        self.text_model = self.model  # the provider chose it (text_model=, or the default)
+        self.vision_model = self.vision_model or PAIRS.get(self.model, "nomic-embed-vision-v1.5")
+        self.vision_info = VISION_MODELS.get(self.vision_model) or self.unknown(self.vision_model)
+        self.check_dimensions(self.vision_info)
 
     def model_names(self) -> dict[str, str]:
         return {"text_model": self.text_model, "vision_model": self.vision_model}
 
     def image_model(self) -> ModelInfo:
-        return self._vision_info
+        return self.vision_info
 
     def route(self, item: Item) -> str:
         if isinstance(item, TextItem):
@@ -94,21 +92,16 @@ class NomicProvider(Provider):
         return task if isinstance(item, TextItem) else "-"
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        parse = self._parser(len(batch))
         if route == "text":
-            body: dict[str, Any] = {
-                "model": self.text_model,
-                "texts": [r.text for r in batch],
-                "task_type": TASKS[task],
-            }
-            if self.options.dimensions is not None and self._text_info.api_dimensions:
-                body["dimensionality"] = self.options.dimensions
-            return self.transport.post(
-                f"{self.base_url}/v1/embedding/text", self._parser(len(batch)), headers=self._headers(), json=body
-            )
-        url = f"{self.base_url}/v1/embedding/image"
+            body: dict[str, Any] = {"model": self.text_model, "texts": [r.text for r in batch]}
+            body["task_type"] = TASKS[task]
+            if self.provider.options.dimensions is not None and self.info.api_dimensions:
+                body["dimensionality"] = self.provider.options.dimensions
+            return self.provider.post("/v1/embedding/text", parse, json=body)
         if route == "image_url":
             fields = [("model", self.vision_model)] + [("urls", str(r.url)) for r in batch]
-            return self.transport.post(url, self._parser(len(batch)), headers=self._headers(), data=fields)
+            return self.provider.post("/v1/embedding/image", parse, data=fields)
         files: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
             ("model", (None, self.vision_model, None))
         ]
@@ -118,10 +111,7 @@ class NomicProvider(Provider):
                 raise ValueError("image route got an item without image bytes")  # a bug, not user input
             ext = image.media_type.rsplit("/", 1)[-1]
             files.append(("images", (f"image{i}.{ext}", image.data, image.media_type)))
-        return self.transport.post(url, self._parser(len(batch)), headers=self._headers(), files=files)
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"}
+        return self.provider.post("/v1/embedding/image", parse, files=files)
 
     def _parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
         def parse(response: requests.Response) -> list[np.ndarray]:
@@ -132,6 +122,27 @@ class NomicProvider(Provider):
             return self.finish(vectors, expected)
 
         return parse
+
+
+class NomicProvider(Provider):
+    """Nomic Atlas: nomic-embed-text-v1.5 and nomic-embed-vision-v1.5 (768-d, one space)."""
+
+    name: ClassVar[str] = "nomic"
+    title: ClassVar[str] = "Nomic"
+    env_var: ClassVar[str] = "NOMIC_API_KEY"
+    default_base_url: ClassVar[str] = "https://api-atlas.nomic.ai"
+    official_hosts: ClassVar[tuple[str, ...]] = ("api-atlas.nomic.ai",)
+    settings: ClassVar[type] = _NoModel
+    families = (NomicEmbeddings,)
+    default_model: ClassVar[str] = DEFAULT_TEXT_MODEL
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.nomic:NomicText", "mmembed.testing.nomic:NomicImage")
+    default_concurrency: ClassVar[int] = 8
+    default_requests_per_minute: ClassVar[float | None] = 1200 / 5
+    rate_window: ClassVar[float] = 300.0  # 1200 requests per 5-minute window, per IP
+
+    def choose_model(self, settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # The text model names the pair (the family resolves the vision model that shares its space).
+        return settings.get("text_model") or self.default_model, settings
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)

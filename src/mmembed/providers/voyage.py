@@ -7,8 +7,8 @@ go in requests of their own (route ``"url"``); texts and uploaded images share r
 
 Limits (PROVIDERS-NEXT §4): at most 1,000 inputs and 320,000 tokens per request, where a text costs about
 one token per 4 characters and an image one token per 560 pixels, each image counted between 50,000 and
-2,000,000 pixels (the model sees no more than 2 M). :meth:`VoyageProvider.fits` closes a batch before either
-cap with what is known when an item is admitted; :meth:`VoyageProvider.send` packs the prepared batch again
+2,000,000 pixels (the model sees no more than 2 M). :meth:`VoyageMultimodal.fits` closes a batch before either
+cap with what is known when an item is admitted; :meth:`VoyageMultimodal.send` packs the prepared batch again
 with the exact pixel counts, so a request never goes over. Keys starting ``al-`` (MongoDB Atlas) go to
 ``https://ai.mongodb.com``. Errors are ``{"detail": ...}`` with a ``request-id`` header. Vectors are
 normalised here (whether Voyage's are unit length is UNCONFIRMED).
@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypedDict
 
 import numpy as np
 import requests
@@ -29,18 +29,21 @@ import requests
 from ..download import download
 from ..images import prepare_image
 from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, TextItem, VideoItem
-from .base import ModelInfo, Provider, ProviderOptions, Ready, Task
+from ..options import Doc
+from .base import ModelFamily, ModelInfo, Provider, Ready, Task
 
-__all__ = ["VoyageProvider"]
+__all__ = ["VoyageMultimodal", "VoyageProvider", "VoyageSettings"]
 
 # Shortest side 1024: a 4:3 page at 1365x1024 keeps small print legible, and every aspect ratio up to 1.9:1
 # stays under the 2 M pixels the model sees; wider images are shrunk further to that budget (see prepare).
 MODELS = {
     "voyage-multimodal-3.5": ModelInfo(
-        "voyage-multimodal-3.5", 1024, image_side=1024, dimension_choices=(256, 512, 1024, 2048), max_batch=1000
+        "voyage-multimodal-3.5", 1024, image_side=1024, dimension_choices=(256, 512, 1024, 2048), max_batch=1000,
+        kinds=frozenset({"text", "image", "interleaved", "video"}),
     ),
     "voyage-multimodal-3": ModelInfo(
-        "voyage-multimodal-3", 1024, image_side=1024, dimension_choices=(1024,), max_batch=1000
+        "voyage-multimodal-3", 1024, image_side=1024, dimension_choices=(1024,), max_batch=1000,
+        kinds=frozenset({"text", "image", "interleaved"}),
     ),
 }
 DEFAULT_MODEL = "voyage-multimodal-3.5"
@@ -67,47 +70,36 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) + PREFIX_TOKENS
 
 
-class VoyageProvider(Provider):
-    """Voyage AI: voyage-multimodal-3.5 by default (1024-d; 256/512/2048), voyage-multimodal-3 (1024-d)."""
+class VoyageSettings(TypedDict, total=False):
+    """Voyage's request options."""
 
-    name: ClassVar[str] = "voyage"
-    title: ClassVar[str] = "Voyage"
-    env_var: ClassVar[str] = "VOYAGE_API_KEY"
-    option_names: ClassVar[tuple[str, ...]] = ("model", "truncation")
-    default_base_url: ClassVar[str] = "https://api.voyageai.com"
+    truncation: Annotated[
+        bool | None, Doc("Let the server shorten inputs over the model's length.", default=True, local=True)
+    ]
+
+
+class VoyageMultimodal(ModelFamily):
+    """voyage-multimodal-3.5 / -3: one ``inputs[]`` entry of typed segments per item, one vector each."""
+
+    models: ClassVar[dict[str, ModelInfo]] = MODELS
+    settings: ClassVar[type | None] = VoyageSettings
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
     server_fetches_urls: ClassVar[bool] = True
     # One input holds any mix of text, image (and, on 3.5, video) segments and gives one vector: interleaved.
     kinds: ClassVar[frozenset[str]] = IMAGE_TEXT
-    model_kinds: ClassVar[dict[str, frozenset[str]]] = {
-        "voyage-multimodal-3.5": IMAGE_TEXT | {"video"},
-        "voyage-multimodal-3": IMAGE_TEXT,
-    }
-    # Voyage's limits are per tier (TPM/RPM on the dashboard; numbers UNCONFIRMED): tier-1-like defaults.
-    default_concurrency: ClassVar[int] = 4
-    default_requests_per_minute: ClassVar[float | None] = 300
-    rate_window: ClassVar[float] = 60.0  # RPM and TPM: per-minute quotas
+    unknown_image_side: ClassVar[int] = 1024
+    truncation: bool
 
-    def __init__(self, options: ProviderOptions, *, model: str | None = None, truncation: bool | None = None) -> None:
-        super().__init__(options)
-        if options.base_url is None and (self._api_key or "").startswith("al-"):
-            self.base_url = MONGODB_BASE_URL
-        self.model = model or DEFAULT_MODEL
-        self.truncation = True if truncation is None else bool(truncation)
+    def configure(self, **settings: Any) -> None:
+        super().configure(**settings)
+        self.truncation = bool(self.truncation)
         self._tallies: list[_Tally] = []  # per open batch: its estimate so far (see fits)
         self._tally_lock = threading.Lock()
-        self.info = MODELS.get(self.model) or ModelInfo(self.model, None, image_side=1024, known=False)
+
+    def check_dimensions(self, model: ModelInfo) -> None:
         # 3.5 answers 1024 values unless asked for more (2048) or fewer: check against the largest choice.
-        choices = self.info.dimension_choices
-        self.check_dimensions(replace(self.info, dimensions=max(choices)) if choices else self.info)
-        if self.dimensions is None:
-            self.dimensions = self.info.dimensions
-
-    def model_names(self) -> dict[str, str]:
-        return {"model": self.model}
-
-    def image_model(self) -> ModelInfo:
-        return self.info
+        choices = model.dimension_choices
+        super().check_dimensions(replace(model, dimensions=max(choices)) if choices else model)
 
     def route(self, item: Item) -> str:
         # Voyage refuses image_url and image_base64 in one request: what the server fetches travels apart.
@@ -149,7 +141,7 @@ class VoyageProvider(Provider):
 
     def _part(self, item: Item, *, download_urls: bool) -> Ready:
         if download_urls and isinstance(item, ImageItem) and item.url is not None:
-            data = download(item.url, self.download_policy, self._download_session())
+            data = download(item.url, self.provider.download_policy, self.provider.download_session())
             return self._part(ImageItem(source=item.source, raw=data), download_urls=False)
         ready = super().prepare(item)
         image = ready.image
@@ -178,14 +170,30 @@ class VoyageProvider(Provider):
             "input_type": INPUT_TYPES[task],
             "truncation": self.truncation,
         }
-        if self.options.dimensions is not None and self.info.known:
-            body["output_dimension"] = self.options.dimensions
-        return self.transport.post(
-            f"{self.base_url}/v1/multimodalembeddings",
-            self.indexed_parser(len(batch)),
-            headers={"Authorization": f"Bearer {self._api_key}"},
-            json=body,
-        )
+        if self.provider.options.dimensions is not None and self.info.known:
+            body["output_dimension"] = self.provider.options.dimensions
+        return self.provider.post("/v1/multimodalembeddings", self.indexed_parser(len(batch)), json=body)
+
+
+class VoyageProvider(Provider):
+    """Voyage AI: voyage-multimodal-3.5 by default (1024-d; 256/512/2048), voyage-multimodal-3 (1024-d)."""
+
+    name: ClassVar[str] = "voyage"
+    title: ClassVar[str] = "Voyage"
+    env_var: ClassVar[str] = "VOYAGE_API_KEY"
+    default_base_url: ClassVar[str] = "https://api.voyageai.com"
+    official_hosts: ClassVar[tuple[str, ...]] = ("api.voyageai.com", "ai.mongodb.com")
+    families = (VoyageMultimodal,)
+    default_model: ClassVar[str] = DEFAULT_MODEL
+    emulator: ClassVar[tuple[str, ...]] = ("mmembed.testing.voyage:Voyage",)
+    # Voyage's limits are per tier (TPM/RPM on the dashboard; numbers UNCONFIRMED): tier-1-like defaults.
+    default_concurrency: ClassVar[int] = 4
+    default_requests_per_minute: ClassVar[float | None] = 300
+    rate_window: ClassVar[float] = 60.0  # RPM and TPM: per-minute quotas
+
+    def default_url(self) -> str:
+        # Keys issued by MongoDB Atlas ("al-...") are served there.
+        return MONGODB_BASE_URL if (self._api_key or "").startswith("al-") else self.default_base_url
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         message, request_id = super().describe_error(response)
@@ -215,7 +223,7 @@ def _content(ready: Ready) -> list[dict[str, str]]:
     elif ready.media is not None and ready.media_type is not None:
         data, media_type = ready.media, ready.media_type
     else:
-        raise ValueError("voyage got an item with nothing to send")  # a bug, not user input
+        raise ValueError("an input segment with nothing to send")  # a bug, not user input
     uri = f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
     return [{"type": f"{kind}_base64", f"{kind}_base64": uri}]
 

@@ -1,4 +1,4 @@
-"""An offline emulator of the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs, for tests.
+"""An offline emulator of the registered providers' embedding APIs, for tests.
 
 This is an EMULATOR: it serves the real APIs' paths, request formats, limits and error bodies over real HTTP,
 but answers with deterministic FAKE vectors, NOT the real models' embeddings. Use it for tests, demos and
@@ -14,14 +14,20 @@ images share it with a modality gap, and a colour named in a text matches photos
         emu.inject("503", times=2)   # and how it copes with failures
 
 With pytest, the ``mmembed_emulator`` and ``mmembed_emulator_factory`` fixtures are registered automatically.
-Standalone: ``python -m mmembed.testing --port 8765``.
+Standalone: ``python -m mmembed.testing --port 8765``. Each provider brings its endpoint(s) (``Provider.emulator``)
+with the rows of the models it answers for; :data:`MODELS` is every registered row.
 """
+
 
 from .emulator import Emulator, EmulatorStats, RecordedRequest
 from .faults import FAULT_KINDS, Fault
-from .models import MODELS, ModelSpec
+from .models import ModelSpec
+from .models import registered_models as _registered_models
 from .samples import COLOURS, colour_photo
 from .space import emulator_vector
+
+#: The rows of every registered endpoint (what the emulator answers for), as of import.
+MODELS: tuple[ModelSpec, ...] = _registered_models()
 
 __all__ = [
     "COLOURS",
@@ -35,3 +41,4 @@ __all__ = [
     "colour_photo",
     "emulator_vector",
 ]
+

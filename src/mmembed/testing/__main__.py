@@ -18,8 +18,7 @@ NOTE = "This is an offline EMULATOR: deterministic fake vectors, NOT the real mo
 def build_parser(prog: str = "python -m mmembed.testing") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve an offline emulator of the Nomic, Jina, Vertex, Gemini, Voyage and Cohere embedding APIs. "
-        + NOTE,
+        description="Serve an offline emulator of the registered providers' embedding APIs. " + NOTE,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default: 8765)")

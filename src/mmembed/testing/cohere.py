@@ -37,6 +37,12 @@ EMBEDDING_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "bas
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 MAX_INPUTS = 96
 MAX_IMAGE_BYTES = 20_000_000
+# Cohere's input types are a superset of its search/classification/clustering task names.
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, frozenset({"text", "image"}),
+              frozenset({"search_document", "search_query", "classification", "clustering"}),
+              frozenset({"search_query"}), dimensions=(256, 512, 1024, 1536), max_inputs=96, modality_weight=1.0),
+)
 IMAGE_WINDOW = 60.0  # seconds the image limit counts over (tests shorten it)
 
 
@@ -44,8 +50,9 @@ class Cohere(Endpoint):
     """``{model, input_type, embedding_types, texts|images|inputs, ...}`` → ``{id, embeddings: {float: ...}}``."""
 
     provider: ClassVar[str] = "cohere"
+    models: ClassVar[tuple[ModelSpec, ...]] = MODELS
 
-    def __init__(self, images_per_minute: float | None = None) -> None:
+    def __init__(self, *, images_per_minute: float | None = None) -> None:
         self.images_per_minute = images_per_minute
         self._images: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()

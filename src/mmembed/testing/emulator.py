@@ -1,4 +1,4 @@
-"""The Emulator: an offline stand-in for the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs.
+"""The Emulator: an offline stand-in for the embedding APIs of every registered provider.
 
 It answers with deterministic FAKE vectors (see :mod:`mmembed.testing.space`), NOT the real models' output;
 it is meant for tests, demos and benchmarks. Everything it does is observable: every request is recorded, and
@@ -24,16 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from .cohere import Cohere
 from .faults import Fault, FaultPlan
-from .gemini import GeminiApi, VertexGemini
-from .jina import Jina
-from .models import PROVIDERS
-from .nomic import NomicImage, NomicText
+from .models import endpoint_classes
 from .server import MAX_BODY, EmulatorServer
 from .space import emulator_vector
-from .vertex import Vertex
-from .voyage import Voyage
 from .wire import ApiError, Endpoint, FilePart, Incoming, Reply, Settings, parse_body
 
 __all__ = ["Emulator", "EmulatorStats", "RecordedRequest"]
@@ -109,7 +103,7 @@ class _SlidingWindow:
 
 
 class Emulator:
-    """An offline emulator of the Nomic, Jina, Vertex AI, Gemini, Voyage and Cohere embedding APIs over real HTTP.
+    """An offline emulator of the registered providers' embedding APIs over real HTTP.
 
     This is an EMULATOR: it answers with deterministic fake vectors, NOT the real models' embeddings — for
     tests, demos and benchmarks. The fake space keeps the traits clients must cope with: texts and images share
@@ -117,15 +111,18 @@ class Emulator:
     :mod:`mmembed.testing.samples`), vectors are Matryoshka-truncatable and identical across runs.
 
     Point a client's ``base_url`` at :attr:`url`; paths, bodies, limits and error formats are the real APIs'
-    (answers of 1 KB or more are gzip-compressed when the client accepts it, as Nomic's are).
+    (answers of 1 KB or more are gzip-compressed when the client accepts it, as real APIs' are).
     ``api_keys=None`` accepts any non-empty key. ``latency`` adds seconds per request; ``rate_limit``
     (requests/second over all endpoints) and ``max_concurrency`` answer 429 beyond them (with ``Retry-After``
     unless ``retry_after=False``). By default the rate is a token bucket holding ``max(1, rate_limit)``
     requests; with ``rate_window`` (seconds) it is a provider's windowed quota instead: at most
-    ``rate_limit * rate_window`` requests in any span of ``rate_window`` seconds (e.g. Jina's 500 per minute:
+    ``rate_limit * rate_window`` requests in any span of ``rate_window`` seconds (e.g. 500 per minute:
     ``rate_limit=500 / 60, rate_window=60``). ``fault_rate``/``fault_kinds``/``seed`` inject random faults, and
-    :meth:`inject` queues specific ones. ``jina_unnormalized`` makes Jina answer non-unit vectors, as its 2023
-    API did. ``cohere_images_per_minute`` emulates Cohere's separate image limit (5 on trial keys).
+    :meth:`inject` queues specific ones.
+
+    The endpoints are those the registered providers declare (``Provider.emulator``), plugins included; an
+    endpoint's own options are given as ``<provider>_<option>=value`` (e.g. an endpoint of provider ``acme``
+    taking ``strict=`` gets ``Emulator(acme_strict=True)``).
 
     >>> with Emulator() as emu:
     ...     emu.url.startswith("http://127.0.0.1:")
@@ -143,11 +140,10 @@ class Emulator:
         retry_after: bool = True,
         max_concurrency: int | None = None,
         api_keys: Collection[str] | None = None,
-        jina_unnormalized: bool = False,
-        cohere_images_per_minute: float | None = None,
         fault_rate: float = 0.0,
         fault_kinds: Sequence[str | Fault] = (),
         seed: int = 0,
+        **endpoint_options: Any,
     ) -> None:
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
@@ -162,13 +158,10 @@ class Emulator:
         self.host, self.port = host, port
         self.latency, self.rate_limit, self.retry_after = latency, rate_limit, retry_after
         self.rate_window = rate_window
-        self.max_concurrency, self.jina_unnormalized = max_concurrency, jina_unnormalized
-        self._settings = Settings.make(api_keys, jina_unnormalized)
+        self.max_concurrency = max_concurrency
+        self._settings = Settings.make(api_keys)
         self._faults = FaultPlan(fault_rate, tuple(Fault.parse(k) for k in fault_kinds), seed)
-        self._endpoints: tuple[Endpoint, ...] = (
-            NomicText(), NomicImage(), Jina(), Vertex(), GeminiApi(), VertexGemini(), Voyage(),
-            Cohere(cohere_images_per_minute),
-        )
+        self._endpoints = _endpoints(endpoint_options)
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
         self._stats = EmulatorStats()
@@ -255,8 +248,9 @@ class Emulator:
         ``fault`` is a :class:`Fault` or a shorthand: ``"500"``, ``"429"``, ``"reset"``, ``"hang"``,
         ``"malformed"``, ``"html"``, ``"wrong_count"``.
         """
-        if provider is not None and provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)} or None, got {provider!r}")
+        providers = tuple(dict.fromkeys(e.provider for e in self._endpoints))
+        if provider is not None and provider not in providers:
+            raise ValueError(f"provider must be one of {', '.join(providers)} or None, got {provider!r}")
         self._faults.inject(Fault.parse(fault), times, provider)
 
     def vector(
@@ -270,19 +264,23 @@ class Emulator:
         dimensions: int | None = None,
     ) -> NDArray[np.float64]:
         """The vector this emulator answers for one text or image (exactly as parsed from its JSON)."""
-        normalized = not (provider == "jina" and self.jina_unnormalized)
+        normalized = all(e.normalized for e in self._endpoints if e.provider == provider)
         return emulator_vector(
             provider, model, text=text, image=image, task=task, dimensions=dimensions, normalized=normalized
         )
 
     # -- serving -----------------------------------------------------------------------------------------
 
+    def endpoint_for(self, path: str) -> Endpoint | None:
+        """The endpoint that serves ``path`` (None: the emulator answers 404)."""
+        return next((e for e in self._endpoints if e.matches(path)), None)
+
     def _count_connection(self) -> None:
         with self._lock:
             self._stats.connections += 1
 
     def _respond(self, req: Incoming) -> Reply | None:
-        endpoint = next((e for e in self._endpoints if e.matches(req.path)), None)
+        endpoint = self.endpoint_for(req.path)
         parse_body(req)
         record = RecordedRequest(
             provider=endpoint.provider if endpoint else None, method=req.method, path=req.path,
@@ -399,3 +397,20 @@ class Emulator:
         error = ApiError(status, f"{phrase} (injected by the emulator)", retry_delay=delay)
         reply = endpoint.error(error, req.request_id)
         return dataclasses.replace(reply, headers=reply.headers + headers)
+
+
+def _endpoints(options: dict[str, Any]) -> tuple[Endpoint, ...]:
+    """One endpoint of each registered class; ``<provider>_<option>`` goes to that provider's endpoints that take
+    ``option`` (longest provider name first, so ``acme_pro_x`` reaches provider ``acme_pro`` before ``acme``)."""
+    classes = endpoint_classes()
+    providers = sorted({cls.provider for cls in classes}, key=len, reverse=True)
+    given: dict[type[Endpoint], dict[str, Any]] = {cls: {} for cls in classes}
+    for key, value in options.items():
+        provider = next((p for p in providers if key.startswith(f"{p}_")), None)
+        option = key[len(provider) + 1 :] if provider else key
+        takers = [cls for cls in classes if cls.provider == provider and option in cls.options()]
+        if not takers:
+            raise TypeError(f"Emulator() got an unexpected keyword argument {key!r}")
+        for cls in takers:
+            given[cls][option] = value
+    return tuple(cls(**given[cls]) for cls in classes)

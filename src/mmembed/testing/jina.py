@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .imagedata import ImageDataError, decode_base64, decode_image, fetch_url
-from .models import JINA_DEFAULT_MODEL, ModelSpec, find_model
+from .models import ModelSpec, find_model
 from .space import count_tokens, embed
 from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 
@@ -29,6 +29,19 @@ _CODES = {
 }
 
 Item = tuple[str, Any]  # ("text", str) or ("image", PIL image)
+DEFAULT_MODEL = "jina-clip-v2"
+_BOTH = frozenset({"text", "image"})
+_V4_TASKS = frozenset({"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"})
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("jina", "jina-clip-v2", "jina-clip-v2", 1024, _BOTH, frozenset({"retrieval.query"}),
+              frozenset({"retrieval.query"}), range(1, 1025), max_inputs=2048),
+    ModelSpec("jina", "jina-clip-v1", "jina-clip-v1", 768, _BOTH, max_inputs=2048),
+    ModelSpec("jina", "jina-embeddings-v4", "jina-embeddings-v4", 2048, _BOTH, _V4_TASKS,
+              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512),
+    # A text-only model, as in the 2023 recordings; handy for checking that clients refuse images for it.
+    ModelSpec("jina", "jina-embeddings-v2-base-en", "jina-embeddings-v2-base-en", 768, frozenset({"text"}),
+              max_inputs=2048),
+)
 
 
 def shuffled_order(n: int) -> list[int]:
@@ -54,6 +67,11 @@ class Jina(Endpoint):
     """``{model, input, task?, dimensions?, normalized?, embedding_type?}`` → ``{model, object, usage, data}``."""
 
     provider: ClassVar[str] = "jina"
+    models: ClassVar[tuple[ModelSpec, ...]] = MODELS
+
+    def __init__(self, *, unnormalized: bool = False) -> None:
+        # Emulator(jina_unnormalized=True): answer non-unit vectors, as the 2023 API did.
+        self.normalized = not unnormalized
 
     def matches(self, path: str) -> bool:
         return path == "/v1/embeddings"
@@ -77,7 +95,7 @@ class Jina(Endpoint):
         body = req.json
         if not isinstance(body, dict):
             raise ApiError(422, "the request body must be a JSON object")
-        name = body.get("model", JINA_DEFAULT_MODEL)
+        name = body.get("model", DEFAULT_MODEL)
         spec = find_model("jina", name) if isinstance(name, str) else None
         if spec is None:
             raise ApiError(400, f"Model {name!r} is not supported", code="INVALID_MODEL")
@@ -96,7 +114,7 @@ class Jina(Endpoint):
         if kind not in EMBEDDING_TYPES:
             raise ApiError(422, f"'embedding_type' must be one of {', '.join(EMBEDDING_TYPES)}")
         items = [self._item(spec, i, item) for i, item in enumerate(raw)]
-        unit = normalized and not settings.jina_unnormalized
+        unit = normalized and self.normalized
         data = []
         for i in shuffled_order(len(items)):
             modality, value = items[i]

@@ -1,18 +1,26 @@
-"""The models the emulator answers for: one declarative row per model, limits included.
+"""The models the emulator answers for: one declarative row per model, limits included, kept by its endpoint.
 
-Each row says which vector space a model embeds into (models that share a space can be compared, like
-``nomic-embed-text-v1.5`` and ``nomic-embed-vision-v1.5``), its full dimension, which modalities it takes, which
-``task`` values it accepts and which of them mark a query, which output sizes can be requested and how many
-inputs one request may carry. The endpoints derive their validation from these rows.
+Each row says which vector space a model embeds into (models that share a space can be compared, like a text
+model and the vision model trained into its space), its full dimension, which modalities it takes, which ``task``
+values it accepts and which of them mark a query, which output sizes can be requested and how many inputs one
+request may carry. The rows live on the endpoint classes (``Endpoint.models``), each beside the API it emulates;
+the endpoints themselves are found through the provider registry (each provider's ``emulator`` class paths), so
+a plugin's endpoint is served and searched like a built-in one.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["MODELS", "ModelSpec", "find_model"]
+if TYPE_CHECKING:
+    from ..providers.base import Provider
+    from .wire import Endpoint
 
-PROVIDERS = ("nomic", "jina", "vertex", "gemini", "voyage", "cohere")
+__all__ = ["ModelSpec", "endpoint_classes", "endpoint_providers", "find_model", "registered_models"]
 
 
 @dataclass(frozen=True)
@@ -35,73 +43,59 @@ class ModelSpec:
     embed_content: bool = False  # Google's Content wire (:embedContent / :batchEmbedContents), not :predict
     prompt_tasks: bool = False  # tasks arrive as prompt prefixes ("task: … | query: …"), not as a field
     default_dim: int | None = None  # what a request that names no size gets (None: dim)
+    text_tokens: int | None = None  # the server silently keeps only the first this many tokens of a text
 
     def is_query(self, task: str | None) -> bool:
         """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""
         return task is not None and task in self.query_tasks
 
 
-_TEXT = frozenset({"text"})
-_IMAGE = frozenset({"image"})
-_BOTH = frozenset({"text", "image"})
-_NOMIC_TASKS = frozenset({"search_document", "search_query", "classification", "clustering"})
-_GEMINI_TASK_TYPES = frozenset(
-    {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
-     "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"}
-)
-_GEMINI_QUERY_TYPES = frozenset({"RETRIEVAL_QUERY", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"})
-_GEMINI_DIMS = range(128, 3073)
-_VOYAGE_TASKS = frozenset({"query", "document"})  # input_type; Cohere's input types are Nomic's task types
-_JINA_V4_TASKS = frozenset(
-    {"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"}
-)
+def endpoint_classes() -> tuple[type[Endpoint], ...]:
+    """The endpoint classes of every registered provider (its ``emulator`` paths), each once, in registry order.
 
-MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("nomic", "nomic-embed-text-v1.5", "nomic-v1.5", 768, _TEXT, _NOMIC_TASKS,
-              frozenset({"search_query"}), range(64, 769), max_inputs=10),
-    ModelSpec("nomic", "nomic-embed-text-v1", "nomic-v1", 768, _TEXT, _NOMIC_TASKS,
-              frozenset({"search_query"}), None, max_inputs=10),
-    ModelSpec("nomic", "nomic-embed-vision-v1.5", "nomic-v1.5", 768, _IMAGE, max_inputs=512),
-    ModelSpec("nomic", "nomic-embed-vision-v1", "nomic-v1", 768, _IMAGE, max_inputs=512),
-    ModelSpec("jina", "jina-clip-v2", "jina-clip-v2", 1024, _BOTH, frozenset({"retrieval.query"}),
-              frozenset({"retrieval.query"}), range(1, 1025), max_inputs=2048),
-    ModelSpec("jina", "jina-clip-v1", "jina-clip-v1", 768, _BOTH, max_inputs=2048),
-    ModelSpec("jina", "jina-embeddings-v4", "jina-embeddings-v4", 2048, _BOTH, _JINA_V4_TASKS,
-              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512),
-    # A text-only model, as in the 2023 recordings; handy for checking that clients refuse images for it.
-    ModelSpec("jina", "jina-embeddings-v2-base-en", "jina-embeddings-v2-base-en", 768, _TEXT,
-              max_inputs=2048),
-    ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, _BOTH,
-              dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",)),
-    # gemini-embedding-2 on both backends: one space (the same model), a small modality gap, prompt-prefix tasks.
-    # The Gemini API batches up to 100 requests per call; Vertex takes one content per call.
-    ModelSpec("gemini", "gemini-embedding-2", "gemini-embedding-2", 3072, _BOTH, dimensions=_GEMINI_DIMS,
-              max_inputs=100, modality_weight=0.6, embed_content=True, prompt_tasks=True),
-    ModelSpec("gemini", "gemini-embedding-2-preview", "gemini-embedding-2-preview", 3072, _BOTH,
-              dimensions=_GEMINI_DIMS, max_inputs=100, modality_weight=0.6, embed_content=True, prompt_tasks=True),
-    ModelSpec("gemini", "gemini-embedding-001", "gemini-embedding-001", 3072, _TEXT, _GEMINI_TASK_TYPES,
-              _GEMINI_QUERY_TYPES, _GEMINI_DIMS, max_inputs=100, embed_content=True),
-    ModelSpec("vertex", "gemini-embedding-2", "gemini-embedding-2", 3072, _BOTH, dimensions=_GEMINI_DIMS,
-              max_inputs=1, modality_weight=0.6, embed_content=True, prompt_tasks=True),
-    ModelSpec("vertex", "gemini-embedding-2-preview", "gemini-embedding-2-preview", 3072, _BOTH,
-              dimensions=_GEMINI_DIMS, max_inputs=1, modality_weight=0.6, embed_content=True, prompt_tasks=True),
-    ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH, _VOYAGE_TASKS,
-              frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0,
-              default_dim=1024),
-    ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, _VOYAGE_TASKS,
-              frozenset({"query"}), dimensions=(1024,),
-              max_inputs=1000, modality_weight=1.0),
-    ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, _BOTH, _NOMIC_TASKS,
-              frozenset({"search_query"}), dimensions=(256, 512, 1024, 1536),
-              max_inputs=96, modality_weight=1.0),
-)
+    A provider that subclasses another inherits its ``emulator`` paths, so both are served by one endpoint.
+    """
+    from ..providers import PROVIDERS
 
-JINA_DEFAULT_MODEL = "jina-clip-v2"
+    return _load(tuple(PROVIDERS.values()))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(providers: tuple[type[Provider], ...]) -> tuple[type[Endpoint], ...]:
+    from ..providers import PluginWarning
+
+    paths = dict.fromkeys(path for cls in providers for path in cls.emulator)
+    classes: list[type[Endpoint]] = []
+    for path in paths:
+        module, _, name = path.partition(":")
+        try:
+            classes.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError) as exc:  # one broken plugin must not take the emulator down
+            warnings.warn(f"emulator endpoint {path!r} could not be loaded: {exc!r}", PluginWarning, stacklevel=2)
+    return tuple(classes)
+
+
+def endpoint_providers() -> tuple[str, ...]:
+    """The providers the registered endpoints emulate (what :meth:`Emulator.inject` takes)."""
+    return tuple(dict.fromkeys(cls.provider for cls in endpoint_classes()))
+
+
+def registered_models() -> tuple[ModelSpec, ...]:
+    """Every row of every registered endpoint."""
+    return tuple(spec for cls in endpoint_classes() for spec in cls.models)
 
 
 def find_model(provider: str, name: str) -> ModelSpec | None:
     """The row for ``name`` (or one of its aliases) at ``provider``, or None when the emulator does not know it."""
-    for spec in MODELS:
-        if spec.provider == provider and (name == spec.name or name in spec.aliases):
-            return spec
-    return None
+    return _index(endpoint_classes()).get((provider, name))
+
+
+@functools.lru_cache(maxsize=8)
+def _index(classes: tuple[type[Endpoint], ...]) -> dict[tuple[str, str], ModelSpec]:
+    rows = [spec for cls in classes for spec in cls.models]
+    index: dict[tuple[str, str], ModelSpec] = {}
+    for spec in rows:
+        for name in (spec.name, *spec.aliases):
+            index.setdefault((spec.provider, name), spec)
+    return index
+

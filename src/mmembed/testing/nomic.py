@@ -14,6 +14,17 @@ __all__ = ["NomicImage", "NomicText"]
 IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 TOKENS_PER_IMAGE = 196
 LONG_TEXT_MODES = ("truncate", "mean")
+_TASKS = frozenset({"search_document", "search_query", "classification", "clustering"})
+_TEXT, _IMAGE = frozenset({"text"}), frozenset({"image"})
+# A text model and the vision model trained into its space share one space name.
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("nomic", "nomic-embed-text-v1.5", "nomic-v1.5", 768, _TEXT, _TASKS,
+              frozenset({"search_query"}), range(64, 769), max_inputs=10),
+    ModelSpec("nomic", "nomic-embed-text-v1", "nomic-v1", 768, _TEXT, _TASKS,
+              frozenset({"search_query"}), None, max_inputs=10),
+    ModelSpec("nomic", "nomic-embed-vision-v1.5", "nomic-v1.5", 768, _IMAGE, max_inputs=512),
+    ModelSpec("nomic", "nomic-embed-vision-v1", "nomic-v1", 768, _IMAGE, max_inputs=512),
+)
 
 
 def _invalid(loc: tuple[str | int, ...], message: str, kind: str = "value_error") -> ApiError:
@@ -23,6 +34,7 @@ def _invalid(loc: tuple[str | int, ...], message: str, kind: str = "value_error"
 
 class _Nomic(Endpoint):
     provider: ClassVar[str] = "nomic"
+    models: ClassVar[tuple[ModelSpec, ...]] = MODELS
     route: ClassVar[str]
     modality: ClassVar[str]
 

@@ -20,7 +20,8 @@ ending at 64, 128, 256, 512, 768, 1024, 1408 and 2048, so Matryoshka truncation 
 geometry; word and thumbnail directions are made orthogonal to them too. Each model family has its own space
 (seeded by its name): vectors from different providers are unrelated, as in reality.
 
->>> v = emulator_vector("jina", "jina-clip-v2", text="a red car", dimensions=64)
+>>> spec = ModelSpec("acme", "acme-embed", "acme-embed", 1024, frozenset({"text"}), dimensions=range(1, 1025))
+>>> v = np.array(embed(spec, text="a red car", dimensions=64))
 >>> v.shape, round(float(v @ v), 6)
 ((64,), 1.0)
 """
@@ -60,7 +61,6 @@ IMAGE_WEIGHTS = {"modality": 2.0, "colour": 1.0, "thumbnail": 0.3}
 OPAQUE_IMAGE_WEIGHT = 1.0  # an image the emulator cannot see (gs://): a hashed direction instead of a colour
 COLOUR_TEMPERATURE = 6.0  # Lab units: the nearest prototype clearly dominates the soft assignment
 THUMBNAIL_CONTRAST = 0.25  # below this thumbnail contrast, N shrinks instead of amplifying noise
-VERTEX_MAX_TEXT_TOKENS = 32
 
 COLOUR_SYNONYMS: dict[str, str] = {
     "grey": "gray", "silver": "gray", "violet": "purple", "lilac": "purple", "lavender": "purple",
@@ -224,14 +224,14 @@ def get_space(name: str, dim: int) -> Space:
 
 
 def count_tokens(text: str) -> int:
-    """A rough token count (words and punctuation), used for ``usage`` and Vertex's 32-token cut."""
+    """A rough token count (words and punctuation), used for ``usage`` and a model's text cut."""
     return len(_TOKEN.findall(text))
 
 
-def vertex_text(text: str) -> str:
-    """What Vertex embeds of ``text``: the server silently keeps only about the first 32 tokens."""
+def cut_text(text: str, limit: int) -> str:
+    """What a model that keeps only the first ``limit`` tokens of a text embeds of ``text`` (the server cuts)."""
     tokens = list(_TOKEN.finditer(text))
-    return text if len(tokens) <= VERTEX_MAX_TEXT_TOKENS else text[: tokens[VERTEX_MAX_TEXT_TOKENS - 1].end()]
+    return text if len(tokens) <= limit else text[: tokens[limit - 1].end()]
 
 
 _QUERY_PROMPT = re.compile(r"^\s*task:\s*([^|]*?)\s*\|\s*query:\s?(.*)$", re.DOTALL | re.IGNORECASE)
@@ -240,7 +240,7 @@ QUERY_PROMPT_TASKS = frozenset({"search result", "question answering", "fact che
 
 
 def strip_prompt(text: str) -> tuple[str, bool]:
-    """What a prompt-prefixed text is about, and whether it is a query (gemini-embedding-2's task prefixes).
+    """What a prompt-prefixed text is about, and whether it is a query (prompt-prefix tasks, ``task: … | query: …``).
 
     ``task: search result | query: red`` is the query "red"; ``title: none | text: red`` the document "red" (a
     real title's words count too). The model reads the prefix, not its words: they would make every prefixed
@@ -294,7 +294,7 @@ def truncate(v: Vector, dimensions: int) -> Vector:
 
 
 def unnormalize(v: Vector) -> Vector:
-    """Scale ``v`` by a deterministic factor in [10, 20), like Jina's non-normalised 2023 answers."""
+    """Scale ``v`` by a deterministic factor in [10, 20), like non-normalised answers some APIs give."""
     digest = hashlib.sha256(np.ascontiguousarray(v, dtype="<f8").tobytes()).digest()
     return v * (10.0 + 10.0 * int.from_bytes(digest[:4], "little") / 2**32)
 
@@ -319,8 +319,8 @@ def embed(
     dimensions = dimensions or spec.default_dim
     weight = spec.modality_weight
     if text is not None:
-        if spec.provider == "vertex" and not spec.embed_content:
-            text = vertex_text(text)
+        if spec.text_tokens is not None:
+            text = cut_text(text, spec.text_tokens)
         query = spec.is_query(task)
         if spec.prompt_tasks:
             text, query = strip_prompt(text)
@@ -351,7 +351,7 @@ def emulator_vector(
     """The vector the emulator answers for one text or one image (exactly, as parsed from its JSON).
 
     ``image`` may be a PIL image or encoded bytes (decoded as the server decodes uploads). ``normalized=False``
-    gives the scaled vectors Jina sends with ``"normalized": false`` or ``Emulator(jina_unnormalized=True)``.
+    gives the scaled vectors of an endpoint that answers non-unit vectors.
     Raises ValueError for what the real API would refuse (unknown model, wrong modality, task or size).
     """
     spec = find_model(provider, model)

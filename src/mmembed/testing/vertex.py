@@ -1,4 +1,12 @@
-"""The emulated Vertex AI endpoint: ``multimodalembedding@001:predict`` (one instance per request)."""
+"""The emulated Vertex AI endpoints: ``multimodalembedding@001:predict`` and the Content family's ``:embedContent``.
+
+* ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predict``: one instance per request.
+* ``POST /v1[beta1]/projects/{p}/locations/{l}/publishers/google/models/{m}:embedContent`` or the express path
+  ``/v1[beta1]/publishers/google/models/{m}:embedContent`` (API key only). One ``content`` per call;
+  ``instances`` and ``requests`` are refused; options in ``embedContentConfig`` (the deprecated top-level copies
+  are accepted). The answer carries ``embedding.values``, ``usageMetadata`` and ``truncated``. The Content
+  checks are the family's (:mod:`mmembed.testing._gemini_embedding`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,31 @@ import math
 import re
 from typing import Any, ClassVar
 
+from ..providers.vertex import location_host
+from ._gemini_embedding import INVALID_KEY, ContentEndpoint, camel, family_rows, unknown_field
 from .imagedata import ImageDataError, decode_base64, load_image
 from .models import ModelSpec, find_model
-from .space import embed
+from .space import count_tokens, embed, embed_parts
 from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 
-__all__ = ["Vertex"]
+__all__ = ["Vertex", "VertexGemini"]
 
 PATH = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):predict$")
+CONTENT_PATH = re.compile(
+    r"^/(v1|v1beta1)/(?:projects/([^/]+)/locations/([^/]+)/)?publishers/google/models/([^/:]+):embedContent$"
+)
+MAX_TOKENS = 8192  # of an :embedContent content's texts
+CONTENT_FIELDS = frozenset(
+    {"content", "embedContentConfig", "title", "taskType", "outputDimensionality", "autoTruncate"}
+)
+CONFIG_FIELDS = frozenset(
+    {"outputDimensionality", "autoTruncate", "documentOcr", "audioTrackExtraction", "taskType", "title"}
+)
+# @001 keeps only about the first 32 tokens of a text.
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("vertex", "multimodalembedding@001", "vertex-multimodal", 1408, frozenset({"text", "image"}),
+              dimensions=(128, 256, 512, 1408), max_inputs=1, aliases=("multimodalembedding",), text_tokens=32),
+)
 IMAGE_FORMATS = frozenset({"BMP", "GIF", "JPEG", "PNG"})
 MIME_TYPES = frozenset({"image/bmp", "image/gif", "image/jpeg", "image/png"})
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -46,9 +71,13 @@ class Vertex(Endpoint):
     """
 
     provider: ClassVar[str] = "vertex"
+    models: ClassVar[tuple[ModelSpec, ...]] = MODELS
 
     def matches(self, path: str) -> bool:
         return PATH.match(path) is not None
+
+    def real_host(self, path: str) -> str | None:
+        return _real_host(PATH.match(path), 2)
 
     def error(self, err: ApiError, request_id: str) -> Reply:
         status = err.code or _STATUS.get(err.status, "UNKNOWN")
@@ -60,22 +89,8 @@ class Vertex(Endpoint):
     def drop_one(self, payload: Any) -> Any:
         return {**payload, "predictions": payload["predictions"][:-1]}
 
-    def authenticate(self, req: Incoming, settings: Settings) -> None:
-        key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
-        token = bearer(req.headers)
-        if key:
-            if not settings.accepts(key):
-                raise ApiError(400, "API key not valid. Please pass a valid API key.", details=_INVALID_KEY_DETAILS)
-        elif token:
-            if not settings.accepts(token):
-                raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
-                                    "token, login cookie or other valid authentication credential.")
-        else:
-            raise ApiError(401, "Method doesn't allow unregistered callers (callers without established "
-                                "identity). Please use API Key or other form of API consumer identity.")
-
     def handle(self, req: Incoming, settings: Settings) -> Reply:
-        self.authenticate(req, settings)
+        _authenticate(req, settings, _INVALID_KEY_DETAILS)
         match = PATH.match(req.path)
         name = match.group(3) if match else ""
         spec = find_model("vertex", name)
@@ -211,6 +226,115 @@ class Vertex(Endpoint):
         except ImageDataError as exc:
             raise ApiError(400, str(exc)) from None
         return embed(spec, image=picture, dimensions=dimension)
+
+
+class VertexGemini(ContentEndpoint):
+    """Vertex AI's ``:embedContent`` for the Content family's models (one content per call)."""
+
+    provider: ClassVar[str] = "vertex"
+    models: ClassVar[tuple[ModelSpec, ...]] = family_rows("vertex", max_inputs=1)  # no batch method here
+    service: ClassVar[str] = "aiplatform.googleapis.com"
+
+    def matches(self, path: str) -> bool:
+        return CONTENT_PATH.match(path) is not None
+
+    def real_host(self, path: str) -> str | None:
+        return _real_host(CONTENT_PATH.match(path), 3)
+
+    def drop_one(self, payload: Any) -> Any:
+        return {k: v for k, v in payload.items() if k != "embedding"}
+
+    def handle(self, req: Incoming, settings: Settings) -> Reply:
+        match = CONTENT_PATH.match(req.path)
+        if match is None:
+            raise ApiError(404, "Not Found")
+        _, project, _, name = match.groups()
+        _authenticate(req, settings, INVALID_KEY, express=project is None)
+        spec = find_model("vertex", name)
+        if spec is None or not spec.embed_content:
+            raise ApiError(400, f"Publisher model {name!r} does not support embedContent"
+                                + ("; use :predict" if spec is not None else ""))
+        if req.body_error is not None:
+            raise ApiError(400, f"Invalid JSON payload received. {req.body_error}")
+        body = req.json
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid JSON payload received. Expected an object.")
+        body = camel(body)
+        for field in body:
+            if field in ("instances", "requests"):
+                raise ApiError(400, f"Invalid JSON payload received. Unknown name \"{field}\": embedContent takes "
+                                    "one 'content' (there is no batch method for this model)")
+            if field not in CONTENT_FIELDS:
+                raise unknown_field(field, "")
+        config = body.get("embedContentConfig", {})
+        if not isinstance(config, dict):
+            raise ApiError(400, "embedContentConfig must be an object")
+        config = camel(config)
+        for field in config:
+            if field not in CONFIG_FIELDS:
+                raise unknown_field(field, "embed_content_config")
+        deprecated = ("title", "taskType", "outputDimensionality", "autoTruncate")  # top-level copies, still taken
+        merged: dict[str, Any] = {k: body[k] for k in deprecated if k in body}
+        merged.update(config)
+        query = self.task(spec, merged.get("taskType"), merged.get("title"), "embedContentConfig")
+        dims = self.dimensions(merged.get("outputDimensionality"), spec, "embedContentConfig")
+        auto_truncate = merged.get("autoTruncate", True)
+        content = body.get("content")
+        truncated = False
+        if isinstance(content, dict):
+            content, truncated = self._truncate(content, bool(auto_truncate))
+        vector, tokens = self.content_vector(spec, content, "content", query)
+        details = [{"modality": m, "tokenCount": n} for m, n in tokens.items() if n]
+        usage = {"promptTokenCount": sum(tokens.values()), "promptTokensDetails": details}
+        return Reply.json(200, {"embedding": {"values": embed_parts(spec, [vector], dims)},
+                                "usageMetadata": usage, "truncated": truncated})
+
+    @staticmethod
+    def _truncate(content: dict[str, Any], auto: bool) -> tuple[dict[str, Any], bool]:
+        """Texts over the token limit are cut (``truncated: true``), or refused when ``autoTruncate`` is false."""
+        parts = content.get("parts")
+        if not isinstance(parts, list):
+            return content, False
+        total = sum(count_tokens(p["text"]) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+        if total <= MAX_TOKENS:
+            return content, False
+        if not auto:
+            raise ApiError(400, f"The input token count ({total}) exceeds the maximum number of tokens allowed "
+                                f"({MAX_TOKENS}).")
+        cut = []
+        for p in parts:
+            if isinstance(p, dict) and isinstance(p.get("text"), str):
+                p = {**p, "text": " ".join(p["text"].split()[: MAX_TOKENS // 2])}
+            cut.append(p)
+        return {**content, "parts": cut}, True
+
+
+def _authenticate(
+    req: Incoming, settings: Settings, invalid_key: list[dict[str, Any]], *, express: bool = False
+) -> None:
+    """As Google does: a key that is not accepted gets 400 INVALID_ARGUMENT (reason ``API_KEY_INVALID``), a refused
+    OAuth token, or no credential at all, 401 UNAUTHENTICATED; the express path takes keys only."""
+    key = req.headers.get("x-goog-api-key") or (req.query.get("key") or [""])[0]
+    token = bearer(req.headers)
+    if key:
+        if not settings.accepts(key):
+            raise ApiError(400, "API key not valid. Please pass a valid API key.", details=invalid_key)
+    elif token:
+        if express:
+            raise ApiError(401, "Express mode takes an API key; an OAuth token needs the projects/... path")
+        if not settings.accepts(token):
+            raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                "login cookie or other valid authentication credential.")
+    else:
+        raise ApiError(401, "Method doesn't allow unregistered callers (callers without established identity). "
+                            "Please use API Key or other form of API consumer identity to call this API.")
+
+
+def _real_host(match: re.Match[str] | None, group: int) -> str | None:
+    """The host of the location in a path (the express path, which names none, goes to ``global``)."""
+    if match is None:
+        return None
+    return f"https://{location_host(match.group(group) or 'global')}"
 
 
 def _video_duration(data: bytes) -> float:

@@ -32,6 +32,14 @@ MAX_INPUT_TOKENS = 32_000
 MAX_IMAGE_PIXELS = 16_000_000
 MAX_IMAGE_BYTES = 20_000_000
 MIN_PIXELS, MAX_PIXELS, PIXELS_PER_TOKEN = 50_000, 2_000_000, 560
+_BOTH, _TASKS = frozenset({"text", "image"}), frozenset({"query", "document"})  # input_type
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("voyage", "voyage-multimodal-3.5", "voyage-multimodal-3.5", 2048, _BOTH, _TASKS,
+              frozenset({"query"}), dimensions=(256, 512, 1024, 2048), max_inputs=1000, modality_weight=1.0,
+              default_dim=1024),
+    ModelSpec("voyage", "voyage-multimodal-3", "voyage-multimodal-3", 1024, _BOTH, _TASKS,
+              frozenset({"query"}), dimensions=(1024,), max_inputs=1000, modality_weight=1.0),
+)
 VIDEO_TOKENS = 2_000  # what the emulator bills a video (Voyage's video pricing is UNCONFIRMED)
 
 
@@ -39,6 +47,7 @@ class Voyage(Endpoint):
     """``{inputs: [{content: [...]}], model, input_type?, truncation?, output_dimension?}`` → ``{data, usage}``."""
 
     provider: ClassVar[str] = "voyage"
+    models: ClassVar[tuple[ModelSpec, ...]] = MODELS
 
     def matches(self, path: str) -> bool:
         return path == "/v1/multimodalembeddings"

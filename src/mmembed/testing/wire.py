@@ -5,11 +5,15 @@ from __future__ import annotations
 import email.message
 import email.parser
 import email.policy
+import inspect
 import json
 import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .models import ModelSpec
 
 __all__ = ["ApiError", "Endpoint", "FilePart", "Incoming", "Reply", "Settings", "parse_body"]
 
@@ -60,11 +64,10 @@ class Settings:
     """The parts of the emulator's configuration that endpoints need."""
 
     api_keys: frozenset[str] | None = None
-    jina_unnormalized: bool = False
 
     @classmethod
-    def make(cls, api_keys: Collection[str] | None, jina_unnormalized: bool) -> Settings:
-        return cls(None if api_keys is None else frozenset(api_keys), jina_unnormalized)
+    def make(cls, api_keys: Collection[str] | None) -> Settings:
+        return cls(None if api_keys is None else frozenset(api_keys))
 
     def accepts(self, key: str) -> bool:
         return bool(key) and (self.api_keys is None or key in self.api_keys)
@@ -89,10 +92,27 @@ class ApiError(Exception):
 
 
 class Endpoint:
-    """One emulated API route: how it authenticates, validates, answers and formats errors."""
+    """One emulated API route: how it authenticates, validates, answers and formats errors.
+
+    A provider names its endpoint classes in ``Provider.emulator``; the Emulator builds one of each. Keyword
+    arguments of a subclass's ``__init__`` are the endpoint's options: ``Emulator(<provider>_<option>=value)``
+    reaches it as ``<option>=value``.
+    """
 
     provider: ClassVar[str]
+    models: ClassVar[tuple[ModelSpec, ...]] = ()  # the models it answers for (see mmembed.testing.models)
     retry_after_header: ClassVar[bool] = True  # False: the API says when to retry in its error body instead
+    normalized: bool = True  # False: it answers vectors that are not unit length
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        """The keyword options its constructor takes."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self")
+
+    def real_host(self, path: str) -> str | None:
+        """The scheme and host the real API serves ``path`` on, when it is not the provider's default."""
+        return None
 
     def matches(self, path: str) -> bool:
         raise NotImplementedError
