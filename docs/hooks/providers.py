@@ -26,6 +26,10 @@ def _kinds(cls: Any) -> set[str]:
     return {k for h in cls.hostings() for info in h.family.models.values() for k in (info.kinds or h.family.kinds)}
 
 
+def _default_model(cls: Any) -> str:
+    return f"`{cls.default_model}`" if getattr(cls, "default_model", None) else "—"
+
+
 def kind_table() -> str:
     """Providers × kinds: ✓ native on some model, · through a fallback or not at all."""
     rows = ["| provider | " + " | ".join(KINDS) + " | default model | key |", "|---" * (len(KINDS) + 3) + "|"]
@@ -33,7 +37,7 @@ def kind_table() -> str:
         kinds = _kinds(cls)
         marks = " | ".join("✓" if kind in kinds else "·" for kind in KINDS)
         key = f"`{cls.env_var}`" + ("" if cls.key_required else " (optional)")
-        rows.append(f"| [`{name}`]({name}.md) | {marks} | `{cls.default_model}` | {key} |")
+        rows.append(f"| [`{name}`]({name}.md) | {marks} | {_default_model(cls)} | {key} |")
     return "\n".join(rows)
 
 
@@ -60,7 +64,7 @@ def facts(cls: Any) -> str:
         family = hosting.family
         for info in family.models.values():
             kinds = ", ".join(k for k in KINDS if k in (info.kinds or family.kinds))
-            default = " (default)" if info.name == cls.default_model else ""
+            default = " (default)" if info.name == getattr(cls, "default_model", None) else ""
             lines.append(
                 f"| `{info.name}`{default} | {family.__name__} | {info.dimensions or '?'} | {kinds} | "
                 f"{info.image_side} | {info.max_batch or '—'} |"
