@@ -43,38 +43,85 @@ def kind_table() -> str:
 
 def facts(cls: Any) -> str:
     """The generated part of one provider's page."""
-    from mmembed.options import options_for
-
     lines = [f"## {cls.title} at a glance", "", (cls.__doc__ or "").strip().splitlines()[0], ""]
     lines += [
         "| | |", "|---|---|",
         f"| name | `{cls.name}` (Chroma: `mmembed_{cls.name}`) |",
         f"| key | `{cls.env_var}`" + "".join(f", `{v}`" for v in cls.fallback_env_vars)
         + ("" if cls.key_required else " — optional") + " |",
-        f"| default host | `{cls.default_base_url}` |",
+        f"| default host | `{cls.default_base_url}` |" if getattr(cls, "default_base_url", None)
+        else "| default host | none: pass `base_url=` |",
         f"| official hosts | {', '.join(f'`{h}`' for h in cls.official_hosts) or '— (none: name the server)'} |",
         f"| requests in flight | {cls.default_concurrency} |",
         f"| rate limit | {_rate(cls)} |",
         f"| classes | `{cls.title}MultimodalEmbeddingFunction`, `{cls.title}MultiModalEmbedding`, "
         f"`{cls.title}MultimodalEmbeddings` |",
         "", "### Models", "",
-        "| model | family | dimensions | kinds | image side | per request |", "|---|---|---|---|---|---|",
+    ]
+    for hosting in cls.hostings():
+        lines += [_family_line(cls, hosting), ""]
+    lines += [
+        "| model | dimensions | kinds | image side | inputs per request |", "|---|---|---|---|---|",
     ]
     for hosting in cls.hostings():
         family = hosting.family
         for info in family.models.values():
             kinds = ", ".join(k for k in KINDS if k in (info.kinds or family.kinds))
             default = " (default)" if info.name == getattr(cls, "default_model", None) else ""
+            side = f"{info.image_side}" + (f", long side ≤ {info.max_side}" if info.max_side else "")
             lines.append(
-                f"| `{info.name}`{default} | {family.__name__} | {info.dimensions or '?'} | {kinds} | "
-                f"{info.image_side} | {info.max_batch or '—'} |"
+                f"| `{info.name}`{default} | {_dimensions(info)} | {kinds} | {side} | {info.max_batch or '—'} |"
             )
-    lines += ["", "### Options", "", "| option | default | what it does |", "|---|---|---|"]
-    for spec in options_for(cls):
-        default = "—" if spec.default is None else f"`{spec.default!r}`"
-        text = spec.doc.replace("|", "\\|")
-        lines.append(f"| `{spec.name}` | {default} | {text} |")
+    lines += ["", "Other model names pass through with the family's defaults.", ""]
+    lines += _options(cls)
     return "\n".join(lines) + "\n"
+
+
+def _family_line(cls: Any, hosting: Any) -> str:
+    family = hosting.family
+    what = ((family.__doc__ or "").strip().splitlines() or [family.__name__])[0].rstrip(".")
+    facts = [f"uploads {', '.join(sorted(family.image_formats))}"]
+    if family.server_fetches_urls:
+        facts.append("the API fetches http(s) image URLs itself")
+    if hosting.wire.get("gcs", family.accepts_gcs):
+        facts.append("reads `gs://`")
+    if hosting.concurrency or hosting.requests_per_minute:
+        facts.append(
+            f"here {hosting.concurrency or cls.default_concurrency} in flight, "
+            f"{hosting.requests_per_minute or cls.default_requests_per_minute or 'no'} requests/min"
+        )
+    return f"**`{family.__name__}`**: {what} ({'; '.join(facts)})"
+
+
+def _dimensions(info: Any) -> str:
+    native = str(info.dimensions or "?")
+    if info.dimension_choices:
+        return f"{native} (or {', '.join(map(str, info.dimension_choices))})"
+    if info.api_dimensions:
+        low, high = info.api_dimensions
+        return f"{native} ({low}–{high})"
+    return native + (" (Matryoshka)" if info.matryoshka and info.dimensions else "")
+
+
+def _options(cls: Any) -> list[str]:
+    """The provider's and its families' own options in a table; the common ones by name."""
+    from mmembed.options import options_for
+
+    own = {spec.name for spec in cls.own_option_specs()} if hasattr(cls, "own_option_specs") else set()
+    specs = options_for(cls)
+    lines = ["### Options", ""]
+    mine = [spec for spec in specs if spec.name in own]
+    if mine:
+        lines += [f"{cls.title}'s own:", "", "| option | default | what it does |", "|---|---|---|"]
+        for spec in mine:
+            default = "—" if spec.default is None else f"`{spec.default!r}`"
+            text = spec.doc.replace("|", "\\|")
+            lines.append(f"| `{spec.name}` | {default} | {text} |")
+        lines.append("")
+    common = ", ".join(f"`{spec.name}`" for spec in specs if spec.name not in own)
+    lines.append(f"And the options every provider takes: {common} "
+                 "(see [`Embedder`](../reference.md#mmembed.Embedder)).")
+    return lines
 
 
 def _rate(cls: Any) -> str:
