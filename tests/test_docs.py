@@ -8,8 +8,11 @@ the sample files the examples name (``photos/``, ``notes/``, ``bike.jpg``, ``rep
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+import sys
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,32 +58,102 @@ def make_samples(folder: Path) -> None:
     (folder / "call.wav").write_bytes(make_audio(3))
 
 
-@pytest.fixture
-def reader_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """A working folder with the samples, and every provider configured as a reader's would be, on the emulator."""
-    make_samples(tmp_path)
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """One emulator for every page (a Ray session started for one page keeps pointing at it)."""
     with Emulator() as emu:
-        monkeypatch.setenv("MMEMBED_TRUSTED_HOSTS", urlsplit(emu.url).netloc)
-        monkeypatch.setenv("MMEMBED_DB", str(tmp_path / "store"))
-        for cls in PROVIDERS.values():
-            monkeypatch.setenv(cls.env_var, "docs-test-key")
-        original = Embedder.__init__
-
-        def configured(self: Embedder, provider: str, **options: Any) -> None:
-            cls = PROVIDERS[provider.lower().strip()]
-            options.setdefault("base_url", emu.url)  # the reader's default host, played by the emulator
-            for key, value in cls.test_options.items():
-                options.setdefault(key, value)
-            original(self, provider, **options)
-
-        monkeypatch.setattr(Embedder, "__init__", configured)
         yield emu
 
 
+def configure_embedders(urls: dict[str, str]) -> Callable[..., None]:
+    """An ``Embedder.__init__`` that fills in what a reader's environment would: their host (played by the
+    emulator) and a provider's test options (a project id, say). Adapters pass None for "unset"."""
+    original = Embedder.__init__
+
+    def configured(self: Embedder, provider: str, **options: Any) -> None:
+        cls = PROVIDERS[provider.lower().strip()]
+        for key, value in {"base_url": urls[cls.name], **cls.test_options}.items():
+            if options.get(key) is None:
+                options[key] = value
+        original(self, provider, **options)
+
+    return configured
+
+
+def urls_of(emu: Emulator) -> dict[str, str]:
+    """Each provider's base URL on the emulator (servers whose routes collide are served under a prefix)."""
+    url_for = getattr(emu, "url_for", None)
+    return {name: str(url_for(name)) if callable(url_for) else emu.url for name in PROVIDERS}
+
+
+def reader_variables(emu: Emulator, folder: Path) -> dict[str, str]:
+    variables = {cls.env_var: "docs-test-key" for cls in PROVIDERS.values()}
+    return {**variables, "MMEMBED_TRUSTED_HOSTS": urlsplit(emu.url).netloc, "MMEMBED_DB": str(folder / "store")}
+
+
+@pytest.fixture(scope="module")
+def ray_session(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray session whose workers see the reader's environment too (started only for pages using Ray)."""
+    ray = pytest.importorskip("ray")
+    urls = urls_of(emulator)
+
+    def setup_worker() -> None:
+        """configure_embedders in each worker process, before any task (self-contained: pickled by value)."""
+        from mmembed import Embedder as WorkerEmbedder
+        from mmembed.providers import PROVIDERS as REGISTRY
+
+        original = WorkerEmbedder.__init__
+
+        def configured(self: Any, provider: str, **options: Any) -> None:
+            cls = REGISTRY[provider.lower().strip()]
+            for key, value in {"base_url": urls[cls.name], **cls.test_options}.items():
+                if options.get(key) is None:
+                    options[key] = value
+            original(self, provider, **options)
+
+        WorkerEmbedder.__init__ = configured  # type: ignore[method-assign]
+
+    variables = reader_variables(emulator, tmp_path_factory.mktemp("ray"))
+    previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else Ray may bind to eth0, not loopback
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": variables, "worker_process_setup_hook": setup_worker})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = previous
+
+
+@pytest.fixture
+def reader_environment(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Emulator]:
+    """A working folder with the samples, and every provider configured as a reader's would be, on the emulator."""
+    make_samples(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name, value in reader_variables(emulator, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(Embedder, "__init__", configure_embedders(urls_of(emulator)))
+    if "import ray" in request.node.callspec.params["page"].read_text("utf-8"):
+        request.getfixturevalue("ray_session")
+    try:
+        yield emulator
+    finally:
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # Chroma caches a system per path: the next page's "db" is another
+
+
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_blocks_run(page: Path, reader_environment: Emulator) -> None:
-    namespace: dict[str, Any] = {"__name__": "__docs__"}
+def test_python_blocks_run(page: Path, reader_environment: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("__docs__")  # a real module, so type hints of classes a page defines resolve
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for line, code in blocks(page):
         try:
             exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)

@@ -3,7 +3,7 @@
 Every registered provider gets ``providers/<name>.md``: its kinds, models (dimensions, image side, per-request
 cap), limits, auth, hosts and options, read from the provider and model-family classes. A hand-written page of
 the same name keeps its text (quirks, examples) and gets the generated facts where it says
-``<!-- mmembed:facts -->`` (or at its end). ``providers/index.md`` gets the provider × kind table.
+``<!-- mmembed:facts -->`` (or at its end). ``providers/index.md`` gets the provider x kind table.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _default_model(cls: Any) -> str:
 
 
 def kind_table() -> str:
-    """Providers × kinds: ✓ native on some model, · through a fallback or not at all."""
+    """Providers x kinds: ✓ native on some model, · through a fallback or not at all."""
     rows = ["| provider | " + " | ".join(KINDS) + " | default model | key |", "|---" * (len(KINDS) + 3) + "|"]
     for name, cls in _providers().items():
         kinds = _kinds(cls)
@@ -99,7 +99,7 @@ def _dimensions(info: Any) -> str:
         return f"{native} (or {', '.join(map(str, info.dimension_choices))})"
     if info.api_dimensions:
         low, high = info.api_dimensions
-        return f"{native} ({low}–{high})"
+        return f"{native} ({low}-{high})"
     return native + (" (Matryoshka)" if info.matryoshka and info.dimensions else "")
 
 
