@@ -144,9 +144,19 @@ def reader_environment(
     try:
         yield emulator
     finally:
+        _forget_ray_actors()
         from chromadb.api.client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()  # Chroma caches a system per path: the next page's "db" is another
+
+
+def _forget_ray_actors() -> None:
+    """Each page is a new reader: the named actors (shared rate limits) an earlier page started are gone."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]))
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
