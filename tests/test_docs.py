@@ -179,3 +179,12 @@ def test_every_page_with_python_is_collected() -> None:
     collected = pages()
     assert ROOT / "README.md" in collected
     assert all(blocks(page) for page in collected)
+
+
+def test_readme_has_a_row_per_builtin_provider() -> None:
+    from mmembed.providers import BUILTINS
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert len(readme.splitlines()) <= 150, "the README is the five-minute read; the rest belongs in docs/"
+    missing = [name for name in BUILTINS if f"| `{name}`" not in readme]
+    assert not missing, f"README's provider table lacks {missing}"
