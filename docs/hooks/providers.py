@@ -8,6 +8,7 @@ the same name keeps its text (quirks, examples) and gets the generated facts whe
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mkdocs.structure.files import File, Files
@@ -163,3 +164,17 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             generated = facts(providers[name])
             return markdown.replace(MARKER, generated) if MARKER in markdown else markdown + "\n" + generated
     return markdown
+
+
+# Docstrings use Sphinx's inline roles (:class:`~mmembed.Segment`), which mkdocstrings shows as written; show
+# them as code, with the module path dropped where the role's ``~`` asks for it.
+_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|const):<code>(~?)([^<]*)</code>")
+
+
+def _role(match: re.Match[str]) -> str:
+    tilde, target = match.groups()
+    return f"<code>{target.rsplit('.', 1)[-1] if tilde else target}</code>"
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    return _ROLE.sub(_role, html)
