@@ -25,6 +25,7 @@ from mmembed.providers import PROVIDERS
 from mmembed.testing import Emulator, colour_photo
 
 ROOT = Path(__file__).resolve().parents[1]
+EMULATOR_HOSTS = ("127.0.0.1", "::1")  # where an example's own Emulator() listens; other hosts are the reader's
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
 
 
@@ -72,6 +73,8 @@ def configure_embedders(urls: dict[str, str]) -> Callable[..., None]:
 
     def configured(self: Embedder, provider: str, **options: Any) -> None:
         cls = PROVIDERS[provider.lower().strip()]
+        if options.get("base_url") and urlsplit(options["base_url"]).hostname not in EMULATOR_HOSTS:
+            options["base_url"] = None  # the reader's own server ("http://gpu-box:8000"), played by the emulator
         for key, value in {"base_url": urls[cls.name], **cls.test_options}.items():
             if options.get(key) is None:
                 options[key] = value
@@ -99,6 +102,8 @@ def ray_session(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
 
     def setup_worker() -> None:
         """configure_embedders in each worker process, before any task (self-contained: pickled by value)."""
+        from urllib.parse import urlsplit
+
         from mmembed import Embedder as WorkerEmbedder
         from mmembed.providers import PROVIDERS as REGISTRY
 
@@ -106,6 +111,8 @@ def ray_session(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) ->
 
         def configured(self: Any, provider: str, **options: Any) -> None:
             cls = REGISTRY[provider.lower().strip()]
+            if options.get("base_url") and urlsplit(options["base_url"]).hostname not in ("127.0.0.1", "::1"):
+                options["base_url"] = None
             for key, value in {"base_url": urls[cls.name], **cls.test_options}.items():
                 if options.get(key) is None:
                     options[key] = value
