@@ -31,14 +31,27 @@ def _default_model(cls: Any) -> str:
     return f"`{cls.default_model}`" if getattr(cls, "default_model", None) else "—"
 
 
-def kind_table() -> str:
-    """Providers x kinds: ✓ native on some model, · through a fallback or not at all."""
-    rows = ["| provider | " + " | ".join(KINDS) + " | default model | key |", "|---" * (len(KINDS) + 3) + "|"]
-    for name, cls in _providers().items():
+def kind_table(readme: bool = False) -> str:
+    """Providers x kinds: ✓ native on some model, · through a fallback or not at all.
+
+    The docs' table links each name to its page; the README's (``readme=True``: built-in providers only, a
+    ``| `name` |`` cell and a link to the page at the end) is checked against this by ``tests/test_docs.py``.
+    """
+    from mmembed.providers import BUILTINS, PROVIDERS
+
+    names = list(BUILTINS) if readme else list(_providers())
+    head = "| provider | " + " | ".join(KINDS) + " | default model | key |" + (" docs |" if readme else "")
+    rows = [head, "|---" * (len(KINDS) + 3 + readme) + "|"]
+    for name in names:
+        cls = PROVIDERS[name]
         kinds = _kinds(cls)
         marks = " | ".join("✓" if kind in kinds else "·" for kind in KINDS)
         key = f"`{cls.env_var}`" + ("" if cls.key_required else " (optional)")
-        rows.append(f"| [`{name}`]({name}.md) | {marks} | {_default_model(cls)} | {key} |")
+        if readme:
+            page = f"[{cls.title}](docs/providers/{name}.md)"
+            rows.append(f"| `{name}` | {marks} | {_default_model(cls)} | {key} | {page} |")
+        else:
+            rows.append(f"| [`{name}`]({name}.md) | {marks} | {_default_model(cls)} | {key} |")
     return "\n".join(rows)
 
 
