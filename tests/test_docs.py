@@ -1,7 +1,7 @@
 """Every Python block of the docs and the README runs, against the offline emulator, so no example rots.
 
 Each page's ```python blocks run in order in one namespace (as a reader would type them), in a folder that holds
-the sample files the examples name (``photos/``, ``notes/``, ``bike.jpg``, ``report.pdf``, ``talk.mp4``,
+the sample files the examples name (``photos/``, ``notes/``, ``bike.jpg``, ``camera.jpg``, ``report.pdf``, ``talk.mp4``,
 ``call.wav``...). Every provider is pointed at the emulator, with a test key in its variable and its test options
 (a project id, say): what the reader's environment would provide. Console and TOML blocks are not Python.
 """
@@ -50,6 +50,7 @@ def make_samples(folder: Path) -> None:
         (photos / f"{colour}.jpg").write_bytes(jpeg_bytes(colour_photo(colour, size=(640, 480))))
     for name, colour in (("bike.jpg", "red"), ("red.jpg", "red"), ("photo.jpg", "green"), ("page.png", "blue")):
         (folder / name).write_bytes(jpeg_bytes(colour_photo(colour, size=(640, 480))))
+    (folder / "camera.jpg").write_bytes(jpeg_bytes(colour_photo("green", size=(2400, 1800))))  # a camera's size
     notes = folder / "notes"
     notes.mkdir()
     (notes / "banana.txt").write_text("A ripe banana is yellow and sweet.")
