@@ -365,19 +365,23 @@ def query_overhead(spec: Spec) -> Run:
         _raw_round_trip(spec["url"], body, 1)
         embedder.embed_query(["warm"])
         query_mixed(collection, query_texts=["warm"], n_results=10)
+        query_mixed(collection, query_texts=["warm"], n_results=10, fusion="rrf")
     extra = spec.setdefault("extra", {})
     rounds = spec.get("rounds", 60)
 
     def run() -> Shape:
-        raw, ours, mixed, chroma_only, embed_only = [], [], [], [], []
+        raw, ours, mixed, mixed_rrf, chroma_only, embed_only = [], [], [], [], [], []
         for i in range(rounds):  # interleaved, so the machine's load hits every series alike
             raw += _raw_round_trip(spec["url"], {**body, "input": [{"text": f"raw {i}"}]}, 1)
             started = time.perf_counter()
             vector = embedder.embed_query([f"query {i}"])
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
-            query_mixed(collection, query_texts=[f"mixed {i}"], n_results=10)
+            query_mixed(collection, query_texts=[f"mixed {i}"], n_results=10)  # calibrated fusion
             mixed.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            query_mixed(collection, query_texts=[f"mixed {i}"], n_results=10, fusion="rrf")
+            mixed_rrf.append(time.perf_counter() - started)
             started = time.perf_counter()
             embedder.embed_query([f"mixed-embed {i}"])
             embed_only.append(time.perf_counter() - started)
@@ -388,7 +392,8 @@ def query_overhead(spec: Spec) -> Run:
             chroma_only.append(time.perf_counter() - started)
         med = statistics.median
         extra.update(raw_s=med(raw), embed_query_s=med(ours), query_mixed_s=med(mixed),
-                     chroma_queries_s=med(chroma_only), embed_in_mixed_s=med(embed_only))
+                     query_mixed_rrf_s=med(mixed_rrf), chroma_queries_s=med(chroma_only),
+                     embed_in_mixed_s=med(embed_only))
         return rounds, 1024
 
     return run

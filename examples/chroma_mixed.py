@@ -65,7 +65,7 @@ def show(title: str, result: Any) -> None:
     print(f"  {title}")
     for i, id_ in enumerate(result["ids"][0]):
         what = result["documents"][0][i] or Path(result["uris"][0][i]).name
-        score = f"  rrf {result['rrf_scores'][0][i]:.4f}" if "rrf_scores" in result else ""
+        score = f"  relevance {result['scores'][0][i]:7.1f}" if "scores" in result else ""
         print(f"    {id_:<12} distance {result['distances'][0][i]:.3f}{score}  {what}")
 
 
@@ -96,7 +96,7 @@ def main() -> int:
             collection.query(query_texts=["red"], n_results=4, include=["documents", "uris", "distances"]),
         )
         show(
-            "query_mixed (each modality ranked on its own, fused by reciprocal rank)",
+            "query_mixed (each modality ranked on its own, merged by calibrated relevance)",
             query_mixed(collection, query_texts=["red"], n_results=4),
         )
     return 0

@@ -72,9 +72,9 @@ def main(provider: str = "gemini") -> None:
         add_mixed(collection, [f"s{i}" for i in range(len(segments))], segments)
         hits = query_mixed(collection, query_texts=["invoice"], n_results=3)
         print("\nquery 'invoice':")
-        for meta, score in zip(hits["metadatas"][0], hits["rrf_scores"][0], strict=True):
+        for meta, score in zip(hits["metadatas"][0], hits["scores"][0], strict=True):  # calibrated relevance
             where = {k: v for k, v in (meta or {}).items() if k in ("page", "start", "end", "passage")}
-            print(f"  {score:.4f}  {meta and meta['modality']:<5} {where}")
+            print(f"  {score:6.1f}  {meta and meta['modality']:<5} {where}")
         function.close()
         embedder.close()
 

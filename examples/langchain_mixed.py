@@ -77,12 +77,12 @@ def main(provider: str = "jina") -> None:
         (hit,) = store.similarity_search_by_image(str(probe), k=1)
         print(f"photo of something red -> {label(hit.metadata, hit.page_content)}")
 
-        # Or rank each modality on its own and fuse the rankings (reciprocal rank fusion).
+        # Or rank each modality on its own and merge the hits by calibrated relevance (scores above 2 stand out).
         fused = query_mixed(
-            client.get_collection("media"), query_texts=["banana"], n_results=2, embedder=embeddings.embedder
+            client.get_collection("media"), query_texts=["banana"], n_results=3, embedder=embeddings.embedder
         )
-        hits = zip(fused["metadatas"][0], fused["documents"][0], fused["rrf_scores"][0], strict=True)
-        print("'banana' (fused)  ->", ", ".join(f"{label(m, d or '')} ({s:.4f})" for m, d, s in hits))
+        hits = zip(fused["metadatas"][0], fused["documents"][0], fused["scores"][0], strict=True)
+        print("'banana' (fused)  ->", ", ".join(f"{label(m, d or '')} ({s:.1f})" for m, d, s in hits))
 
         stats = embeddings.embedder.provider.transport.stats
         sent, size = stats.bytes_sent / 1e3, sum(p.stat().st_size for p in photos) / len(photos) / 1e3

@@ -188,6 +188,11 @@ def uploaded_images(emulator: Emulator) -> list[bytes]:
             for part in entry["content"]["parts"]:
                 if "inlineData" in part:
                     out.append(base64.b64decode(part["inlineData"]["data"]))
+        image = body.get("singleEmbeddingParams", {}).get("image")  # Bedrock Nova
+        if image:
+            out.append(base64.b64decode(image["source"]["bytes"]))
+        if body.get("input_type") == "image":  # Twelve Labs
+            out.append(base64.b64decode(body["image"]["media_source"]["base64_string"]))
     return out
 
 
@@ -220,8 +225,9 @@ def test_exif_rotated_jpeg_is_uploaded_upright(
     vectors = embedder_for(provider, requests_per_minute=1e6).embed(["caption", exif_rotated_jpeg()])
     (data,) = uploaded_images(mmembed_emulator)
     with Image.open(io.BytesIO(data)) as sent:
-        assert sent.size == (120, 240)  # portrait, as a viewer shows it
-        pixels = np.asarray(sent.convert("RGB"), np.float64)
+        # Portrait, as a viewer shows it (Twelve Labs takes no side under 128 px: enlarged to 128x256).
+        assert sent.size == ((128, 256) if provider == "twelvelabs" else (120, 240))
+        pixels = np.asarray(sent.convert("RGB").resize((120, 240)), np.float64)
     top, bottom = pixels[:100].reshape(-1, 3).mean(axis=0), pixels[140:].reshape(-1, 3).mean(axis=0)
     assert top[0] > 150 and top[2] < 90  # red on top
     assert bottom[2] > 150 and bottom[0] < 90  # blue below

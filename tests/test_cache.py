@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,60 @@ def test_two_processes_share_one_cache(tmp_path: Path, mmembed_emulator: Emulato
     found = cache.get_many(keys)
     assert len(found) == 600
     assert found["child-299"][0] == 299 and found["parent-299"][0] == -299
+
+
+# -- connections: one per cache, closed with it ----------------------------------------------------------
+
+
+def open_handles(path: Path) -> list[str]:
+    """This process's open file descriptors on the SQLite file ``path`` (its -wal and -shm files included)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd (Linux) to count open files")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(str(fd.readlink()))
+        except OSError:  # closed while we listed
+            pass
+    return [t for t in targets if t.startswith(str(path))]
+
+
+def test_an_embedder_with_many_threads_holds_one_connection_and_closes_it(
+    tmp_path: Path, mmembed_emulator: Emulator
+) -> None:
+    path = tmp_path / "c.sqlite"
+    with make_embedder(
+        "nomic", mmembed_emulator, cache=path, max_concurrency=8, requests_per_minute=1e6
+    ) as embedder:
+        vectors = embedder.embed([f"thread text {i}" for i in range(400)])  # batches stored by worker threads
+        assert len([t for t in open_handles(path) if t == str(path)]) == 1  # one connection, whichever thread
+    assert vectors.shape[0] == 400 and len(mmembed_emulator.requests) > 1
+    assert open_handles(path) == []  # closed with the Embedder, not left to the garbage collector
+    with EmbeddingCache(path) as cache:
+        assert len(cache) == 400
+    assert open_handles(path) == []
+
+
+def test_a_closed_cache_opens_again_and_threads_share_it(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    cache.close()
+    cache.put_many([("after-close", np.ones(4, np.float32))])  # a later call opens it again
+    assert cache.get("after-close") is not None
+
+    def write(n: int) -> None:
+        for i in range(50):
+            cache.put_many([(f"{n}-{i}", np.full(4, n, np.float32))])
+            assert cache.get_many([f"{n}-{i}"])[f"{n}-{i}"][0] == n
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(cache) == 1 + 8 * 50
+    cache.close()
+    assert open_handles(tmp_path / "c.sqlite") == []
 
 
 # -- keys follow every setting that changes a vector -------------------------------------------------------

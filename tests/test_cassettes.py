@@ -4,12 +4,13 @@ Modes, chosen by ``MMEMBED_RECORD``:
 - unset (default, CI): cassettes in ``cassettes/`` are replayed; nothing touches the network.
 - ``live`` (``make record``): re-record against the live APIs with the keys from the environment
   (NOMIC_API_KEY, JINA_API_KEY, GOOGLE_API_KEY + GOOGLE_CLOUD_PROJECT, VOYAGE_API_KEY,
-  COHERE_API_KEY); a provider whose key is missing is
+  COHERE_API_KEY, AWS credentials + AWS_REGION, TWELVE_LABS_API_KEY); a provider whose key is missing is
   skipped.
 - ``emulator`` (``make record-emulator``): record against the offline emulator, with the emulator's
   address rewritten to the provider's real host, so the cassettes replay exactly like live ones.
 
-Credentials are scrubbed before anything is written: the ``Authorization`` and ``x-goog-api-key`` headers
+Credentials are scrubbed before anything is written: every header a provider declares secret
+(``Provider.secret_headers``: ``Authorization``, ``X-Amz-Security-Token``, ``x-api-key``...), ``x-goog-api-key``
 and any ``key=`` query parameter; OAuth token exchanges are never recorded.
 """
 
@@ -34,6 +35,9 @@ CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
 # Where each provider's traffic really goes, and the variables its key is read from: from the provider classes.
 REAL_HOSTS = {name: cls.default_base_url for name, cls in PROVIDERS.items()}
 KEY_VARS = {name: (cls.env_var, *cls.fallback_env_vars) for name, cls in PROVIDERS.items()}
+SECRET_HEADERS = sorted(
+    {name.lower() for cls in PROVIDERS.values() for name in cls.secret_headers} | {"x-goog-api-key"}
+)
 TOKEN_HOSTS = ("oauth2.googleapis.com", "accounts.google.com", "metadata.google.internal")
 _emulator: list[Emulator] = []
 
@@ -55,7 +59,7 @@ def scrub_request(request: VcrRequest) -> VcrRequest | None:
 @pytest.fixture(scope="module")
 def vcr_config() -> dict[str, Any]:
     return {
-        "filter_headers": ["authorization", "x-goog-api-key", "cookie", "set-cookie"],
+        "filter_headers": [*SECRET_HEADERS, "cookie", "set-cookie"],
         "filter_query_parameters": ["key"],
         "before_record_request": scrub_request,
         "match_on": ["method", "scheme", "host", "path", "query"],
@@ -89,6 +93,8 @@ def embedder(provider: str, base_url: str | None, **options: Any) -> Embedder:
         key = "replay-key"
     if provider == "vertex":
         options.setdefault("project_id", os.environ.get("GOOGLE_CLOUD_PROJECT") if MODE == "live" else "mmembed-test")
+    if provider == "bedrock":
+        key = None  # SigV4 with the environment's credentials (the emulator's test ones unless live)
     # Sequential requests, so replay order matches the recording order.
     return Embedder(provider, api_key=key, base_url=base_url, max_concurrency=1, max_retries=0, **options)
 
@@ -178,6 +184,41 @@ def test_vertex_gemini_documents_and_query(base_url: str | None) -> None:
         assert float(query @ docs[1]) > 0.3  # the small modality gap of a natively multimodal model
 
 
+@pytest.fixture
+def aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaying or recording offline: the emulator's test credentials sign (the signatures are scrubbed)."""
+    if MODE == "live":
+        return
+    from mmembed.testing.bedrock import TEST_CREDENTIALS
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_CREDENTIALS.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_CREDENTIALS.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", str(TEST_CREDENTIALS.session_token))
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.vcr
+@pytest.mark.usefixtures("aws_test_credentials")
+def test_bedrock_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("bedrock", base_url, dimensions=256)  # Nova: one item per InvokeModel call
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 256)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@pytest.mark.vcr
+def test_twelvelabs_documents_and_query(base_url: str | None) -> None:
+    emb = embedder("twelvelabs", base_url)
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 512)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
 def test_cassettes_hold_no_credentials() -> None:
     """Nothing shaped like a live credential, and no auth header values, in any committed cassette."""
     import re
@@ -192,3 +233,5 @@ def test_cassettes_hold_no_credentials() -> None:
         assert not shaped.search(data), f"{path} holds something shaped like a credential"
         assert b"replay-key" not in data and b"Bearer " not in data, f"{path} holds an auth header value"
         assert b"x-goog-api-key:" not in data.lower()
+        assert b"AWS4-HMAC-SHA256" not in data and b"x-amz-security-token" not in data.lower()
+        assert b"emulator-session-token" not in data and b"x-api-key:" not in data.lower()

@@ -27,7 +27,7 @@ from chromadb.config import Settings
 from chromadb.utils.embedding_functions import known_embedding_functions
 from PIL import Image
 
-from conftest import PROVIDERS, ChromaServer, host_port
+from conftest import PROVIDERS, ChromaServer, host_port, png_bytes
 from mmembed import ConfigurationError, ImageSource, InputError
 from mmembed.chroma import (
     RRF_K,
@@ -393,9 +393,14 @@ def test_query_mixed_finds_the_red_text_and_the_red_image(provider: str, mixed: 
     plain = col.query(query_texts=["red"], n_results=4)
     if provider in ("nomic", "jina", "vertex"):  # CLIP-style models; natively multimodal ones have a smaller gap
         assert all(id_.startswith("text-") for id_ in plain["ids"][0]), "the modality gap: texts outrank all images"
-    result = query_mixed(col, query_texts=["red"], n_results=2)
-    assert set(result["ids"][0]) == {"text-red", "image-red"}
-    assert result["rrf_scores"] == [[1 / (RRF_K + 1), 1 / (RRF_K + 1)]]
+    rrf = query_mixed(col, query_texts=["red"], n_results=2, fusion="rrf")
+    assert set(rrf["ids"][0]) == {"text-red", "image-red"}
+    assert rrf["rrf_scores"] == rrf["scores"] == [[1 / (RRF_K + 1), 1 / (RRF_K + 1)]]
+    result = query_mixed(col, query_texts=["red"], n_results=7)  # calibrated: every record, by relevance
+    assert set(result["ids"][0][:2]) == {"text-red", "image-red"}
+    scores = result["scores"][0]
+    assert min(scores[:2]) > 2 > max(scores[2:]), scores  # the two red records stand out, nothing else does
+    assert "rrf_scores" not in result
 
 
 def test_add_mixed_stores_documents_uris_and_modality(
@@ -425,7 +430,7 @@ def test_query_mixed_result_shape_and_where(mixed: Callable[[str], Any], photos:
     assert result["ids"][2][0] == "image-blue"
     for q, ids in enumerate(result["ids"]):
         assert len(ids) == 3
-        assert result["rrf_scores"][q] == sorted(result["rrf_scores"][q], reverse=True)
+        assert result["scores"][q] == sorted(result["scores"][q], reverse=True)
         for i, id_ in enumerate(ids):
             modality = result["metadatas"][q][i]["modality"]
             assert id_.startswith(modality) and (result["documents"][q][i] is None) == (modality == "image")
@@ -437,6 +442,49 @@ def test_query_mixed_result_shape_and_where(mixed: Callable[[str], Any], photos:
 
     filtered = query_mixed(col, query_texts=["red"], n_results=5, where={"batch": 1})
     assert set(filtered["ids"][0]) == {"text-red", "image-red"}
+
+
+@pytest.mark.parametrize("provider", ["jina", "gemini"])  # a CLIP-style gap and a small one
+def test_calibrated_fusion_ranks_by_relevance_on_a_larger_collection(
+    provider: str, store: Any, mmembed_emulator: Emulator
+) -> None:
+    """12 notes and 12 photos (each past the minimum for a background of its own): relevance, not quota.
+
+    Few records match any one query, as in real collections: the calibration takes most of a modality to be
+    unrelated (a modality where half the records matched one query would look to it like its background).
+    """
+    ef = make_ef(provider, mmembed_emulator)
+    col = store.create_collection(f"larger-{provider}", embedding_function=ef)
+    colours = ["red", "orange", "yellow", "green", "blue", "purple"]
+    notes = [f"note {i}: a {c} {'boat' if i in (4, 10) else 'kite'}" for i, c in enumerate(colours * 2)]
+    photos = [png_bytes(colour_photo(c, (96, 64), seed=i)) for i, c in enumerate(colours * 2)]
+    ids = [f"note-{i}" for i in range(12)] + [f"photo-{i}" for i in range(12)]
+    add_mixed(col, ids, [*notes, *photos])
+    red = {"note-0", "note-6", "photo-0", "photo-6"}
+
+    result = query_mixed(col, query_texts=["red"], n_results=8)
+    assert set(result["ids"][0][:4]) == red, result["ids"][0]
+    assert min(result["scores"][0][:4]) > max(2, *result["scores"][0][4:])
+    rrf = query_mixed(col, query_texts=["red"], n_results=8, fusion="rrf")
+    assert set(rrf["ids"][0][:4]) == red  # two of each modality: here RRF's quota happens to be right
+
+    # "boat" names no colour: only two notes are relevant, and no photo comes above them (RRF gives one rank 2)
+    boats = query_mixed(col, query_texts=["boat"], n_results=8)
+    assert set(boats["ids"][0][:2]) == {"note-4", "note-10"}
+    assert min(boats["scores"][0][:2]) > 2 > max(boats["scores"][0][2:])
+    rrf = query_mixed(col, query_texts=["boat"], n_results=8, fusion="rrf")
+    assert rrf["ids"][0][1].startswith("photo-")
+
+    # records added later are calibrated too: the sample is kept only while the collection's size is unchanged
+    add_mixed(col, ["photo-new"], [png_bytes(colour_photo("red", (96, 64), seed=99))])
+    again = query_mixed(col, query_texts=["red"], n_results=5)
+    assert set(again["ids"][0]) == {*red, "photo-new"}
+    ef.close()
+
+
+def test_query_mixed_refuses_an_unknown_fusion(mixed: Callable[[str], Any]) -> None:
+    with pytest.raises(ValueError, match="fusion must be 'calibrated' or 'rrf'"):
+        query_mixed(mixed("jina"), query_texts=["red"], fusion="z-score")  # type: ignore[arg-type]
 
 
 def test_add_mixed_refuses_bad_input(store: Any, mmembed_emulator: Emulator) -> None:
@@ -497,7 +545,8 @@ def test_config_holds_models_and_env_var_name_never_the_key(mmembed_emulator: Em
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_build_from_config_is_the_exact_inverse_of_get_config(provider: str, mmembed_emulator: Emulator) -> None:
-    ef = make_ef(provider, mmembed_emulator, dimensions=512 if provider != "nomic" else 128, image_side=600)
+    dimensions = {"nomic": 128, "bedrock": 1024}.get(provider, 512)  # sizes each default model can give
+    ef = make_ef(provider, mmembed_emulator, dimensions=dimensions, image_side=600)
     config = ef.get_config()
     rebuilt = type(ef).build_from_config(json.loads(json.dumps(config)))
     assert type(rebuilt) is type(ef)

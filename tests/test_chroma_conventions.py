@@ -154,7 +154,10 @@ def test_ef_with_config_exists_with_ef_valid(
 def test_a_different_function_is_refused_with_value_error(
     name: str, env: None, mmembed_emulator: Emulator, client: chromadb.ClientAPI
 ) -> None:
-    ours, smaller = make(name, mmembed_emulator), make(name, mmembed_emulator, dimensions=SMALLER)
+    ours = make(name, mmembed_emulator)
+    # Another size, or (a model with one size) the same function pointed at another model name.
+    other_space = {"model": "marengo3.5"} if name == "twelvelabs" else {"dimensions": SMALLER}
+    smaller = make(name, mmembed_emulator, **other_space)
     other = function_class("jina" if name != "jina" else "nomic")(base_url=mmembed_emulator.url)
     with pytest.raises(ValueError):  # test_create_ef_with_config_exists_with_ef_invalid
         client.create_collection(

@@ -57,14 +57,15 @@ def test_ingest_stores_everything_but_the_corrupt_file_and_says_so(
     sent = [inp for r in mmembed_emulator.requests for inp in r.json["input"]]
     assert sum("text" in i for i in sent) == 2 and sum("image" in i for i in sent) == 6
 
-    # search: the purple photo in the top two, the banana text for "banana"
+    # search: the purple photo in the top two; for "banana", the banana text and the yellow photo
     assert main(["search", "purple", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("purple.jpg" in line for line in lines[1:3]), lines
     assert main(["search", "banana", "-n", "4", *store_args(tmp_path, mmembed_emulator)]) == 0
     out = capsys.readouterr().out
-    assert "banana.txt" in out.splitlines()[1], out
-    assert "text" in out and "image" in out  # both modalities in one fused ranking
+    top = out.splitlines()[1:3]  # the banana text and the yellow photo, each standing out in its modality
+    assert any("banana.txt" in line for line in top) and any("yellow.jpg" in line for line in top), out
+    assert out.splitlines()[0].split()[2] == "relevance" and all(float(line.split()[2]) > 2 for line in top)
 
     # a second ingest of the unchanged folder sends nothing to the provider
     before = len(mmembed_emulator.requests)
@@ -185,6 +186,25 @@ def test_chroma_url_against_a_real_server(
     )
     assert proc.returncode == 0, proc.stderr
     assert "banana.txt" in proc.stdout
+
+
+def test_search_shows_calibrated_relevance_or_rrf_scores(
+    folder: Path, tmp_path: Path, mmembed_emulator: Emulator, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(clean_ingest(folder, tmp_path, mmembed_emulator, monkeypatch)) == 0
+    capsys.readouterr()
+    assert main(["search", "purple", "-n", "3", *store_args(tmp_path, mmembed_emulator)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["rank", "modality", "relevance", "similarity"]
+    assert "purple.jpg" in rows[0] and float(rows[0].split()[2]) > 2 > float(rows[1].split()[2])  # one stands out
+    assert main(["search", "purple", "-n", "3", "--fusion", "rrf", *store_args(tmp_path, mmembed_emulator)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[2] == "rrf" and rows[0].split()[2] == f"{1 / 61:.4f}"  # 1/(60 + rank 1)
+    assert {row.split()[1] for row in rows[:2]} == {"text", "image"}  # RRF: the best of each modality first
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "purple", "--fusion", "zscore", *store_args(tmp_path, mmembed_emulator)])
+    assert exit_.value.code == 2 and "invalid choice: 'zscore'" in capsys.readouterr().err
 
 
 def test_console_script_help() -> None:

@@ -9,13 +9,15 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from conftest import CANARY_KEY, jpeg_bytes
 from mmembed import AuthenticationError, ConfigurationError, Embedder, ProviderError, RateLimitError
-from mmembed.providers.cohere import InputWindow
+from mmembed.ratelimit import RateLimiter
 from mmembed.testing import Emulator, colour_photo
 from mmembed.testing import cohere as emulated_cohere
+from mmembed.transport import mock_response
 
 UPLOADS = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "png", "webp"))
 PATH = "/v2/embed"
@@ -147,9 +149,30 @@ def test_images_per_minute_caps_images_per_request(mmembed_emulator: Emulator) -
         Embedder("cohere", api_key="k", images_per_minute=0)
 
 
+def test_image_window_waits_count_in_stats(mmembed_emulator: Emulator) -> None:
+    embedder = Embedder("cohere", base_url=mmembed_emulator.url, api_key=CANARY_KEY)
+    images = RateLimiter(400, window=0.3, paced=False)  # 2 images in any 0.3 s
+    embedder.provider.images = embedder.provider.transport.windows["images"] = images
+    photos = [jpeg_bytes(colour_photo("red", size=(64 + i, 64))) for i in range(4)]
+    assert embedder.embed(photos).shape == (4, 1536)
+    assert [len(r.json["inputs"]) for r in mmembed_emulator.requests] == [2, 2]  # no more than the window allows
+    assert embedder.stats.waited >= 0.25  # the second request waited for the image window, and it shows
+
+
+def test_a_429_pauses_the_image_and_input_windows_too() -> None:
+    def refuse(request: requests.PreparedRequest) -> requests.Response:
+        return mock_response(429, json={"id": "r1", "message": "too many"}, headers={"Retry-After": "0.5"})
+
+    embedder = Embedder("cohere", api_key=CANARY_KEY, max_retries=0)
+    embedder.provider.transport.mount(refuse)
+    with pytest.raises(RateLimitError):
+        embedder.embed(["a text only"])
+    assert embedder.provider.images.take() > 0.4 and embedder.provider.inputs.take() > 0.4
+
+
 def test_input_window_blocks_until_the_window_frees() -> None:
-    window = InputWindow(10)
-    window.window = 0.3
+    window = RateLimiter(2000, window=0.3, paced=False)  # 10 inputs in any 0.3 s
+    assert window.quota == 10
     assert window.acquire(6) == 0.0 and window.acquire(4) == 0.0
     assert window.acquire(3) > 0.2
 

@@ -10,8 +10,10 @@ import pytest
 MODULES = [
     "mmembed",
     "mmembed.embedder",
+    "mmembed.late",
     "mmembed.testing.emulator",
     "mmembed.testing.faults",
+    "mmembed.testing.multivectors",
     "mmembed.testing.samples",
     "mmembed.testing.space",
 ]

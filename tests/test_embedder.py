@@ -126,6 +126,8 @@ def test_vertex_one_instance_per_request_pairs_text_and_image(
 def test_dimensions_256_for_texts_and_images(
     provider: str, big_photo_path: Path, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:
+    if provider == "twelvelabs":
+        pytest.skip("marengo3.0 gives 512 dimensions only (not trained for truncation)")
     vectors = embedder_for(provider, dimensions=256).embed(["a red square", big_photo_path])
     assert vectors.shape == (2, 256)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def stored(db: Path) -> dict[str, Any]:
 def cached_rows(path: Path) -> int:
     if not path.exists():
         return 0
-    with sqlite3.connect(path, timeout=30) as conn:
+    with closing(sqlite3.connect(path, timeout=30)) as conn:  # a connection's own `with` commits, never closes
         try:
             return int(conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
         except sqlite3.OperationalError:  # the table is not made yet
@@ -111,7 +112,7 @@ def test_a_killed_ingest_resumes_to_the_same_records_without_paying_twice(
         assert len(resumed) == len(set(resumed)) == NOTES + PHOTOS - cached
         embedder = Embedder("nomic", base_url=emulator.url, api_key="test-key")
         keys = {embedder.cache_key(to_item(t), "document") for t in resumed if not t.startswith("image:")}
-        with sqlite3.connect(db / "embedding-cache.sqlite") as conn:
+        with closing(sqlite3.connect(db / "embedding-cache.sqlite")) as conn:
             rows = {k for (k,) in conn.execute("SELECT key FROM embeddings")}
         assert keys <= rows and len(rows) == NOTES + PHOTOS  # each text paid for once, in one run or the other
         assert len(first_run) + len(resumed) <= NOTES + PHOTOS + 8 * 10  # at most the killed in-flight requests

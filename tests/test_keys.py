@@ -152,7 +152,10 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        sent = self.headers.get("Authorization") or self.headers.get("x-goog-api-key") or ""
+        sent = (
+            self.headers.get("Authorization") or self.headers.get("x-goog-api-key") or self.headers.get("x-api-key")
+            or ""
+        )
         status = 401 if "auth" in self.path else 422
         body = json.dumps({"detail": f"refused credentials {sent!r}", "echo": sent}).encode()
         self.send_response(status)

@@ -286,9 +286,13 @@ def test_query_mixed_fuses_rankings_over_the_stores_collection(
     collection = client.get_collection("media")  # the store's collection, through the public client API
     hits = query_mixed(collection, query_texts=["banana"], n_results=4, embedder=embeddings.embedder)
 
-    modalities = [m["modality"] for m in hits["metadatas"][0]]
-    assert modalities[:2] in (["text", "image"], ["image", "text"])  # the best of each, side by side
-    assert hits["ids"][0][modalities.index("image")] == "yellow"
+    # No text is about bananas: the yellow photo leads, and nothing else stands out (RRF would give a text rank 2).
+    assert hits["ids"][0][0] == "yellow" and hits["scores"][0][0] > 2 > max(hits["scores"][0][1:])
+    rrf = query_mixed(collection, query_texts=["banana"], n_results=4, embedder=embeddings.embedder, fusion="rrf")
+    modalities = [m["modality"] for m in rrf["metadatas"][0]]
+    assert modalities[:2] in (["text", "image"], ["image", "text"])  # RRF: the best of each, side by side
+    assert rrf["ids"][0][modalities.index("image")] == "yellow"
+    assert rrf["rrf_scores"] == rrf["scores"] and "rrf_scores" not in hits
     sent = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/text"]
     assert sent[-1].json == {**sent[-1].json, "texts": ["banana"], "task_type": "search_query"}
 

@@ -116,7 +116,7 @@ def image_requests(emulator: Emulator, provider: str) -> list[RecordedRequest]:
             out.append(req)
         elif provider == "vertex" and any("image" in i for i in req.json["instances"]):
             out.append(req)
-        elif provider in ("voyage", "cohere", "gemini") and images_in(req):
+        elif provider in ("voyage", "cohere", "gemini", "bedrock", "twelvelabs") and images_in(req):
             out.append(req)
     return out
 
@@ -126,6 +126,10 @@ def images_in(req: RecordedRequest) -> int:
         return len([f for f in req.files if f[0] == "images"]) + len(req.form.get("urls", []))
     if req.provider == "jina":
         return sum("image" in i for i in req.json["input"])
+    if req.provider == "bedrock":  # Nova: one item per InvokeModel call
+        return int("image" in req.json.get("singleEmbeddingParams", {}))
+    if req.provider == "twelvelabs":  # one item per call
+        return int(req.json.get("input_type") in ("image", "text_image"))
     if req.provider in ("voyage", "cohere"):
         return sum(s["type"].startswith("image") for i in req.json["inputs"] for s in i["content"])
     if req.provider == "gemini":  # one content per item, images as inlineData parts
@@ -161,7 +165,8 @@ def test_index_over_chroma_finds_the_yellow_photo_and_the_blue_text(
     assert found_texts[0].node.get_content() == TEXTS[0]
     # On the wire: the four photos went out together, not one request per image.
     sent = image_requests(mmembed_emulator, provider)
-    expected = {"vertex": [1, 1, 1, 1]}.get(provider, [4])  # Vertex: one instance per request
+    one_each = ("vertex", "bedrock", "twelvelabs")  # one instance (item) per request
+    expected = [1, 1, 1, 1] if provider in one_each else [4]
     assert [images_in(r) for r in sent] == expected
     if provider == "nomic":
         text_reqs = [r.json for r in mmembed_emulator.requests if r.path == "/v1/embedding/text"]
@@ -394,8 +399,8 @@ def test_api_key_appears_in_no_representation(provider: str, mmembed_emulator: E
     embed_model.get_text_embedding("hello")
     (sent,) = mmembed_emulator.requests
     google = provider in ("vertex", "gemini")  # Google's APIs take the key in x-goog-api-key, never a Bearer
-    header = sent.headers.get("x-goog-api-key") if google else sent.headers.get("authorization")
-    assert header == (CANARY if google else f"Bearer {CANARY}")
+    own = "x-goog-api-key" if google else "x-api-key" if provider == "twelvelabs" else "authorization"
+    assert sent.headers.get(own) == (CANARY if own != "authorization" else f"Bearer {CANARY}")
 
 
 def test_key_from_the_environment_and_round_trip(monkeypatch: pytest.MonkeyPatch, mmembed_emulator: Emulator) -> None:

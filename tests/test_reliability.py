@@ -83,7 +83,8 @@ def fingerprint(request: RecordedRequest) -> str:
 
 def small_batches(embedder: Embedder, size: int = 10) -> Embedder:
     """Many requests from few items, so a fault mix has many requests to land on."""
-    if embedder.provider_name != "vertex":  # Vertex sends one instance per request anyway
+    # Vertex sends one instance per request anyway, and so does a model that takes one item per request.
+    if embedder.provider_name != "vertex" and embedder.provider.family.info.max_batch != 1:
         embedder.provider.family.cap = lambda route: size  # type: ignore[method-assign]
     return embedder
 
@@ -118,7 +119,7 @@ def test_fault_mix_gives_exactly_the_clean_result(
     for fault in EVERY_FAULT:  # every kind at least once, then the seeded random draw
         emulator.inject(fault)
     started = time.monotonic()
-    with small_batches(client(provider, emulator, timeout=0.5, max_concurrency=4)) as embedder:
+    with small_batches(client(provider, emulator, timeout=2.0, max_concurrency=4)) as embedder:
         faulty = embedder.embed(items300)
         retries = embedder.provider.transport.stats.retries
     elapsed = time.monotonic() - started
@@ -129,7 +130,7 @@ def test_fault_mix_gives_exactly_the_clean_result(
         assert stats.responses_by_status.get(status, 0) >= 1, status
     assert stats.resets >= 1
     assert retries >= len(EVERY_FAULT)
-    assert elapsed < 30
+    assert elapsed < 60  # a hang costs one attempt's 2 s deadline; a loaded machine answers big batches slowly
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -140,6 +141,8 @@ def test_each_fault_in_turn_then_success(provider: str, mmembed_emulator_factory
         emulator.inject(fault)
     image = jpeg_bytes(colour_photo("red", size=(64, 48)))
     items: list[object] = ["a red square", "the blue sea" if provider == "nomic" else image]  # one request
+    if provider in ("bedrock", "twelvelabs"):  # one item per request
+        items = items[1:]
     with client(provider, emulator, timeout=0.5, max_concurrency=1) as embedder:
         vectors = embedder.embed(items)
     with client(provider, mmembed_emulator_factory()) as embedder:

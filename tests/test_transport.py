@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import bisect
 import email.utils
+import functools
+import json
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -13,7 +16,7 @@ import requests
 from conftest import CANARY_KEY
 from mmembed import AuthenticationError, Embedder, InvalidResponseError, ProviderError, RateLimitError
 from mmembed.testing import Emulator, Fault
-from mmembed.transport import RateLimiter, RetryPolicy, parse_retry_after
+from mmembed.transport import RateLimiter, RetryPolicy, Transport, mock_response, parse_retry_after
 
 
 def jina(emulator: Emulator, **options: object) -> Embedder:
@@ -218,7 +221,8 @@ def test_the_emulator_window_refuses_what_its_quota_does_not_allow() -> None:
             for _ in range(12)
         ]
         assert statuses == [200] * 12  # a token bucket of 8.3 would have refused some
-        emulator._bucket.log.extend([emulator._bucket.log[-1]] * (500 - 12))  # type: ignore[union-attr]
+        assert emulator._bucket is not None
+        assert all(emulator._bucket.take() == 0.0 for _ in range(500 - 12))  # the rest of the window's quota
         refused = session.post(f"{emulator.url}/v1/embeddings", json=body, headers={"Authorization": "Bearer k"})
         assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
         assert "500 requests per 60 s" in refused.json()["detail"]
@@ -318,3 +322,84 @@ def test_debug_logs_never_hold_the_key(mmembed_emulator: Emulator, caplog: pytes
     assert all(CANARY_KEY not in r.getMessage() for r in caplog.records)
 
 
+
+
+# -- an injected transport: answers in-process, no socket, the same retry/limit/deadline logic ----------------
+Handler = Callable[[requests.PreparedRequest], requests.Response]
+
+
+def jina_answer(requests_seen: list[requests.PreparedRequest]) -> Handler:
+    def answer(request: requests.PreparedRequest) -> requests.Response:
+        requests_seen.append(request)
+        body = json.loads(request.body or b"{}")
+        data = [{"index": i, "embedding": [float(i + 1), 1.0] + [0.0] * 1022} for i in range(len(body["input"]))]
+        return mock_response(200, json={"data": data})
+
+    return answer
+
+
+def test_a_mounted_handler_answers_the_wire_shape_without_a_socket() -> None:
+    seen: list[requests.PreparedRequest] = []
+    embedder = Embedder("jina", api_key=CANARY_KEY, base_url="https://gateway.invalid")
+    embedder.provider.transport.mount(jina_answer(seen))
+    vectors = embedder.embed_query(["a red square", "the blue sea"])
+    assert vectors.shape == (2, 1024) and vectors[1, 0] > vectors[0, 0]  # rows in input order
+    (request,) = seen
+    assert request.url == "https://gateway.invalid/v1/embeddings"
+    assert request.headers["Authorization"] == f"Bearer {CANARY_KEY}"
+    body = json.loads(request.body or b"{}")
+    assert body["input"] == [{"text": "a red square"}, {"text": "the blue sea"}]
+    assert body["task"] == "retrieval.query" and body["model"] == "jina-clip-v2"
+
+
+def test_a_handler_failure_is_retried_like_a_server_one() -> None:
+    seen: list[requests.PreparedRequest] = []
+    ok = jina_answer(seen)
+
+    def answer(request: requests.PreparedRequest) -> requests.Response:
+        if not seen and not getattr(answer, "failed", False):
+            answer.failed = True  # type: ignore[attr-defined]
+            return mock_response(503, headers={"Retry-After": "0"})
+        return ok(request)
+
+    transport = Transport("jina", handler=answer)
+    embedder = Embedder("jina", api_key=CANARY_KEY)
+    embedder.provider.transport = transport
+    assert embedder.embed(["hello"]).shape == (1, 1024)
+    assert transport.stats.requests == 2 and transport.stats.retries == 1 and len(seen) == 1
+
+
+def test_the_attempt_deadline_applies_to_a_handler() -> None:
+    def slow(request: requests.PreparedRequest) -> requests.Response:
+        time.sleep(0.3)
+        return mock_response(200, json={"data": []})
+
+    transport = Transport("jina", timeout=0.1, retry=RetryPolicy(max_retries=0), handler=slow)
+    with pytest.raises(ProviderError, match="timed out"):
+        transport.post("https://x.invalid/v1/embeddings", lambda r: r.json(), headers={}, json={})
+
+
+def test_a_429_pauses_every_window_of_the_client() -> None:
+    def refuse(request: requests.PreparedRequest) -> requests.Response:
+        return mock_response(429, json={"detail": "slow down"}, headers={"Retry-After": "0.5"})
+
+    transport = Transport("jina", retry=RetryPolicy(max_retries=0), handler=refuse)
+    transport.windows["inputs"] = RateLimiter(10_000, window=60)
+    transport.windows["images"] = RateLimiter(400, window=60)
+    with pytest.raises(RateLimitError):
+        transport.post("https://x.invalid/v1/embed", lambda r: r.json(), headers={}, json={}, costs={"inputs": 3})
+    # The request charged only inputs; the images window is held back too, and so is the request limiter.
+    assert transport.windows["images"].take() > 0.4
+    assert transport.windows["inputs"].take() > 0.4
+    assert transport.stats.rate_limited == 1 and transport.limiter.acquire() > 0.3
+
+
+def test_every_window_wait_is_counted_in_stats() -> None:
+    seen: list[requests.PreparedRequest] = []
+    transport = Transport("jina", handler=jina_answer(seen))
+    transport.windows["inputs"] = RateLimiter(2 * 60 / 0.3, window=0.3, paced=False)  # 2 inputs in any 0.3 s
+    post = functools.partial(transport.post, "https://x.invalid/v1/embeddings", lambda r: r.json(), headers={})
+    post(json={"input": ["a", "b"]}, costs={"inputs": 2})
+    assert transport.stats.waited == 0.0
+    post(json={"input": ["c"]}, costs={"inputs": 1})
+    assert transport.stats.waited >= 0.25

@@ -15,10 +15,10 @@ __all__ = ["PDFIUM_LOCK", "missing_extra"]
 PDFIUM_LOCK = threading.RLock()
 
 
-def missing_extra(what: str, package: str) -> ImportError:
+def missing_extra(what: str, package: str, extra: str = "media") -> ImportError:
     """The ImportError to raise when ``package`` is missing: it names the extra that installs it.
 
     >>> str(missing_extra("reading PDFs", "pypdfium2"))
     "reading PDFs needs pypdfium2; install it with: pip install 'mmembed[media]'"
     """
-    return ImportError(f"{what} needs {package}; install it with: pip install 'mmembed[media]'")
+    return ImportError(f"{what} needs {package}; install it with: pip install 'mmembed[{extra}]'")

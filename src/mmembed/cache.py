@@ -22,7 +22,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -55,13 +57,21 @@ class VectorCache(Protocol):
 
 
 class EmbeddingCache:
-    """Vectors by key in one SQLite file (WAL mode, so several processes may read and write it)."""
+    """Vectors by key in one SQLite file (WAL mode, so several processes may read and write it).
+
+    One connection serves every thread, behind a lock: SQLite lets one writer in at a time anyway, and the
+    cache's statements are short next to the requests they save. :meth:`close` (or leaving a ``with`` block)
+    releases it, as :meth:`mmembed.Embedder.close` does; the next call opens it again. A cache that is never
+    closed closes its connection when it is garbage-collected.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connect() as conn:
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._finalizer: weakref.finalize[[], EmbeddingCache] | None = None
+        with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(SCHEMA)
             conn.execute(FILES_SCHEMA)
@@ -70,70 +80,82 @@ class EmbeddingCache:
         return f"EmbeddingCache({str(self.path)!r})"
 
     def __reduce__(self) -> tuple[type[EmbeddingCache], tuple[str]]:
-        # Connections are per thread and per process: a copy opens its own.
+        # A connection belongs to its process: a copy opens its own.
         return (EmbeddingCache, (str(self.path),))
 
-    def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, opened on first use, held by this thread until the block ends."""
+        with self._lock:
+            if self._conn is None:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                self._conn, self._finalizer = conn, weakref.finalize(self, conn.close)
+            yield self._conn
 
     def get(self, key: str) -> np.ndarray | None:
-        row = self._connect().execute("SELECT vector FROM embeddings WHERE key = ?", (key,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT vector FROM embeddings WHERE key = ?", (key,)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        conn = self._connect()
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            for key, blob in conn.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
-                out[key] = np.frombuffer(blob, dtype=np.float32).copy()
+        with self._connection() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, blob in conn.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
+                    out[key] = np.frombuffer(blob, dtype=np.float32).copy()
         return out
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
         rows = [(key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in entries]
         if not rows:
             return
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO embeddings (key, vector) VALUES (?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def file_digest(self, path: Path, compute: Callable[[], str]) -> str:
         """``compute()`` (the digest of the file at ``path``), or the one remembered while its stat is unchanged."""
         key = str(path.absolute())
         before = os.stat(path)
-        conn = self._connect()
-        row = conn.execute("SELECT stat, digest, hashed_ns FROM files WHERE path = ?", (key,)).fetchone()
+        with self._connection() as conn:
+            row = conn.execute("SELECT stat, digest, hashed_ns FROM files WHERE path = ?", (key,)).fetchone()
         if row is not None and row[0] == _stat_key(before) and _settled(before, row[2]):
             return str(row[1])
         hashed_ns = time.time_ns()
-        digest = compute()
+        digest = compute()  # outside the lock: other threads use the cache while a large file is read
         if _stat_key(os.stat(path)) == _stat_key(before):  # not written to while we read it
-            conn.execute(
-                "INSERT OR REPLACE INTO files (path, stat, digest, hashed_ns) VALUES (?, ?, ?, ?)",
-                (key, _stat_key(before), digest, hashed_ns),
-            )
+            with self._connection() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO files (path, stat, digest, hashed_ns) VALUES (?, ?, ?, ?)",
+                    (key, _stat_key(before), digest, hashed_ns),
+                )
         return digest
 
     def __len__(self) -> int:
-        return int(self._connect().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        with self._connection() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close the connection (a later call opens a new one)."""
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()  # closes the connection, once
+            self._conn = self._finalizer = None
 
 
 def open_cache(cache: object) -> VectorCache | None:

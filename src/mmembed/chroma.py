@@ -23,7 +23,8 @@ at full size.
 
 :func:`add_mixed` and :func:`query_mixed` keep texts and images in one collection usable: cross-modal
 similarities are far smaller than same-modality ones, so a plain query ranks every text above every image;
-``query_mixed`` ranks each modality on its own and fuses the rankings (reciprocal rank fusion, k=60).
+``query_mixed`` ranks each modality on its own and merges the hits by calibrated relevance
+(:mod:`mmembed.fusion`), or by reciprocal rank fusion (k=60) with ``fusion="rrf"``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, cast
 
+import numpy as np
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Embeddings, QueryResult, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from . import _trust
+from . import fusion as _fusion
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
@@ -54,6 +57,7 @@ __all__ = [
     "MODALITIES_KEY",
     "MODALITY_KEY",
     "RRF_K",
+    "Fusion",
     "ImageURILoader",
     "MediaURILoader",
     "MixedQueryResult",
@@ -73,6 +77,9 @@ MODALITIES: tuple[Modality, ...] = ("text", "image", "pdf", "video", "audio", "i
 # The collection metadata key where add_mixed records the modalities a collection holds, so query_mixed runs
 # one query per modality present (a text+image collection still costs 2 queries, not 6).
 MODALITIES_KEY = "mmembed:modalities"
+Fusion = Literal["calibrated", "rrf"]
+# Records per modality whose vectors calibrate query_mixed's scores (a seeded sample, kept per collection size).
+BACKGROUND_SAMPLE = 256
 
 # Config keys every function stores, besides its provider's model keys; all but the env var may be None.
 COMMON_KEYS = ("dimensions", "image_side", "base_url", "api_key_env_var")
@@ -335,9 +342,16 @@ def _media_source(uri: str, index: int) -> object:
 
 
 # -- mixed collections ------------------------------------------------------------------------------
-class MixedQueryResult(QueryResult):
-    """A Chroma query result plus ``rrf_scores``: the fused score of each hit (higher is better)."""
+class MixedQueryResult(QueryResult, total=False):
+    """A Chroma query result plus ``scores`` (higher is better) and, with ``fusion="rrf"``, ``rrf_scores``.
 
+    ``scores`` are calibrated relevances by default (see :mod:`mmembed.fusion`): -log10 of the number of
+    unrelated records of the hit's modality expected to be this similar to the query by chance (above 2: stands
+    out; 0 or below: no more similar than chance), comparable across modalities and queries. With RRF they are
+    the reciprocal-rank scores, also in ``rrf_scores``.
+    """
+
+    scores: list[list[float]]
     rrf_scores: list[list[float]]
 
 
@@ -419,45 +433,67 @@ def query_mixed(
     *,
     embedder: Embedder | None = None,
     modalities: Sequence[Modality] | None = None,
+    fusion: Fusion = "calibrated",
 ) -> MixedQueryResult:
-    """Query a mixed collection so that every modality competes fairly; one result list per query.
+    """Query a mixed collection so that hits of every modality compete by relevance; one result list per query.
 
-    Cross-modal similarities are far smaller than same-modality ones (≈0.1 against ≈0.7), so one plain
-    query ranks every text above every image. Here each modality is ranked on its own (``where`` restricted
-    to it, combined with the caller's ``where`` by ``$and``) and the rankings are merged by reciprocal rank
-    fusion: a hit's score is the sum over rankings of ``1 / (RRF_K + rank)`` with ranks from 1 and
-    ``RRF_K = 60``, the constant of Cormack et al. (2009) and Elasticsearch's default. Each record sits in
-    exactly one ranking, so the result interleaves the best text with the best image, the second with the
-    second, and so on; equal scores go to the smaller distance. Queries are the texts, then the images.
-    ``modalities`` are the rankings to fuse: by default those :func:`add_mixed` recorded for the collection
-    (text and image when none are recorded), so a collection of texts and photos costs two queries.
+    Cross-modal similarities are far smaller than same-modality ones (≈0.3 against ≈0.8 on CLIP-style models),
+    so one plain query ranks every text above every image. Here each modality is ranked on its own (``where``
+    restricted to it, combined with the caller's ``where`` by ``$and``), then the hits are merged:
 
-    The queries are embedded by the collection's mmembed function, or by ``embedder`` when given: a
-    collection that another framework fills with ready-made vectors has no such function (LangChain's
-    ``Chroma`` store: ``query_mixed(client.get_collection(name), ..., embedder=embeddings.embedder)``).
+    * ``fusion="calibrated"`` (default): by calibrated relevance (:mod:`mmembed.fusion`): how far each hit's
+      similarity stands out from the similarities of its modality's records to this query (a seeded sample of
+      :data:`BACKGROUND_SAMPLE` records per modality, kept while the collection's size is unchanged), as
+      -log10 of the number of chance records of that modality expected to be this similar. A relevant photo
+      outranks an unrelated note, and a modality with nothing relevant stays below the relevant hits. The
+      sample ignores ``where``: a filter narrows the hits, not what counts as chance.
+    * ``fusion="rrf"``: reciprocal rank fusion, a hit's score the sum over rankings of ``1 / (RRF_K + rank)``
+      with ranks from 1 and ``RRF_K = 60`` (Cormack et al. 2009): the best of each modality, then the second
+      of each..., whatever their relevance; equal scores go to the smaller distance.
+
+    Queries are the texts, then the images. ``modalities`` are the rankings to merge: by default those
+    :func:`add_mixed` recorded for the collection (text and image when none are recorded), so a collection of
+    texts and photos costs two queries. The queries are embedded by the collection's mmembed function, or by
+    ``embedder`` when given: a collection that another framework fills with ready-made vectors has no such
+    function (LangChain's ``Chroma`` store: ``query_mixed(client.get_collection(name), ...,
+    embedder=embeddings.embedder)``).
 
     Returns Chroma's query shape (``ids``, ``distances`` — each hit's own distance, cosine by default —,
-    ``metadatas``, ``documents``, ``uris``) plus ``rrf_scores``, the fused scores, highest first.
+    ``metadatas``, ``documents``, ``uris``) plus ``scores``, highest first (see :class:`MixedQueryResult`), and
+    with RRF ``rrf_scores`` (the same numbers).
     """
     queries: list[object] = [*(query_texts or []), *(query_images or [])]
     if not queries:
         raise ValueError("query_mixed needs query_texts or query_images")
     if isinstance(n_results, bool) or not isinstance(n_results, int) or n_results < 1:
         raise ValueError(f"n_results must be a positive integer, got {n_results!r}")
+    if fusion not in ("calibrated", "rrf"):
+        raise ValueError(f"fusion must be 'calibrated' or 'rrf', got {fusion!r}")
     if embedder is not None:
         vectors: Embeddings = list(embedder.embed_query(queries))
     else:
         vectors = embedding_function_of(collection).embed_query(cast(Embeddable, queries))
+    ranked = tuple(modalities or stored_modalities(collection))
+    include: list[str] = ["metadatas", "documents", "distances", "uris"]
     rankings = [
         collection.query(
             query_embeddings=vectors,
             n_results=n_results,
             where=_restrict(where, modality),
-            include=["metadatas", "documents", "distances", "uris"],
+            include=cast(Any, [*include, "embeddings"] if fusion == "calibrated" else include),
         )
-        for modality in (modalities or stored_modalities(collection))
+        for modality in ranked
     ]
-    fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
+    if fusion == "rrf":
+        fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
+        result = _result(fused)
+        result["rrf_scores"] = [list(scores) for scores in result["scores"]]
+        return result
+    kinds = ["text"] * len(query_texts or []) + ["image"] * len(query_images or [])
+    return _result(_calibrated(collection, vectors, kinds, dict(zip(ranked, rankings, strict=True)), n_results))
+
+
+def _result(fused: list[list[tuple[_Hit, float]]]) -> MixedQueryResult:
     return MixedQueryResult(
         ids=[[hit[0] for hit, _ in hits] for hits in fused],
         distances=[[hit[1] for hit, _ in hits] for hits in fused],
@@ -467,8 +503,72 @@ def query_mixed(
         embeddings=None,
         data=None,
         included=["metadatas", "documents", "distances", "uris"],
-        rrf_scores=[[score for _, score in hits] for hits in fused],
+        scores=[[score for _, score in hits] for hits in fused],
     )
+
+
+def _calibrated(
+    collection: Collection,
+    vectors: Embeddings,
+    kinds: list[str],
+    rankings: dict[Modality, QueryResult],
+    n_results: int,
+) -> list[list[tuple[_Hit, float]]]:
+    """Each query's hits merged by calibrated relevance (:mod:`mmembed.fusion`)."""
+    samples, populations = _background_sample(collection, tuple(rankings))
+    fused = []
+    for q, (vector, kind) in enumerate(zip(vectors, kinds, strict=True)):
+        calibration = _fusion.calibrate(vector, samples, populations, reference=kind)
+        query = np.asarray(vector, dtype=np.float64)
+        hits: dict[str, _Hit] = {}
+        scored: dict[str, list[tuple[str, float, Any]]] = {}
+        for modality, ranking in rankings.items():
+            found = _hits(ranking, q)
+            if not found or modality not in calibration.fits:
+                continue  # no records of this modality (a sample of none calibrates nothing)
+            rows = cast("list[Any]", (ranking.get("embeddings") or [])[q])
+            scored[modality] = [(hit[0], _cosine(query, row), row) for hit, row in zip(found, rows, strict=True)]
+            hits.update((hit[0], hit) for hit in found)
+        fused.append([(hits[id_], score) for id_, score in _fusion.fuse(scored, calibration, n_results)])
+    return fused
+
+
+def _cosine(a: np.ndarray[Any, Any], b: Sequence[float]) -> float:
+    v = np.asarray(b, dtype=np.float64)
+    norms = float(np.linalg.norm(a) * np.linalg.norm(v))
+    return float(a @ v) / norms if norms > 0 else 0.0
+
+
+_Sample = tuple[dict[str, np.ndarray[Any, Any]], dict[str, int]]
+_samples: dict[tuple[str, str, int, tuple[str, ...]], _Sample] = {}
+_samples_lock = threading.Lock()
+
+
+def _background_sample(collection: Collection, modalities: tuple[str, ...]) -> _Sample:
+    """Up to BACKGROUND_SAMPLE vectors per modality (seeded by the collection's id) and each modality's size.
+
+    Kept while the collection's record count is unchanged, so repeated queries cost one ``count()``.
+    """
+    key = (str(collection.id), collection.name, collection.count(), modalities)
+    with _samples_lock:
+        cached = _samples.get(key)
+    if cached is not None:
+        return cached
+    rows: dict[str, np.ndarray[Any, Any]] = {}
+    sizes: dict[str, int] = {}
+    for modality in modalities:
+        ids = collection.get(where={MODALITY_KEY: modality}, include=[])["ids"]
+        sizes[modality] = len(ids)
+        if ids:
+            seed = int.from_bytes(hashlib.sha256(f"{collection.id}:{modality}".encode()).digest()[:8], "little")
+            picked = np.random.default_rng(seed).choice(len(ids), min(BACKGROUND_SAMPLE, len(ids)), replace=False)
+            got = collection.get(ids=[ids[i] for i in sorted(picked)], include=cast(Any, ["embeddings"]))
+            rows[modality] = np.asarray(got["embeddings"], dtype=np.float32)
+    with _samples_lock:
+        while len(_samples) >= 16:  # a few collections' samples; the oldest goes first
+            del _samples[next(iter(_samples))]
+        _samples[key] = (rows, sizes)
+    return rows, sizes
 
 
 def embedding_function_of(collection: Collection) -> MultimodalEmbeddingFunction:
@@ -539,3 +639,27 @@ def _fuse(rankings: list[list[_Hit]], n_results: int) -> list[tuple[_Hit, float]
             hits.setdefault(hit[0], hit)
     order = sorted(scores, key=lambda id_: (-scores[id_], hits[id_][1], id_))[:n_results]
     return [(hits[id_], scores[id_]) for id_ in order]
+
+
+# -- late interaction (multi-vectors): in their own module, public here -------------------------------
+from ._late_chroma import (  # noqa: E402  (it uses embedding_function_of, defined above)
+    LATE_KEY,
+    OVER_FETCH,
+    LateQueryResult,
+    add_late,
+    create_late_collection,
+    delete_late_collection,
+    late_settings,
+    query_late,
+)
+
+__all__ += [
+    "LATE_KEY",
+    "OVER_FETCH",
+    "LateQueryResult",
+    "add_late",
+    "create_late_collection",
+    "delete_late_collection",
+    "late_settings",
+    "query_late",
+]

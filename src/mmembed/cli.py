@@ -13,8 +13,8 @@ content hash sits in the metadata). PDFs, video and audio are expanded by the pr
 only text and images, also the page's text passages), per video segment or clip (``start``/``end`` seconds),
 per audio file; every record has a ``modality``. A kind the model cannot embed is named as skipped; a file
 that cannot be embedded is reported by name at the end and the exit status is 1, while everything else is
-stored. Search ranks each modality on its own, fuses the rankings (see :func:`mmembed.chroma.query_mixed`)
-and shows the page or time of each hit.
+stored. Search ranks each modality on its own, merges the hits by calibrated relevance (or by reciprocal rank
+with ``--fusion rrf``; see :func:`mmembed.chroma.query_mixed`) and shows the page or time of each hit.
 """
 
 from __future__ import annotations
@@ -558,6 +558,7 @@ def _search(args: argparse.Namespace, client: Any) -> int:
             query_texts=[args.query] if args.query else None,
             query_images=[ImageSource(args.image)] if args.image else None,
             n_results=args.n,
+            fusion=args.fusion,
         )
     except EmbeddingError as err:
         return _fail(str(err))
@@ -570,7 +571,7 @@ def _search(args: argparse.Namespace, client: Any) -> int:
         hits = _hits(result, q)
         if len(labels) > 1:
             print(f"\nquery: {label}")
-        print(_table(hits))
+        print(_table(hits, args.fusion))
         pages.append((label, hits))
     if args.html:
         Path(args.html).write_text(_html_page(pages), encoding="utf-8")
@@ -621,7 +622,7 @@ def _hits(result: Any, q: int) -> list[Hit]:
                 rank=i + 1,
                 modality=str(meta.get("modality", "?")),
                 source=str(meta.get("source") or (result["uris"][q][i] if result["uris"] else "") or ids[i]),
-                score=float(result["rrf_scores"][q][i]),
+                score=float(result["scores"][q][i]),
                 distance=float(result["distances"][q][i]),
                 text=doc,
                 page=int(meta["page"]) if isinstance(meta.get("page"), int) else None,
@@ -632,12 +633,15 @@ def _hits(result: Any, q: int) -> list[Hit]:
     return hits
 
 
-def _table(hits: list[Hit]) -> str:
+def _table(hits: list[Hit], fusion: str = "calibrated") -> str:
     if not hits:
         return "no results"
-    rows = [("rank", "modality", "score", "similarity", "source")]
+    rrf = fusion == "rrf"  # RRF's scores are 1/(60 + rank) sums; calibrated ones -log10 of a chance count
+    rows = [("rank", "modality", "rrf" if rrf else "relevance", "similarity", "source")]
     rows += [
-        (str(h.rank), h.modality, f"{h.score:.4f}", f"{1 - h.distance:.3f}", _short(h.source) + _at(h)) for h in hits
+        (str(h.rank), h.modality, f"{h.score:.4f}" if rrf else f"{h.score:.1f}", f"{1 - h.distance:.3f}",
+         _short(h.source) + _at(h))
+        for h in hits
     ]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     return "\n".join("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows)
@@ -672,7 +676,7 @@ def _card(hit: Hit) -> str:
         thumb = _page_thumbnail(hit.source, hit.page)
         body = (f'<img src="{thumb}" alt="page {hit.page}"><br>' if thumb else "") + body
     return (
-        f"<li><b>#{hit.rank}</b> {hit.modality} · score {hit.score:.4f} · "
+        f"<li><b>#{hit.rank}</b> {hit.modality} · score {hit.score:.4g} · "
         f"similarity {1 - hit.distance:.3f}<br><code>{html.escape(hit.source)}</code><br>{body}</li>"
     )
 
@@ -742,6 +746,12 @@ def build_parser() -> argparse.ArgumentParser:
     sea.add_argument("--image", help="query image (path or URL)")
     sea.add_argument("-n", type=int, default=10, help="number of results (default 10)")
     sea.add_argument("--html", help="also write an HTML page with thumbnails of the image hits and PDF pages")
+    sea.add_argument(
+        "--fusion",
+        choices=("calibrated", "rrf"),
+        default="calibrated",
+        help="merge the modalities by calibrated relevance (default) or by reciprocal rank (rrf)",
+    )
     store_options(sea)
     sea.set_defaults(func=search)
 

@@ -6,7 +6,8 @@ Every error mmembed raises on purpose derives from :class:`EmbeddingError`::
     ├── ConfigurationError        a missing key / project, an impossible option (also a ValueError)
     ├── InputError                an item the caller sent cannot be embedded (.index, .source)
     │   ├── UnsafeURLError        a URL refused by the download policy (scheme, address, size, type)
-    │   └── UnsupportedKindError  a kind the model cannot take at all (video on a text+image model)
+    │   ├── UnsupportedKindError  a kind the model cannot take at all (video on a text+image model)
+    │   └── RefusedInputError     the API refused one item's request as invalid (also a ProviderError)
     └── ProviderError             the provider (or the network to it) failed (.provider, .status, .request_id, .body)
         ├── AuthenticationError   401/403: the key or credentials were refused (never retried)
         ├── RateLimitError        429 after every retry was spent (.retry_after)
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidResponseError",
     "ProviderError",
     "RateLimitError",
+    "RefusedInputError",
     "TextTooLongWarning",
     "TransportError",
     "UnsafeURLError",
@@ -130,6 +132,25 @@ def excerpt(body: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     """A single-line excerpt of a response body for error messages."""
     flat = " ".join(body.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class RefusedInputError(ProviderError, InputError):
+    """The provider refused a one-item request as invalid (a 400): the item is named (``index``, ``source``),
+    and the provider's facts are kept (``provider``, ``status``, ``request_id``, ``body``)."""
+
+    @classmethod
+    def of(cls, err: ProviderError) -> RefusedInputError:
+        """``err`` (the 400 of a request that carried one item) as that item's error."""
+        new = cls.__new__(cls)
+        new.provider, new.status, new.request_id, new.body = err.provider, err.status, err.request_id, err.body
+        InputError.__init__(new, str(err))
+        return new
+
+    def at(self, index: int, source: str | None = None) -> InputError:
+        err = super().at(index, source)
+        if isinstance(err, RefusedInputError):
+            err.provider, err.status, err.request_id, err.body = self.provider, self.status, self.request_id, self.body
+        return err
 
 
 class TextTooLongWarning(UserWarning):

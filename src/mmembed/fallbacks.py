@@ -10,9 +10,10 @@ its contract: one row per item, in input order.
   its text layer becomes a text item beside it.
 * **pdf_chunks** — a PDF longer than one content may be (``MediaLimits.pdf_pages_per_content``): page-range
   sub-PDFs, weighted by their page counts.
-* **video_windows** — a video longer than one request may cover (a model with a fixed window per request:
-  ``MediaLimits.video_window``): clips of at most that, weighted by their length. A whole video on such a model
-  becomes the clip 0..duration (read from the container).
+* **media_windows** — a video (or audio) longer than one request may cover, on a model that embeds a time range
+  of a file: clips of at most the model's declared window (its family's ``media_seconds``, else
+  ``MediaLimits.video_window``), weighted by their length. A whole video on such a model becomes the clip
+  0..duration (read from the container).
 * **interleaved_mean** — an :class:`~mmembed.Interleaved` the model cannot embed as one content: the weighted
   mean of its parts (equal weights by default).
 * **refused** — a kind the model cannot take at all (video or audio on a text+image model): an
@@ -77,8 +78,7 @@ def plan(provider: Provider, item: Item) -> Leaves | None:
     if isinstance(item, VideoItem):
         return _video(provider, item)
     if isinstance(item, AudioItem):
-        _check_audio(provider, item)
-        return None
+        return _audio(provider, item)
     if item.kind not in provider.native_kinds():
         raise refused(provider, item.kind)
     return None
@@ -177,22 +177,8 @@ def _pages(provider: Provider, item: DocumentItem) -> tuple[int, int, bytes]:
 def _video(provider: Provider, item: VideoItem) -> Leaves | None:
     if "video" not in provider.native_kinds():
         raise refused(provider, "video")
-    limits = provider.options.media_limits
-    if provider.clips_video():  # video_windows
-        if item.start is not None and item.end is not None and item.end - item.start <= limits.video_window:
-            return None
-        if item.raw is None:  # gs://: no duration known here, so a clip needs both ends
-            if item.start is None or item.end is None:
-                if item.start is not None or item.end is not None:
-                    raise InputError("a clip of a remote video needs both start= and end=")
-                return None  # no range: the server's default window
-            start, end = item.start, item.end
-        else:
-            start, end = _clip(item)
-        if end - start <= limits.video_window:
-            return [(dataclasses.replace(item, start=start, end=end), 1.0)]
-        edges = _edges(start, end, limits.video_window)
-        return [(dataclasses.replace(item, start=a, end=b), b - a) for a, b in edges]
+    if provider.clips_video():
+        return _windows(provider, item)
     if item.start is not None or item.end is not None:
         raise InputError(f"{provider.name} embeds whole video files only, not a clip (start/end) of one")
     if item.raw is not None:
@@ -200,16 +186,51 @@ def _video(provider: Provider, item: VideoItem) -> Leaves | None:
     return None
 
 
-def _clip(item: VideoItem) -> tuple[float, float]:
+def _audio(provider: Provider, item: AudioItem) -> Leaves | None:
+    if "audio" not in provider.native_kinds():
+        raise refused(provider, "audio")
+    if provider.clips_audio():
+        return _windows(provider, item)
+    if item.start is not None or item.end is not None:
+        raise InputError(f"{provider.name} embeds whole audio files only, not a span (start/end) of one")
+    _check_audio(provider, item)
+    return None
+
+
+def window(provider: Provider) -> float:
+    """The longest span one request covers on a model that embeds time ranges: the model's own declared limit,
+    else :attr:`MediaLimits.video_window <mmembed.MediaLimits>`."""
+    return provider.media_seconds() or provider.options.media_limits.video_window
+
+
+def _windows(provider: Provider, item: VideoItem | AudioItem) -> Leaves | None:
+    """media_windows: spans of at most one request's length, weighted by their length (None: the item fits)."""
+    span = window(provider)
+    if item.start is not None and item.end is not None and item.end - item.start <= span:
+        return None
+    if item.raw is None:  # a remote file: no duration known here, so a clip needs both ends
+        if item.start is None or item.end is None:
+            if item.start is not None or item.end is not None:
+                raise InputError(f"a clip of a remote {item.kind} needs both start= and end=")
+            return None  # no range: the server's default window
+        start, end = item.start, item.end
+    else:
+        start, end = _clip(item)
+    if end - start <= span:
+        return [(dataclasses.replace(item, start=start, end=end), 1.0)]
+    return [(dataclasses.replace(item, start=a, end=b), b - a) for a, b in _edges(start, end, span)]
+
+
+def _clip(item: VideoItem | AudioItem) -> tuple[float, float]:
     from .mediainfo import probe
 
     if item.raw is None:
-        raise InputError("a clip of a remote video needs both start and end")
+        raise InputError(f"a clip of a remote {item.kind} needs both start and end")
     duration = probe(item.raw).duration
     start = item.start or 0.0
     end = min(item.end if item.end is not None else duration, duration)
     if start >= end:
-        raise InputError(f"the clip starts at {start:g} s, but the video ends at {duration:.1f} s")
+        raise InputError(f"the clip starts at {start:g} s, but the {item.kind} ends at {duration:.1f} s")
     return start, end
 
 
@@ -233,6 +254,7 @@ def _check_length(provider: Provider, item: VideoItem) -> float:
     limits = provider.options.media_limits
     info = probe(item.raw)
     cap = limits.video_seconds_with_audio if info.has_audio else limits.video_seconds
+    cap = min(cap, provider.media_seconds() or cap)  # the model's own limit, when it declares one
     if info.duration > cap:
         track = "with" if info.has_audio else "without"
         raise InputError(
@@ -251,6 +273,7 @@ def _check_audio(provider: Provider, item: AudioItem) -> float | None:
         return None
     duration = probe(item.raw).duration
     cap = provider.options.media_limits.audio_seconds
+    cap = min(cap, provider.media_seconds() or cap)
     if duration > cap:
         raise InputError(
             f"the audio is {duration:.1f} s long; {provider.name} takes at most {cap:g} s in one content "
@@ -267,6 +290,8 @@ def segments(provider: Provider, item: Item, parent: int) -> list[Segment]:
     if isinstance(item, VideoItem):
         return _video_segments(provider, item, parent)
     if isinstance(item, AudioItem):
+        if provider.clips_audio() and item.raw is not None:
+            return _spans(provider, item, parent)
         duration = _check_audio(provider, item)
         meta: dict[str, Any] = {} if duration is None else {"start": 0.0, "end": round(duration, 3)}
         return [Segment(item, parent, "audio", meta)]
@@ -302,17 +327,22 @@ def _video_segments(provider: Provider, item: VideoItem, parent: int) -> list[Se
     if "video" not in provider.native_kinds():
         raise refused(provider, "video")
     if provider.clips_video() and item.raw is not None:
-        start, end = _clip(item)
-        spans = _edges(start, end, provider.options.media_limits.video_interval)
-        return [
-            Segment(dataclasses.replace(item, start=a, end=b), parent, "video", {"start": a, "end": b})
-            for a, b in spans
-        ]
+        return _spans(provider, item, parent)
     if item.raw is not None and not provider.clips_video():
         plan(provider, item)
         duration = _check_length(provider, item)
         return [Segment(item, parent, "video", {"start": 0.0, "end": round(duration, 3)})]
     return [Segment(item, parent, "video", {})]
+
+
+def _spans(provider: Provider, item: VideoItem | AudioItem, parent: int) -> list[Segment]:
+    """Segments of ``video_interval`` seconds (at most one request's window) of a file the model clips."""
+    start, end = _clip(item)
+    step = min(provider.options.media_limits.video_interval, window(provider))
+    return [
+        Segment(dataclasses.replace(item, start=a, end=b), parent, item.kind, {"start": a, "end": b})
+        for a, b in _edges(start, end, step)
+    ]
 
 
 def passages(text: str, limit: int = PASSAGE_CHARS) -> list[str]:

@@ -237,9 +237,14 @@ class VideoItem(MediaItem):
 
 @dataclass(frozen=True, eq=False)
 class AudioItem(MediaItem):
-    """An audio recording (MP3, WAV, ...)."""
+    """An audio recording (MP3, WAV, ...), or the span from ``start`` to ``end`` seconds of one."""
 
+    start: float | None = None
+    end: float | None = None
     kind: ClassVar[Kind] = "audio"
+
+    def range_key(self) -> str:
+        return "" if self.start is None and self.end is None else f":clip={self.start}-{self.end}"
 
 
 LeafItem = TextItem | ImageItem | DocumentItem | VideoItem | AudioItem

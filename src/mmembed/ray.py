@@ -48,6 +48,7 @@ from .errors import (
     ProviderError,
 )
 from .inputs import ImageSource, to_item
+from .ratelimit import RateLimiter
 
 __all__ = [
     "ChromaDatasink",
@@ -65,40 +66,35 @@ NAMESPACE = "mmembed"
 
 # -- the shared limiter ---------------------------------------------------------------------------------
 class SlotSchedule:
-    """Send slots at a fixed rate (GCRA, the token bucket's virtual-time form): the state of one API key.
+    """The send slots of one API key: a :class:`~mmembed.ratelimit.RateLimiter` (the client's own) booking ahead.
 
-    Slots are ``interval`` seconds apart, ``burst`` of them may fall at once after an idle spell. A slot is an
-    offset from *now* (the holder adds it to its own clock, so nodes need no common clock). :meth:`pause`
-    moves every future slot past the pause and starts a new ``epoch``: slots granted before it are void.
+    Slots follow the provider's declared limit, ``per_minute`` (less ``headroom``) over its ``window``, paced
+    ``interval`` seconds apart with ``burst`` at once after an idle spell. A slot is an offset from *now* (the
+    holder adds it to its own clock, so nodes need no common clock). :meth:`pause` holds back every future slot
+    and starts a new ``epoch``: slots granted before it are void.
     """
 
-    def __init__(self, per_minute: float | None, *, burst: int = 1, headroom: float = 0.0) -> None:
+    def __init__(
+        self, per_minute: float | None, *, burst: int = 1, headroom: float = 0.0, window: float = 60.0
+    ) -> None:
         if per_minute is not None and per_minute <= 0:
             raise ConfigurationError(f"requests_per_minute must be positive, got {per_minute}")
         if not 0.0 <= headroom < 1.0:
             raise ConfigurationError(f"headroom must be in [0, 1), got {headroom}")
-        self.interval = 60.0 / (per_minute * (1.0 - headroom)) if per_minute else 0.0
+        rate = per_minute * (1.0 - headroom) if per_minute else None
+        self.interval = 60.0 / rate if rate else 0.0
         self.burst = max(1, burst)
+        self.limiter = RateLimiter(rate, window=window, burst=self.burst)
         self.epoch = 0
         self.granted = 0
         self.pauses = 0
-        self._tat = time.monotonic()  # theoretical arrival time of the next request
-        self._paused_until = 0.0
 
     def settings(self) -> tuple[float, int]:
         return self.interval, self.burst
 
     def reserve(self, count: int, horizon: float) -> tuple[int, list[float]]:
         """Up to ``count`` slots (at least one), those after the first only within ``horizon`` seconds."""
-        now = time.monotonic()
-        tolerance = (self.burst - 1) * self.interval
-        offsets: list[float] = []
-        for _ in range(max(1, count)):
-            start = max(self._tat - tolerance, now, self._paused_until)
-            if offsets and start - now > horizon:
-                break
-            offsets.append(start - now)
-            self._tat = max(self._tat, start) + self.interval
+        offsets = self.limiter.book(count, horizon)
         self.granted += len(offsets)
         return self.epoch, offsets
 
@@ -108,9 +104,7 @@ class SlotSchedule:
 
     def pause(self, seconds: float) -> None:
         """Hold every holder back for ``seconds`` (after a 429), never shortening a longer pause."""
-        now = time.monotonic()
-        self._paused_until = max(self._paused_until, now + seconds)
-        self._tat = max(self._tat, self._paused_until)
+        self.limiter.pause(seconds)
         self.epoch += 1
         self.pauses += 1
 
@@ -127,10 +121,11 @@ class RateLimit:
     The schedule lives in one named Ray actor (``name``, default ``mmembed-rate-limit-<provider>``, in the
     ``mmembed`` namespace, found with ``get_if_exists``: every ``RateLimit`` of that name, in any process,
     is the same limiter). It sends at ``requests_per_minute`` (default: the provider's documented limit) less
-    ``headroom`` (5 %), evenly spaced (``burst=1``). The headroom is there because processes and networks
-    jitter: on a busy 2-core machine requests sent 102 ms apart arrived 60-150 ms apart, and a server counting
-    a strict one-second window sees 11 where 10 were meant. ``headroom=0`` runs exactly at the limit.
-    Use one name per API key.
+    ``headroom`` (5 %), counted over the provider's declared window (``rate_window``) and evenly spaced
+    (``burst=1``), by the same :class:`~mmembed.ratelimit.RateLimiter` an Embedder uses on its own. The
+    headroom is there because processes and networks jitter: on a busy 2-core machine requests sent 102 ms
+    apart arrived 60-150 ms apart, and a server counting a strict one-second window sees 11 where 10 were
+    meant. ``headroom=0`` runs exactly at the limit. Use one name per API key.
 
     An actor call costs about a millisecond, so each process leases slots ``lease_seconds`` ahead (at least
     one; at 10 req/s that is one slot per call, at 1,000 req/s fifty) and a slot falls due without another
@@ -158,6 +153,7 @@ class RateLimit:
         self.name = name or f"mmembed-rate-limit-{cls.name}"
         self.namespace = namespace
         self.burst, self.headroom, self.lease_seconds = burst, headroom, lease_seconds
+        self.window = cls.rate_window
         # Checked here, in the caller's process, rather than in the actor:
         schedule = SlotSchedule(self.requests_per_minute, burst=burst, headroom=headroom)
         self.interval = schedule.interval
@@ -231,7 +227,7 @@ class RateLimit:
         if self._actor is None:
             self._actor = _ScheduleActor.options(
                 name=self.name, namespace=self.namespace, get_if_exists=True
-            ).remote(self.requests_per_minute, burst=self.burst, headroom=self.headroom)
+            ).remote(self.requests_per_minute, burst=self.burst, headroom=self.headroom, window=self.window)
         return self._actor
 
     def _check_settings(self, handle: Any) -> None:
@@ -255,6 +251,7 @@ def _attach(
     limit.provider, limit.requests_per_minute = provider, requests_per_minute
     limit.name, limit.namespace = name, namespace
     limit.burst, limit.headroom, limit.lease_seconds = burst, headroom, lease_seconds
+    limit.window = provider_class(provider).rate_window
     limit.interval = SlotSchedule(requests_per_minute, burst=burst, headroom=headroom).interval
     limit._lock = threading.Lock()
     limit._slots = collections.deque()

@@ -10,10 +10,23 @@ Retried: 408, 409, 429, every 5xx, connection errors, timeouts and untrustworthy
 other 4xx (validation errors). Should a server echo a credential into an error body, it is redacted.
 Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date), or whatever delay
 the provider's ``retry_after`` hook reads (Google's ``RetryInfo``), wins, up to ``retry_after_cap``. A 429
-also pauses the shared :class:`RateLimiter`, so every worker of the client slows down together.
+also pauses the shared :class:`RateLimiter` (:mod:`mmembed.ratelimit`) and every other window the client
+counts (:attr:`Transport.windows`: Cohere's inputs and images), so every worker of the client slows down together;
+every second waited on any of them is counted in :attr:`Transport.stats` (``waited``).
 
 ``timeout`` bounds each attempt as a whole, not only each read: :func:`attempt_deadline` shuts the socket of
 an attempt that outlives it, so a server that trickles its answer a byte at a time cannot hold a worker.
+
+Tests can answer requests in-process, without a socket (as httpx's ``MockTransport``): ``Transport(...,
+handler=answer)``, or ``transport.mount(answer)`` on a provider's transport, routes every request to
+``answer(request: requests.PreparedRequest) -> requests.Response`` (:func:`mock_response` builds one; raising
+``requests.ConnectionError`` stands for a failed connection). Retries, Retry-After, rate limits, pauses and the
+attempt deadline still apply::
+
+    def answer(request):
+        return mock_response(200, json={"data": [{"embedding": [1.0, 0.0]}]})
+
+    embedder.provider.transport.mount(answer)
 """
 
 from __future__ import annotations
@@ -21,21 +34,21 @@ from __future__ import annotations
 import email.utils
 import functools
 import heapq
+import http.client
 import itertools
+import json as _json
 import logging
-import math
 import random
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -47,11 +60,14 @@ from .errors import (
     RateLimitError,
     TransportError,
 )
+from .ratelimit import RateLimiter
 
 __all__ = [
     "AttemptWatch",
     "DeadlineAdapter",
+    "Handler",
     "Limiter",
+    "MockAdapter",
     "RateLimiter",
     "RetryPolicy",
     "Transport",
@@ -60,6 +76,7 @@ __all__ = [
     "WatchedHTTPConnection",
     "WatchedHTTPSConnection",
     "attempt_deadline",
+    "mock_response",
     "parse_retry_after",
 ]
 
@@ -76,112 +93,13 @@ class Limiter(Protocol):
     ``acquire()`` blocks until one request may start and returns the seconds it waited; ``pause(seconds)``
     is called on a 429 with the server's ``Retry-After`` and must hold back every client sharing the key.
     Both are called from several threads at once. A limiter may also offer ``release()``: the transport then
-    calls it, on the same thread, when the request that ``acquire()`` admitted has ended (see RateLimiter).
+    calls it, on the same thread, when the request that ``acquire()`` admitted has ended (see
+    :class:`mmembed.ratelimit.RateLimiter`, the one mechanism every window of mmembed uses).
     """
 
     def acquire(self) -> float: ...
 
     def pause(self, seconds: float) -> None: ...
-
-
-class RateLimiter:
-    """What a provider's rate limit allows, shared by all workers of one client.
-
-    Two rules, both checked before a request starts:
-
-    * **the window**: at most ``per_minute * window / 60`` requests in any ``window`` seconds, counted by
-      a sliding-window log (so the limit holds over *every* window, not only aligned ones). A request holds
-      its place in the log from its start until one window after it *ended* (:meth:`release`): the server
-      saw it arrive somewhere in between, so no network delay can make the server count more than the
-      quota in one of its windows;
-    * **the pace**: a bucket of ``burst`` tokens refilled at the average rate, so ``burst`` requests after
-      an idle spell go out at once and a longer run settles at the average rate instead of spending the
-      whole window's quota in its first second (a server that limits by token bucket would refuse that).
-
-    :meth:`pause` holds everyone back after a 429, and restarts at the average rate. Another limiter (a
-    process-wide one, say) plugs in by offering the same ``acquire()`` and ``pause(seconds)``; ``release()``
-    is optional (the transport calls it when it exists). ``clock`` and ``sleep`` are for tests.
-    """
-
-    def __init__(
-        self,
-        per_minute: float | None = None,
-        *,
-        window: float = 60.0,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if window <= 0:
-            raise ValueError(f"window must be > 0 seconds, got {window}")
-        self.rate = per_minute / 60.0 if per_minute else None
-        self.window = float(window)
-        # The quota per window; rounded first so 500/min over 60 s is 500, not 499 from float error.
-        self.quota = max(1, math.floor(round(self.rate * self.window, 6))) if self.rate else None
-        # Without a rate nothing is paced; without a burst the whole window's quota may go at once.
-        self.burst = 1 if self.quota is None else max(1, min(burst or self.quota, self.quota))
-        self._clock, self._sleep = clock, sleep
-        self._log: deque[float] = deque()
-        self._tokens = float(self.burst)
-        self._stamp = clock()
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-        self._mine = threading.local()  # the log entry of this thread's request, for release()
-
-    def __repr__(self) -> str:
-        return f"RateLimiter(quota={self.quota}, window={self.window:g}, burst={self.burst})"
-
-    def acquire(self) -> float:
-        """Block until a request may start; returns the seconds waited (0.0 when it went at once)."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                delay = self._delay(self._clock())
-            if delay <= 0:
-                return waited
-            self._sleep(delay)
-            waited += delay
-
-    def _delay(self, now: float) -> float:
-        """0 after taking a start slot at ``now``, else how long until one may free up (under the lock)."""
-        if self._paused_until > now:
-            return self._paused_until - now
-        if self.rate is None or self.quota is None:
-            return 0.0
-        log = self._log
-        while log and log[0] <= now - self.window:
-            log.popleft()
-        self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
-        self._stamp = max(self._stamp, now)
-        if len(log) >= self.quota:
-            return log[0] + self.window - now
-        if self._tokens < 1.0:
-            return (1.0 - self._tokens) / self.rate
-        self._tokens -= 1.0
-        log.append(now)
-        self._mine.start = now
-        return 0.0
-
-    def release(self) -> None:
-        """The request this thread last acquired for has ended: it counts for one more window from now."""
-        start = getattr(self._mine, "start", None)
-        if start is None or self.quota is None:
-            return
-        self._mine.start = None
-        with self._lock:
-            now = self._clock()
-            try:
-                self._log.remove(start)  # any entry with this time will do: they are alike
-            except ValueError:
-                pass  # it outlived a whole window and was dropped already
-            self._log.append(max(now, self._log[-1]) if self._log else now)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every worker back for ``seconds`` (after a 429), without shortening a longer pause."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
-            self._tokens = 0.0
-            self._stamp = max(self._stamp, self._paused_until)
 
 
 # -- a deadline for a whole attempt --------------------------------------------------------------------------
@@ -457,6 +375,7 @@ class Transport:
         is_auth_error: AuthCheck | None = None,
         retry_after: RetryAfter | None = None,
         user_agent: str = "mmembed",
+        handler: Handler | None = None,
     ) -> None:
         self.provider = provider
         self.timeout = timeout if isinstance(timeout, tuple) else (min(10.0, timeout), timeout)
@@ -475,6 +394,16 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent
         self._in_flight = threading.BoundedSemaphore(max(1, pool_size))
+        # Windows a provider counts beside requests (inputs, images), charged per attempt by ``post(costs=)``.
+        self.windows: dict[str, RateLimiter] = {}
+        if handler is not None:
+            self.mount(handler)
+
+    def mount(self, handler: Handler) -> None:
+        """Answer every request of this client with ``handler``, in-process (for tests; see the module doc)."""
+        adapter = MockAdapter(handler)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
 
     def __repr__(self) -> str:
         return f"Transport(provider={self.provider!r}, timeout={self.timeout}, retry={self.retry})"
@@ -491,27 +420,27 @@ class Transport:
         json: Any = None,
         data: Any = None,
         files: Any = None,
+        costs: Mapping[str, int] | None = None,
+        method: str = "POST",
     ) -> T:
         """POST with retries; ``parse`` turns a 2xx response into the result or raises InvalidResponseError.
 
-        ``headers`` may be a callable so credentials are fetched (and refreshed) per attempt.
+        ``headers`` may be a callable so credentials are fetched (and refreshed) per attempt. ``costs`` charges
+        each attempt to the named :attr:`windows` as well (``{"inputs": 96, "images": 3}``). ``method="GET"``
+        reads a resource (an asynchronous task's state) with the same retries.
         """
-        request = requests.Request("POST", url, json=json, data=data, files=files)
+        request = requests.Request(method, url, json=json, data=data, files=files)
         prepared = self.session.prepare_request(request)
         size = len(prepared.body or b"") if prepared.body is not None else 0
         last: ProviderError = TransportError("no attempt was made", provider=self.provider)
         for attempt in range(self.retry.max_retries + 1):
             if attempt:
                 self.stats.retries += 1
-            waited = self.limiter.acquire()
-            if waited:  # a user's limiter may answer None
-                self.stats.add_wait(float(waited))
+            self._acquire(costs or {})
             try:
                 result, error, wait = self._attempt(prepared, headers, parse, size)
             finally:
-                release = getattr(self.limiter, "release", None)
-                if release is not None:
-                    release()
+                self._release(costs or {})
             if error is None:
                 return cast(T, result)
             last = error
@@ -521,6 +450,30 @@ class Transport:
             log.debug("%s: retry %d in %.2fs after %s", self.provider, attempt + 1, delay, type(last).__name__)
             time.sleep(delay)
         raise last
+
+    def _acquire(self, costs: Mapping[str, int]) -> None:
+        """Wait until the windows and the limiter let one attempt start; every second waited is counted."""
+        waited = 0.0
+        for name, cost in costs.items():
+            if cost:
+                waited += self.windows[name].acquire(cost)
+        waited += self.limiter.acquire() or 0.0  # a user's limiter may answer None
+        if waited:
+            self.stats.add_wait(float(waited))
+
+    def _release(self, costs: Mapping[str, int]) -> None:
+        for name, cost in costs.items():
+            if cost:
+                self.windows[name].release()
+        release = getattr(self.limiter, "release", None)
+        if release is not None:
+            release()
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every window of this client (after a 429): the limiter and each of :attr:`windows`."""
+        self.limiter.pause(seconds)
+        for window in self.windows.values():
+            window.pause(seconds)
 
     def _attempt(
         self,
@@ -561,8 +514,9 @@ class Transport:
             self.stats.end()
             self._in_flight.release()
         log.debug(
-            "%s: POST %s -> %s in %.3fs (%d B sent)",
+            "%s: %s %s -> %s in %.3fs (%d B sent)",
             self.provider,
+            req.method,
             _path(req.url),
             response.status_code,
             time.monotonic() - started,
@@ -585,8 +539,7 @@ class Transport:
             retry_after = min(retry_after, self.retry.retry_after_cap)
         if status == 429:
             self.stats.rate_limited += 1
-            pause = retry_after if retry_after is not None else self.retry.backoff_base
-            self.limiter.pause(pause)
+            self.pause(retry_after if retry_after is not None else self.retry.backoff_base)
             err: ProviderError = RateLimitError(
                 message,
                 retry_after=retry_after,
@@ -613,6 +566,59 @@ class Transport:
         else:  # a broken body: truncated chunks, bad compression
             why = f"the answer broke off ({_exc_name(exc)})"
         return TransportError(why, provider=self.provider)
+
+
+Handler = Callable[[requests.PreparedRequest], requests.Response]
+
+
+class MockAdapter(BaseAdapter):
+    """A requests adapter that answers in-process with ``handler(request)`` (as httpx's ``MockTransport``).
+
+    Nothing goes over a socket; everything above the adapter (retries, rate limits, the attempt deadline, the
+    provider's parsing) runs as it would against a server. A handler that raises a ``requests`` exception
+    stands for a failed exchange.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        response = self.handler(request)
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def mock_response(
+    status: int = 200,
+    *,
+    json: Any = None,
+    content: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """A response for a :class:`MockAdapter` handler: a JSON body (``json=``) or raw bytes, and headers."""
+    response = requests.Response()
+    response.status_code = status
+    response.reason = http.client.responses.get(status, "")
+    response.headers.update(headers or {})
+    if json is not None:
+        content = _json.dumps(json).encode()
+        response.headers.setdefault("Content-Type", "application/json")
+    response._content = content
+    response.encoding = "utf-8"
+    return response
 
 
 def parse_retry_after(value: str | None) -> float | None:

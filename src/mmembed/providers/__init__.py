@@ -20,16 +20,19 @@ from ..errors import TextTooLongWarning
 from .base import Hosting, ModelFamily, ModelInfo, Provider, ProviderOptions, Ready, Task
 
 if TYPE_CHECKING:
+    from .bedrock import BedrockProvider
     from .cohere import CohereProvider
     from .gemini import GeminiProvider
     from .jina import JinaProvider
     from .nomic import NomicProvider
+    from .twelvelabs import TwelveLabsProvider
     from .vertex import VertexProvider
     from .voyage import VoyageProvider
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROVIDERS",
+    "BedrockProvider",
     "CohereProvider",
     "GeminiProvider",
     "Hosting",
@@ -43,6 +46,7 @@ __all__ = [
     "Ready",
     "Task",
     "TextTooLongWarning",
+    "TwelveLabsProvider",
     "VertexProvider",
     "VoyageProvider",
 ]
@@ -57,6 +61,8 @@ BUILTINS: dict[str, str] = {
     "gemini": "mmembed.providers.gemini:GeminiProvider",
     "voyage": "mmembed.providers.voyage:VoyageProvider",
     "cohere": "mmembed.providers.cohere:CohereProvider",
+    "bedrock": "mmembed.providers.bedrock:BedrockProvider",
+    "twelvelabs": "mmembed.providers.twelvelabs:TwelveLabsProvider",
 }
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import requests
 
 from ..download import download
-from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..errors import ConfigurationError, InputError, InvalidResponseError, ProviderError, RefusedInputError
 from ..images import ImageSpec, prepare_image
 from ..inputs import DocumentItem, InterleavedItem, Item, MediaItem, PageImage, TextItem
 from ..options import OptionSpec, specs_of
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Hosting", "ModelFamily"]
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Hosting:
@@ -40,6 +42,11 @@ class Hosting:
     concurrency: int | None = None  # requests in flight (default: the provider's)
     requests_per_minute: float | None = None  # (default: the provider's)
     wire: Mapping[str, Any] = field(default_factory=dict)  # read by the family as ``self.wire``
+    models: tuple[str, ...] | None = None  # the family's ids this host serves (None: all it lists)
+
+    def lists(self, model: str) -> bool:
+        """Whether this host serves ``model`` (one of the family's ids it takes)."""
+        return self.models is None or model in self.models
 
 
 class ModelFamily(ABC):
@@ -54,6 +61,10 @@ class ModelFamily(ABC):
     server_fetches_urls: ClassVar[bool] = False  # the API downloads http(s) image URLs itself
     accepts_gcs: ClassVar[bool] = False  # the API reads gs:// URIs (a host may say otherwise: wire["gcs"])
     video_clips: ClassVar[bool] = False  # the API embeds a time range of a video file
+    audio_clips: ClassVar[bool] = False  # the model embeds a time range of an audio file
+    #: The longest audio or video one request takes (None: MediaLimits'); where the model embeds a time range,
+    #: longer media go in windows of this length, averaged.
+    media_seconds: ClassVar[float | None] = None
     unknown_image_side: ClassVar[int] = 512
 
     def __init__(self, provider: Provider, model: str, wire: Mapping[str, Any], **settings: Any) -> None:
@@ -61,7 +72,7 @@ class ModelFamily(ABC):
         self.name = provider.name  # for errors: they name the provider the user chose
         self.model = model
         self.wire = wire
-        self.info = self.models.get(model) or self.unknown(model)
+        self.info = self.models.get(provider.base_model(model)) or self.unknown(model)
         self.dimensions: int | None = provider.options.dimensions
         self.check_dimensions(self.info)
         if self.dimensions is None:
@@ -87,6 +98,8 @@ class ModelFamily(ABC):
         declared = {spec.name: spec for spec in self.option_specs()}
         for name, value in settings.items():
             if name not in declared:
+                if value is None:  # another family's option, not given (an adapter passes every option)
+                    continue
                 raise ConfigurationError(f"{self.name}: {self.model} takes no {name}=")
             setattr(self, name, value if value is not None else declared[name].default)
         for name, spec in declared.items():
@@ -102,6 +115,22 @@ class ModelFamily(ABC):
     @abstractmethod
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         """One request: exactly one unit vector per item of ``batch``, in batch order."""
+
+    def one_item(self, call: Callable[[], T]) -> T:
+        """Run a request that carries one item: the API's 400 refuses that item, so it becomes a
+        :class:`~mmembed.errors.RefusedInputError` (the embedder names the item). ``is_model_error`` says which
+        400s are the model's (an unknown model id), not the item's."""
+        try:
+            return call()
+        except ProviderError as err:
+            if err.status == 400 and not isinstance(err, InvalidResponseError) and not self.is_model_error(err):
+                raise RefusedInputError.of(err) from err
+            raise
+
+    def is_model_error(self, err: ProviderError) -> bool:
+        """Whether a 400 is about the model asked for rather than the item (its message names the model)."""
+        text = str(err).lower()
+        return "model identifier" in text or "inference profile" in text or "model_name" in text
 
     def route(self, item: Item) -> str:
         """Which request kind (endpoint + encoding) an item travels in (default: one for all)."""
@@ -144,6 +173,10 @@ class ModelFamily(ABC):
     def clips_video(self) -> bool:
         """Whether the model embeds a time range of a video file."""
         return self.video_clips
+
+    def clips_audio(self) -> bool:
+        """Whether the model embeds a time range of an audio file."""
+        return self.audio_clips
 
     def reads_gcs(self) -> bool:
         """Whether ``gs://`` URIs go to the API: the family's declaration, unless its host's ``wire`` says."""

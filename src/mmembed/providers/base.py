@@ -63,11 +63,13 @@ class Provider:
     env_var: ClassVar[str]  # default environment variable holding the key
     fallback_env_vars: ClassVar[tuple[str, ...]] = ()  # read, in order, when env_var is unset
     key_required: ClassVar[bool] = True
+    #: Request headers that carry credentials (scrubbed from recordings; never logged).
+    secret_headers: ClassVar[tuple[str, ...]] = ("Authorization",)
     #: Other environment variables it reads (a cloud project or region), so tests can keep a developer's out.
     config_env_vars: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str]
-    # Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
-    # may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
+    #: Hosts the provider serves its API from (``*`` is one DNS label): a function rebuilt from a stored config
+    #: may send the key there (over https), besides the host of a literal default_base_url (see mmembed._trust).
     official_hosts: ClassVar[tuple[str, ...]] = ()
     default_concurrency: ClassVar[int] = 4
     default_requests_per_minute: ClassVar[float | None] = None
@@ -111,13 +113,19 @@ class Provider:
     @classmethod
     def hosting_for(cls, model: str) -> Hosting:
         """How the family that serves ``model`` is hosted here (unknown models: the first family)."""
-        hostings = cls.hostings()
-        return next((h for h in hostings if h.family.serves(model)), hostings[0])
+        hostings, base = cls.hostings(), cls.base_model(model)
+        return next((h for h in hostings if h.family.serves(base)), hostings[0])
+
+    @classmethod
+    def base_model(cls, model: str) -> str:
+        """The id a family lists for ``model``: the model itself, or what a host's alias of it stands for (a
+        cloud's cross-region profile id, say). The model is still sent exactly as given."""
+        return model
 
     @classmethod
     def models_taking(cls, kind: str) -> list[str]:
         """The known models of this provider that take ``kind`` natively (for error messages)."""
-        return [model for h in cls.hostings() for model in h.family.models_taking(kind)]
+        return [model for h in cls.hostings() for model in h.family.models_taking(kind) if h.lists(model)]
 
     def __init__(self, options: ProviderOptions, **settings: Any) -> None:
         self.options = options
@@ -138,6 +146,11 @@ class Provider:
         )
         self._downloads: requests.Session | None = None  # made on the first download, on a worker thread
         self._download_lock = threading.Lock()
+        # An adapter passes every declared option: another family's, left at its default, is not this one's
+        # (given a value, it reaches the family, which refuses it).
+        own = {spec.name for spec in self.hosting.family.option_specs()}
+        defaults = {s.name: s.default for h in self.hostings() for s in h.family.option_specs() if s.name not in own}
+        rest = {k: v for k, v in rest.items() if k not in defaults or v not in (None, defaults[k])}
         self.family = self.hosting.family(self, model, self.hosting.wire, **rest)
 
     # -- hooks a provider may override ----------------------------------------------------------------
@@ -163,9 +176,22 @@ class Provider:
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
+    def model_path(self, model: str, path: str) -> str:
+        """Where a request of ``model`` goes: the family's own ``path``, unless the host routes by model in the
+        URL (then it says how)."""
+        return path
+
+    def request_cap(self, what: str) -> int | None:
+        """A cap the host puts on how many of ``what`` (e.g. ``"images"``) one request carries (None: none)."""
+        return None
+
     def post(self, path: str, parse: Callable[[requests.Response], T], **body: Any) -> T:
         """POST ``body`` (``json=``, ``data=`` or ``files=``) to ``path`` with this provider's auth and retries."""
         return self.transport.post(self.url(path), parse, headers=self.headers, **body)
+
+    def get(self, path: str, parse: Callable[[requests.Response], T]) -> T:
+        """GET ``path`` (an asynchronous job's state) with this provider's auth and retries."""
+        return self.transport.post(self.url(path), parse, headers=self.headers, method="GET")
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """Message and request id from an error response in this provider's format."""
@@ -285,6 +311,12 @@ class Provider:
 
     def clips_video(self) -> bool:
         return self.family.clips_video()
+
+    def clips_audio(self) -> bool:
+        return self.family.clips_audio()
+
+    def media_seconds(self) -> float | None:
+        return self.family.media_seconds
 
     def reads_page_text(self) -> bool:
         return self.family.reads_page_text()

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import base64
 import struct
-import threading
-import time
 import uuid
-from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .imagedata import ImageDataError, decode_base64, load_image
+from ..ratelimit import RateLimiter
+from ._cohere_v4 import items, vector
 from .models import ModelSpec, find_model
-from .space import count_tokens, get_space, to_wire, truncate
+from .space import count_tokens, to_wire
 from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 
 __all__ = ["Cohere"]
@@ -34,9 +32,6 @@ KEYS = frozenset(
 )
 INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
 EMBEDDING_TYPES = frozenset({"float", "int8", "uint8", "binary", "ubinary", "base64"})
-IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
-MAX_INPUTS = 96
-MAX_IMAGE_BYTES = 20_000_000
 # Cohere's input types are a superset of its search/classification/clustering task names.
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("cohere", "embed-v4.0", "cohere-embed-v4", 1536, frozenset({"text", "image"}),
@@ -54,8 +49,10 @@ class Cohere(Endpoint):
 
     def __init__(self, *, images_per_minute: float | None = None) -> None:
         self.images_per_minute = images_per_minute
-        self._images: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
+        # The client's own limiter, answering at once: ``images_per_minute`` in any IMAGE_WINDOW ("minute").
+        self._images: RateLimiter | None = None
+        if images_per_minute:
+            self._images = RateLimiter(images_per_minute * 60 / IMAGE_WINDOW, window=IMAGE_WINDOW, paced=False)
 
     def matches(self, path: str) -> bool:
         return path == "/v2/embed"
@@ -105,20 +102,20 @@ class Cohere(Endpoint):
         priority = body.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 999:
             raise ApiError(400, "invalid request: priority must be an integer from 0 to 999")
-        items = self._items(field, body[field])
-        images = sum(kind == "image" for parts in items for kind, _ in parts)
+        entries = items(field, body[field])
+        images = sum(kind == "image" for parts in entries for kind, _ in parts)
         if images:
             self._take_images(images)
         query = input_type == "search_query"
-        vectors = [_vector(spec, parts, query, dimensions) for parts in items]
-        tokens = sum(count_tokens(v) for parts in items for k, v in parts if k == "text")
+        vectors = [vector(spec, parts, query, dimensions) for parts in entries]
+        tokens = sum(count_tokens(v) for parts in entries for k, v in parts if k == "text")
         payload = {
             "id": str(uuid.uuid4()),
             "embeddings": {kind: _encode(vectors, kind) for kind in types},
-            "texts": [v for parts in items for k, v in parts if k == "text"],
+            "texts": [v for parts in entries for k, v in parts if k == "text"],
             "images": [
                 {"width": v.width, "height": v.height, "format": (v.format or "").lower(), "bit_depth": 8}
-                for parts in items for k, v in parts if k == "image"
+                for parts in entries for k, v in parts if k == "image"
             ],
             "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens, "images": images}},
             "response_type": "embeddings_by_type",
@@ -127,87 +124,14 @@ class Cohere(Endpoint):
 
     def _take_images(self, count: int) -> None:
         """Count ``count`` images against the per-minute image limit, or refuse the request with a 429."""
-        if self.images_per_minute is None:
+        if self._images is None or not count:
             return
-        with self._lock:
-            now = time.monotonic()
-            while self._images and self._images[0][0] <= now - IMAGE_WINDOW:
-                self._images.popleft()
-            used = sum(n for _, n in self._images)
-            if used + count > self.images_per_minute:
-                raise ApiError(
-                    429,
-                    f"You are using a Trial key, which is limited to {self.images_per_minute:g} images per minute "
-                    "for the embed endpoint (emulated)",
-                )
-            self._images.append((now, count))
-
-    @staticmethod
-    def _items(field: str, value: object) -> list[list[tuple[str, Any]]]:
-        if not isinstance(value, list) or not value:
-            raise ApiError(400, f"invalid request: {field} must be a non-empty list")
-        if field != "images" and len(value) > MAX_INPUTS:
-            raise ApiError(400, f"invalid request: {field} may hold at most {MAX_INPUTS} entries, got {len(value)}")
-        if field == "texts":
-            if not all(isinstance(t, str) for t in value):
-                raise ApiError(400, "invalid request: texts must be strings")
-            return [[("text", t)] for t in value]
-        if field == "images":
-            _check_bytes(value)
-            return [[("image", _image(f"images[{n}]", uri))] for n, uri in enumerate(value)]
-        items: list[list[tuple[str, Any]]] = []
-        uris: list[object] = []
-        for n, entry in enumerate(value):
-            if not isinstance(entry, dict) or set(entry) != {"content"} or not isinstance(entry["content"], list):
-                raise ApiError(400, f"invalid request: inputs[{n}] must be {{'content': [...]}}")
-            if not entry["content"]:
-                raise ApiError(400, f"invalid request: inputs[{n}].content must not be empty")
-            parts: list[tuple[str, Any]] = []
-            for k, segment in enumerate(entry["content"]):
-                where = f"inputs[{n}].content[{k}]"
-                kind = segment.get("type") if isinstance(segment, dict) else None
-                if kind == "text" and set(segment) == {"type", "text"} and isinstance(segment["text"], str):
-                    parts.append(("text", segment["text"]))
-                    continue
-                if kind != "image_url" or set(segment) != {"type", "image_url"}:
-                    raise ApiError(400, f"invalid request: {where} must be a text or an image_url segment")
-                url = segment["image_url"]
-                if not isinstance(url, dict) or set(url) - {"url", "detail"} or not isinstance(url.get("url"), str):
-                    raise ApiError(400, f"invalid request: {where}.image_url must be an object {{'url': 'data:...'}}")
-                uris.append(url["url"])
-                parts.append(("image", url["url"]))
-            items.append(parts)
-        _check_bytes(uris)
-        return [[(k, _image("inputs", v) if k == "image" else v) for k, v in parts] for parts in items]
-
-
-def _check_bytes(uris: list[object]) -> None:
-    total = sum(len(u) for u in uris if isinstance(u, str))
-    if total > MAX_IMAGE_BYTES:
-        raise ApiError(400, f"invalid request: images total {total} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
-
-
-def _image(where: str, uri: object) -> Any:
-    if not isinstance(uri, str) or not uri.startswith("data:"):
-        raise ApiError(400, f"invalid request: {where}: images must be data URIs (data:image/...;base64,...)")
-    media_type = uri[5:].partition(";")[0].lower()
-    if media_type not in IMAGE_TYPES:
-        raise ApiError(400, f"invalid request: {where}: image type {media_type!r} is not png, jpeg, webp or gif")
-    try:
-        return load_image(decode_base64(uri), frozenset({IMAGE_TYPES[media_type]}), where)
-    except ImageDataError as exc:
-        raise ApiError(400, f"invalid request: {exc}") from None
-
-
-def _vector(spec: ModelSpec, parts: list[tuple[str, Any]], query: bool, dimensions: int | None) -> np.ndarray:
-    space = get_space(spec.space, spec.dim)
-    vectors = [
-        space.text(v, query=query, modality=spec.modality_weight)
-        if k == "text"
-        else space.image(v, modality=spec.modality_weight)
-        for k, v in parts
-    ]
-    return np.asarray(truncate(np.sum(vectors, axis=0), dimensions or spec.dim))
+        if count > (self._images.quota or 0) or self._images.take(count) > 0:
+            raise ApiError(
+                429,
+                f"You are using a Trial key, which is limited to {self.images_per_minute:g} images per minute "
+                "for the embed endpoint (emulated)",
+            )
 
 
 def _encode(vectors: list[np.ndarray], kind: str) -> list[Any]:

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -24,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from ..ratelimit import RateLimiter
 from .faults import Fault, FaultPlan
 from .models import endpoint_classes
 from .server import MAX_BODY, EmulatorServer
@@ -65,41 +65,6 @@ class EmulatorStats:
     max_in_flight: int = 0  # most requests admitted at once (refused ones do not count)
     connections: int = 0  # TCP connections accepted; low numbers mean the client reuses connections
     resets: int = 0  # connections reset instead of answered
-
-
-class _TokenBucket:
-    """``rate`` requests per second with bursts up to ``max(1, rate)``; not thread-safe (callers lock)."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.capacity = rate, max(1.0, rate)
-        self.tokens, self.stamp = self.capacity, time.monotonic()
-
-    def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one will be available."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-
-class _SlidingWindow:
-    """At most ``round(rate * window)`` requests in any ``window`` seconds (a log of admissions)."""
-
-    def __init__(self, rate: float, window: float) -> None:
-        self.window = window
-        self.quota = max(1, math.floor(round(rate * window, 6)))
-        self.log: deque[float] = deque()
-
-    def take(self, now: float) -> float:
-        """0 when the request is admitted, else the seconds until the oldest admission leaves the window."""
-        while self.log and self.log[0] <= now - self.window:
-            self.log.popleft()
-        if len(self.log) < self.quota:
-            self.log.append(now)
-            return 0.0
-        return self.log[0] + self.window - now
 
 
 class Emulator:
@@ -166,9 +131,11 @@ class Emulator:
         self._records: list[RecordedRequest] = []
         self._stats = EmulatorStats()
         self._in_flight = 0
-        self._bucket: _TokenBucket | _SlidingWindow | None = None
+        # The client's own limiter, answering at once: a token bucket of max(1, rate) per second, or a window.
+        self._bucket: RateLimiter | None = None
         if rate_limit is not None:
-            self._bucket = _TokenBucket(rate_limit) if rate_window is None else _SlidingWindow(rate_limit, rate_window)
+            paced = rate_window is None
+            self._bucket = RateLimiter(rate_limit * 60, window=rate_window, paced=paced)
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
@@ -315,7 +282,7 @@ class Emulator:
     def _answer(self, req: Incoming, endpoint: Endpoint | None) -> Reply | None:
         if endpoint is None:
             return Reply.json(404, {"detail": "Not Found"})
-        if req.method != "POST":
+        if req.method not in endpoint.methods:
             return endpoint.error(ApiError(405, "Method Not Allowed"), req.request_id)
         if req.oversize:
             message = f"Request body larger than the emulator's limit of {MAX_BODY} bytes"
@@ -336,13 +303,13 @@ class Emulator:
                 message = f"Too many concurrent requests: at most {self.max_concurrency} at a time"
                 wait = 1.0
             else:
-                wait = self._bucket.take(time.monotonic()) if self._bucket is not None else 0.0
+                wait = self._bucket.take() if self._bucket is not None else 0.0
                 if wait == 0.0:
                     self._in_flight += 1
                     self._stats.max_in_flight = max(self._stats.max_in_flight, self._in_flight)
                     return None
                 message = f"Rate limit exceeded: at most {self.rate_limit:g} requests per second"
-                if isinstance(self._bucket, _SlidingWindow):
+                if self._bucket is not None and self._bucket.window is not None:
                     message = f"Rate limit exceeded: at most {self._bucket.quota} requests per {self.rate_window:g} s"
         seconds = max(1, math.ceil(wait))
         headers = (("Retry-After", str(seconds)),) if self.retry_after and endpoint.retry_after_header else ()

@@ -12,7 +12,7 @@ import numpy as np
 
 from .imagedata import ImageDataError, decode_base64, decode_image, fetch_url
 from .models import ModelSpec, find_model
-from .space import count_tokens, embed
+from .space import count_tokens, embed, multivector
 from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 
 __all__ = ["Jina"]
@@ -37,7 +37,7 @@ MODELS: tuple[ModelSpec, ...] = (
               frozenset({"retrieval.query"}), range(1, 1025), max_inputs=2048),
     ModelSpec("jina", "jina-clip-v1", "jina-clip-v1", 768, _BOTH, max_inputs=2048),
     ModelSpec("jina", "jina-embeddings-v4", "jina-embeddings-v4", 2048, _BOTH, _V4_TASKS,
-              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512),
+              frozenset({"retrieval.query", "code.query"}), range(1, 2049), max_inputs=512, multivector_dim=128),
     # A text-only model, as in the 2023 recordings; handy for checking that clients refuse images for it.
     ModelSpec("jina", "jina-embeddings-v2-base-en", "jina-embeddings-v2-base-en", 768, frozenset({"text"}),
               max_inputs=2048),
@@ -64,7 +64,9 @@ def encode_embedding(vector: list[float], kind: str) -> Any:
 
 
 class Jina(Endpoint):
-    """``{model, input, task?, dimensions?, normalized?, embedding_type?}`` → ``{model, object, usage, data}``."""
+    """``{model, input, task?, dimensions?, normalized?, embedding_type?, return_multivector?}`` → ``{model,
+    object, usage, data}``; with ``return_multivector`` (jina-embeddings-v4) each ``data`` entry has
+    ``embeddings``: one 128-float row per token, or per patch of an image (a 4x4 grid)."""
 
     provider: ClassVar[str] = "jina"
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
@@ -113,8 +115,22 @@ class Jina(Endpoint):
             raise ApiError(422, "'normalized' must be a boolean")
         if kind not in EMBEDDING_TYPES:
             raise ApiError(422, f"'embedding_type' must be one of {', '.join(EMBEDDING_TYPES)}")
+        multi = self._multivector(spec, body)
         items = [self._item(spec, i, item) for i, item in enumerate(raw)]
-        unit = normalized and self.normalized
+        if multi:
+            data = self._multivectors(spec, items, task, kind)
+        else:
+            unit = normalized and self.normalized
+            data = self._vectors(spec, items, task, dimensions, unit, kind)
+        tokens = sum(self._tokens(spec, item) for item in items)
+        usage = {"total_tokens": tokens, "prompt_tokens": tokens}
+        return Reply.json(200, {"model": spec.name, "object": "list", "usage": usage, "data": data})
+
+    @staticmethod
+    def _vectors(
+        spec: ModelSpec, items: list[Item], task: str | None, dimensions: int | None, unit: bool, kind: str
+    ) -> list[dict[str, Any]]:
+        """One ``{"object": "embedding", "index", "embedding"}`` entry per item, in a shuffled order."""
         data = []
         for i in shuffled_order(len(items)):
             modality, value = items[i]
@@ -123,9 +139,31 @@ class Jina(Endpoint):
             else:
                 vector = embed(spec, image=value, dimensions=dimensions, normalized=unit)
             data.append({"object": "embedding", "index": i, "embedding": encode_embedding(vector, kind)})
-        tokens = sum(self._tokens(spec, item) for item in items)
-        usage = {"total_tokens": tokens, "prompt_tokens": tokens}
-        return Reply.json(200, {"model": spec.name, "object": "list", "usage": usage, "data": data})
+        return data
+
+    @staticmethod
+    def _multivector(spec: ModelSpec, body: dict[str, Any]) -> bool:
+        multi = body.get("return_multivector", False)
+        if not isinstance(multi, bool):
+            raise ApiError(422, "'return_multivector' must be a boolean")
+        if multi and spec.multivector_dim is None:
+            raise ApiError(422, f"{spec.name} does not support 'return_multivector'")
+        if multi and body.get("dimensions") is not None:
+            raise ApiError(422, "'return_multivector' cannot be used with 'dimensions'")
+        return multi
+
+    @staticmethod
+    def _multivectors(spec: ModelSpec, items: list[Item], task: str | None, kind: str) -> list[dict[str, Any]]:
+        """One ``{"object": "embeddings", "index", "embeddings": rows}`` entry per item, in a shuffled order."""
+        data = []
+        for i in shuffled_order(len(items)):
+            modality, value = items[i]
+            if modality == "text":
+                rows = multivector(spec, text=value, query=spec.is_query(task))
+            else:
+                rows = multivector(spec, image=value)
+            data.append({"object": "embeddings", "index": i, "embeddings": [encode_embedding(r, kind) for r in rows]})
+        return data
 
     @staticmethod
     def _task(spec: ModelSpec, task: object) -> str | None:

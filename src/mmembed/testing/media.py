@@ -371,12 +371,14 @@ def make_video(
     audio: bool = False,
     container: str = "mp4",
     frequency: float = 440.0,
+    keyframe_seconds: float | None = None,
 ) -> bytes:
     """A video of flat colour: ``round(seconds * fps)`` frames of H.264 in MP4/MOV, or VP9 in WebM.
 
     ``colour`` is one (r, g, b), or (start seconds, (r, g, b)) spans in time order from 0 — say
     ``[(0, red), (4, green), (8, blue)]`` — so segments of one video can be told apart. ``audio`` adds a mono
-    16 kHz sine tone at ``frequency`` (AAC; Opus in WebM). Same arguments, same bytes (one encoder thread,
+    16 kHz sine tone at ``frequency`` (AAC; Opus in WebM). ``keyframe_seconds`` puts a key frame that often
+    (default: the encoder's, which may be a minute apart). Same arguments, same bytes (one encoder thread,
     bit-exact muxing) with the same PyAV/FFmpeg build.
     """
     if container not in _VIDEO_CONTAINERS:
@@ -395,6 +397,8 @@ def make_video(
         out.flags |= av.container.Flags.bitexact.value  # no random segment ids or encoder strings: reproducible bytes
         stream = out.add_stream(video_codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if keyframe_seconds is not None:
+            stream.codec_context.gop_size = max(1, round(keyframe_seconds * fps))
         sound = _add_audio(out, audio_codec, 16_000, 1) if audio else None  # every stream before the first packet
         for index in range(frames):
             pixels = np.empty((height, width, 3), np.uint8)

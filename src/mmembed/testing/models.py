@@ -44,6 +44,7 @@ class ModelSpec:
     prompt_tasks: bool = False  # tasks arrive as prompt prefixes ("task: … | query: …"), not as a field
     default_dim: int | None = None  # what a request that names no size gets (None: dim)
     text_tokens: int | None = None  # the server silently keeps only the first this many tokens of a text
+    multivector_dim: int | None = None  # width of each row of a multi-vector answer (None: the model has none)
 
     def is_query(self, task: str | None) -> bool:
         """Whether ``task`` marks a search query (the emulator then nudges text vectors toward a query axis)."""

@@ -78,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
         req = Incoming(
             method=self.command,
             path=urllib.parse.unquote(url.path),
+            raw_path=url.path,
             query=urllib.parse.parse_qs(url.query, keep_blank_values=True),
             headers=headers,
             body=body,

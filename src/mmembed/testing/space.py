@@ -3,17 +3,20 @@
 These are NOT the real models' vectors. They are built from fixed pseudo-random unit vectors (a numpy generator
 seeded from the sha256 of a name) so that tests can rely on the *shape* of real results:
 
-* text:  ``2.0·M_text + 1.0·C + 0.6·W (+ 0.15·Q for a query task)``, normalised, where ``C`` is the normalised sum
-  of the colour concepts the text names (colour words, and a few things of a known colour such as "banana")
-  and ``W`` the normalised sum of its other (non-stopword) words;
-* image: ``2.0·M_image + 1.0·C_mix + 0.3·N``, normalised, where ``C_mix`` softly assigns the picture's dominant
+* text:  ``2.0·M_text + 0.8·G + 1.0·C + 0.6·W (+ 0.15·Q for a query task)``, normalised, where ``C`` is the
+  normalised sum of the colour concepts the text names (colour words, and a few things of a known colour such as
+  "banana") and ``W`` the normalised sum of its other (non-stopword) words;
+* image: ``2.0·M_image + 0.8·G + 1.0·C_mix + 0.3·N``, normalised, where ``C_mix`` softly assigns the picture's dominant
   colour to the colour prototypes of :data:`~mmembed.testing.samples.COLOURS` and ``N`` projects an 8x8
   thumbnail onto fixed random directions (continuous, so one picture re-encoded or resized lands very near
   itself; a hash of the thumbnail would jump on any pixel change).
 
-The large modality vectors make a *modality gap* like real CLIP-style models: text↔text cosines are ≈0.75 to 1,
-a text and a picture of the colour it names ≈0.2, a text and other pictures ≈0. So in one mixed collection any
-text outranks every image, yet ranking images alone by a colour query puts that colour first.
+The large modality vectors make a *modality gap* like real CLIP-style models, and the direction ``G`` that every
+vector shares (its weight 0.4 times the modality weight) the *cone effect* of Liang et al. (2022, "Mind the Gap"):
+unrelated embeddings are not orthogonal. With CLIP-style weights (2.0): text↔text cosines are ≈0.77 (unrelated) to
+1, a text and a picture of the colour it names ≈0.27, a text and other pictures ≈0.11 — the magnitudes reported for
+CLIP ViT-B/32 (matching image-text ≈0.3, unrelated ≈0.1-0.15). So in one mixed collection any text outranks every
+image, yet ranking images alone by a colour query puts that colour first.
 
 The structural vectors (modalities, query, colours) are exactly orthogonal inside each block of dimensions
 ending at 64, 128, 256, 512, 768, 1024, 1408 and 2048, so Matryoshka truncation to any of those sizes keeps the
@@ -49,6 +52,7 @@ __all__ = [
     "embed",
     "emulator_vector",
     "get_space",
+    "multivector",
     "to_wire",
     "truncate",
 ]
@@ -58,6 +62,9 @@ Vector = NDArray[np.float64]
 BLOCK_EDGES = (64, 128, 256, 512, 768, 1024, 1408, 2048)
 TEXT_WEIGHTS = {"modality": 2.0, "colour": 1.0, "words": 0.6, "query": 0.15}
 IMAGE_WEIGHTS = {"modality": 2.0, "colour": 1.0, "thumbnail": 0.3}
+# The weight of the direction every vector shares, as a fraction of the modality weight: 0.8 for CLIP-style models,
+# which puts unrelated text↔image cosines at ≈0.11 and matching ones at ≈0.27, as reported for CLIP.
+SHARED_FRACTION = 0.4
 OPAQUE_IMAGE_WEIGHT = 1.0  # an image the emulator cannot see (gs://): a hashed direction instead of a colour
 COLOUR_TEMPERATURE = 6.0  # Lab units: the nearest prototype clearly dominates the soft assignment
 THUMBNAIL_CONTRAST = 0.25  # below this thumbnail contrast, N shrinks instead of amplifying noise
@@ -113,7 +120,8 @@ _PROTOTYPES_LAB = _lab(np.array(list(COLOURS.values()), dtype=np.float64))
 class Space:
     """One model family's space in its full dimension ``dim``: structural vectors plus text and image maps."""
 
-    STRUCTURE = ("modality:text", "modality:image", "query", *(f"colour:{c}" for c in COLOURS))
+    # "shared" comes last, so adding it left the earlier vectors (orthonormalised in this order) as they were.
+    STRUCTURE = ("modality:text", "modality:image", "query", *(f"colour:{c}" for c in COLOURS), "shared")
 
     def __init__(self, name: str, dim: int) -> None:
         self.name, self.dim = name, dim
@@ -126,7 +134,8 @@ class Space:
             self._units.append(units)
             structure[:, start:end] = units * np.sqrt((end - start) / dim)
         self.m_text, self.m_image, self.query = structure[0], structure[1], structure[2]
-        self.colours = dict(zip(COLOURS, structure[3:], strict=True))
+        self.colours = dict(zip(COLOURS, structure[3:-1], strict=True))
+        self.shared = structure[-1]
         thumb = np.stack([self.direction(f"thumbnail:{i}") for i in range(8 * 8 * 3)])
         self._thumbnail_basis: Vector = thumb
         self._words: dict[str, Vector] = {}
@@ -169,7 +178,7 @@ class Space:
                 colours.append(token)
             elif token not in STOPWORDS:
                 words.append(token)
-        v = modality * self.m_text
+        v = modality * (self.m_text + SHARED_FRACTION * self.shared)
         v = v + TEXT_WEIGHTS["colour"] * _unit(self._sum(self.colours[c] for c in colours))
         v = v + TEXT_WEIGHTS["words"] * _unit(self._sum(self.word(w) for w in words))
         if query:
@@ -185,12 +194,13 @@ class Space:
         z = (thumbnail - thumbnail.mean(axis=(0, 1))).ravel()  # structure, not the colour itself
         n = z @ self._thumbnail_basis
         n = n / max(float(np.linalg.norm(n)), THUMBNAIL_CONTRAST)
-        v = modality * self.m_image + IMAGE_WEIGHTS["colour"] * colour
+        v = modality * (self.m_image + SHARED_FRACTION * self.shared) + IMAGE_WEIGHTS["colour"] * colour
         return _unit(v + IMAGE_WEIGHTS["thumbnail"] * n)
 
     def opaque_image(self, key: str, *, modality: float = IMAGE_WEIGHTS["modality"]) -> Vector:
         """An image the emulator cannot look at (a ``gs://`` URI): the image modality plus a hashed direction."""
-        return _unit(modality * self.m_image + OPAQUE_IMAGE_WEIGHT * self.direction(f"uri:{key}"))
+        v = modality * (self.m_image + SHARED_FRACTION * self.shared)
+        return _unit(v + OPAQUE_IMAGE_WEIGHT * self.direction(f"uri:{key}"))
 
     def _sum(self, vectors: Iterable[Vector]) -> Vector:
         total = np.zeros(self.dim)
@@ -336,6 +346,48 @@ def embed(
     if not normalized:
         v = unnormalize(v)
     return to_wire(v)
+
+
+MULTIVECTOR_MODALITY = 0.5  # a small modality gap, so that a query's words find the patches of their colour
+PATCH_GRID = 4  # an image answers PATCH_GRID x PATCH_GRID patch rows, row by row
+
+
+def multivector(
+    spec: ModelSpec, *, text: str | None = None, image: Image.Image | None = None, query: bool = False
+) -> list[list[float]]:
+    """A multi-vector answer: one unit row per token of ``text`` or per patch of ``image``, as JSON floats.
+
+    Rows live in a ``spec.multivector_dim``-wide space of their own: a token's row is the text vector of that
+    token alone (so the word "red" in a query matches "red" in a document, and red patches), a patch's row
+    the image vector of that crop of the picture.
+
+    >>> from mmembed.testing.models import find_model
+    >>> rows = multivector(find_model("jina", "jina-embeddings-v4"), text="a red car")
+    >>> len(rows), len(rows[0])
+    (3, 128)
+    """
+    if spec.multivector_dim is None:
+        raise ValueError(f"{spec.name} has no multi-vector output")
+    space = get_space(f"{spec.space}:multivector", spec.multivector_dim)
+    if text is not None:
+        tokens = _TOKEN.findall(text) or [""]
+        rows = [space.text(token, query=query, modality=MULTIVECTOR_MODALITY) for token in tokens]
+    elif image is not None:
+        rows = [space.image(patch, modality=MULTIVECTOR_MODALITY) for patch in _patches(image)]
+    else:
+        raise ValueError("give text or image")
+    return [to_wire(row) for row in rows]
+
+
+def _patches(image: Image.Image) -> list[Image.Image]:
+    width, height = image.size
+    xs = [round(i * width / PATCH_GRID) for i in range(PATCH_GRID + 1)]
+    ys = [round(j * height / PATCH_GRID) for j in range(PATCH_GRID + 1)]
+    return [
+        image.crop((xs[i], ys[j], max(xs[i + 1], xs[i] + 1), max(ys[j + 1], ys[j] + 1)))
+        for j in range(PATCH_GRID)
+        for i in range(PATCH_GRID)
+    ]
 
 
 def emulator_vector(

@@ -36,6 +36,7 @@ class Incoming:
     body_error: str | None = None  # why the body could not be parsed
     form: dict[str, list[str]] = field(default_factory=dict)
     files: list[FilePart] = field(default_factory=list)
+    raw_path: str = ""  # the path as sent, percent-encoding kept (what a request signature covers)
 
     @property
     def content_type(self) -> str:
@@ -102,6 +103,7 @@ class Endpoint:
     provider: ClassVar[str]
     models: ClassVar[tuple[ModelSpec, ...]] = ()  # the models it answers for (see mmembed.testing.models)
     retry_after_header: ClassVar[bool] = True  # False: the API says when to retry in its error body instead
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})  # what the route answers (else 405)
     normalized: bool = True  # False: it answers vectors that are not unit length
 
     @classmethod
