@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,13 +28,17 @@ KEY = "acme-canary-key-51c2"
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example plugin installed by pip (no build isolation: offline) into a folder of its own."""
+    """The example plugin installed by pip (no build isolation: offline) into a folder of its own.
+
+    pip builds from a copy, so the build leaves nothing in the repository's examples/plugin.
+    """
     target = tmp_path_factory.mktemp("plugin-site")
-    build = tmp_path_factory.mktemp("plugin-build")
+    source = tmp_path_factory.mktemp("plugin-build") / "plugin"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-cache-dir", "--target", str(target), str(PLUGIN)],
-        check=True, cwd=build, capture_output=True, timeout=300,
+         "--no-cache-dir", "--target", str(target), str(source)],
+        check=True, cwd=source, capture_output=True, timeout=300,
     )
     assert list(target.glob("mmembed_acme-*.dist-info/entry_points.txt"))
     return target

@@ -463,27 +463,13 @@ def query_mixed(
     with RRF ``rrf_scores`` (the same numbers).
     """
     queries: list[object] = [*(query_texts or []), *(query_images or [])]
-    if not queries:
-        raise ValueError("query_mixed needs query_texts or query_images")
-    if isinstance(n_results, bool) or not isinstance(n_results, int) or n_results < 1:
-        raise ValueError(f"n_results must be a positive integer, got {n_results!r}")
-    if fusion not in ("calibrated", "rrf"):
-        raise ValueError(f"fusion must be 'calibrated' or 'rrf', got {fusion!r}")
+    _check_query(queries, n_results, fusion)
     if embedder is not None:
         vectors: Embeddings = list(embedder.embed_query(queries))
     else:
         vectors = embedding_function_of(collection).embed_query(cast(Embeddable, queries))
     ranked = tuple(modalities or stored_modalities(collection))
-    include: list[str] = ["metadatas", "documents", "distances", "uris"]
-    rankings = [
-        collection.query(
-            query_embeddings=vectors,
-            n_results=n_results,
-            where=_restrict(where, modality),
-            include=cast(Any, [*include, "embeddings"] if fusion == "calibrated" else include),
-        )
-        for modality in ranked
-    ]
+    rankings = [_ranking(collection, vectors, modality, where, n_results, fusion) for modality in ranked]
     if fusion == "rrf":
         fused = [_fuse([_hits(ranking, q) for ranking in rankings], n_results) for q in range(len(queries))]
         result = _result(fused)
@@ -491,6 +477,33 @@ def query_mixed(
         return result
     kinds = ["text"] * len(query_texts or []) + ["image"] * len(query_images or [])
     return _result(_calibrated(collection, vectors, kinds, dict(zip(ranked, rankings, strict=True)), n_results))
+
+
+def _check_query(queries: list[object], n_results: int, fusion: str) -> None:
+    if not queries:
+        raise ValueError("query_mixed needs query_texts or query_images")
+    if isinstance(n_results, bool) or not isinstance(n_results, int) or n_results < 1:
+        raise ValueError(f"n_results must be a positive integer, got {n_results!r}")
+    if fusion not in ("calibrated", "rrf"):
+        raise ValueError(f"fusion must be 'calibrated' or 'rrf', got {fusion!r}")
+
+
+def _ranking(
+    collection: Collection,
+    vectors: Embeddings,
+    modality: Modality,
+    where: Mapping[str, Any] | None,
+    n_results: int,
+    fusion: str,
+) -> QueryResult:
+    """One modality's ranking for every query (with the hits' vectors, which calibration scores)."""
+    include: list[str] = ["metadatas", "documents", "distances", "uris"]
+    return collection.query(
+        query_embeddings=vectors,
+        n_results=n_results,
+        where=_restrict(where, modality),
+        include=cast(Any, [*include, "embeddings"] if fusion == "calibrated" else include),
+    )
 
 
 def _result(fused: list[list[tuple[_Hit, float]]]) -> MixedQueryResult:

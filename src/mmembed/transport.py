@@ -11,8 +11,9 @@ other 4xx (validation errors). Should a server echo a credential into an error b
 Back-off is exponential with full jitter; a ``Retry-After`` header (seconds or an HTTP date), or whatever delay
 the provider's ``retry_after`` hook reads (Google's ``RetryInfo``), wins, up to ``retry_after_cap``. A 429
 also pauses the shared :class:`RateLimiter` (:mod:`mmembed.ratelimit`) and every other window the client
-counts (:attr:`Transport.windows`: Cohere's inputs and images), so every worker of the client slows down together;
-every second waited on any of them is counted in :attr:`Transport.stats` (``waited``).
+counts (:attr:`Transport.windows`: say a provider's per-minute inputs and images), so every worker of the
+client slows down together; every second waited on any of them is counted in :attr:`Transport.stats`
+(``waited``).
 
 ``timeout`` bounds each attempt as a whole, not only each read: :func:`attempt_deadline` shuts the socket of
 an attempt that outlives it, so a server that trickles its answer a byte at a time cannot hold a worker.

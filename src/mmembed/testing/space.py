@@ -361,8 +361,9 @@ def multivector(
     token alone (so the word "red" in a query matches "red" in a document, and red patches), a patch's row
     the image vector of that crop of the picture.
 
-    >>> from mmembed.testing.models import find_model
-    >>> rows = multivector(find_model("jina", "jina-embeddings-v4"), text="a red car")
+    >>> from mmembed.testing.models import registered_models
+    >>> spec = next(s for s in registered_models() if s.multivector_dim)
+    >>> rows = multivector(spec, text="a red car")
     >>> len(rows), len(rows[0])
     (3, 128)
     """
