@@ -19,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from mmembed import Embedder
+from mmembed import ConfigurationError, Embedder
 from mmembed.inputs import ImageItem, TextItem
 from mmembed.providers import PROVIDERS as REGISTRY
 from mmembed.providers import ProviderOptions
@@ -61,6 +61,40 @@ PROVIDERS = tuple(REGISTRY)
 DEFAULT_DIMS: Mapping[str, int | None] = _PerProvider(0)
 TEXT_MODELS: Mapping[str, str] = _PerProvider(1)
 IMAGE_MODELS: Mapping[str, str] = _PerProvider(2)
+
+
+@functools.cache
+def _kinds(name: str) -> frozenset[str]:
+    """The item kinds a provider's default model takes natively (from its declarations, no request)."""
+    cls = REGISTRY[name]
+    try:
+        provider = cls(ProviderOptions(api_key=CANARY_KEY, base_url="http://127.0.0.1:9"), **cls.test_options)
+    except Exception:  # a provider that cannot even be built fails its own tests; it is not left out here
+        return frozenset({"text", "image"})
+    try:
+        return provider.native_kinds()
+    finally:
+        provider.close()
+
+
+# The providers whose default model embeds images (every cross-provider test that sends pictures runs on these).
+IMAGE_PROVIDERS = tuple(name for name in PROVIDERS if "image" in _kinds(name))
+
+
+@functools.cache
+def gives(name: str, dimensions: int) -> bool:
+    """Whether a provider's default model gives ``dimensions`` (a Matryoshka model, or its native size)."""
+    cls = REGISTRY[name]
+    options = ProviderOptions(api_key=CANARY_KEY, base_url="http://127.0.0.1:9", dimensions=dimensions)
+    try:
+        cls(options, **cls.test_options).close()
+    except ConfigurationError:
+        return False
+    except Exception:  # a provider that cannot be built fails its own tests
+        return True
+    return True
+
+
 # Every variable a provider reads a key or a setting from, and the trust settings (mmembed._trust).
 ENV_VARS = (
     *dict.fromkeys(
@@ -103,7 +137,7 @@ def make_embedder(provider: str, emulator: Emulator, **options: Any) -> Embedder
     for key, value in REGISTRY[provider].test_options.items():
         options.setdefault(key, value)
     options.setdefault("max_retries", 2)
-    return Embedder(provider, base_url=emulator.url, api_key=CANARY_KEY, **options)
+    return Embedder(provider, base_url=emulator.url_for(provider), api_key=CANARY_KEY, **options)
 
 
 @pytest.fixture

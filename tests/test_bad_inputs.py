@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import struct
 import time
 import zlib
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from conftest import DEFAULT_DIMS, IMAGE_MODELS, PROVIDERS, jpeg_bytes, png_bytes
+from conftest import DEFAULT_DIMS, IMAGE_MODELS, IMAGE_PROVIDERS, jpeg_bytes, png_bytes
 from mmembed import Embedder, InputError
 from mmembed.providers import PROVIDERS as PROVIDER_CLASSES
 from mmembed.testing import COLOURS, Emulator, colour_photo
@@ -82,7 +84,7 @@ def test_the_decode_spy_sees_decodes(embedder_for: Callable[..., Embedder], load
     assert (120, 90) in loads  # so an empty list in the test below means "nothing huge was decoded"
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_item_raises_input_error_with_its_index(
     case: str, provider: str, embedder_for: Callable[..., Embedder], loads: list[tuple[int, int]]
@@ -169,13 +171,19 @@ VALID: dict[str, Callable[[], object]] = {
 }
 
 
+DATA_URI = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=]+)")
+
+
 def uploaded_images(emulator: Emulator) -> list[bytes]:
     """Every image the emulator received, in arrival order, whatever the provider's wire format."""
     out: list[bytes] = []
     for request in emulator.requests:
         out += [data for name, _, _, data in request.files if name == "images"]
         body = request.json if isinstance(request.json, dict) else {}
-        out += [base64.b64decode(i["image"]) for i in body.get("input", []) if "image" in i]
+        out += [base64.b64decode(i["image"]) for i in body.get("input", []) if isinstance(i, dict) and "image" in i]
+        # Self-hosted servers: data URIs in input strings (bare, or in <img src='…'/>) and chat messages.
+        strings = [i for i in body.get("input", []) if isinstance(i, str)] + [json.dumps(body.get("messages"))]
+        out += [base64.b64decode(m) for text in strings for m in DATA_URI.findall(text)]
         for instance in body.get("instances", []):
             if "image" in instance:
                 out.append(base64.b64decode(instance["image"]["bytesBase64Encoded"]))
@@ -196,7 +204,7 @@ def uploaded_images(emulator: Emulator) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 @pytest.mark.parametrize("case", list(VALID))
 def test_unusual_images_embed(
     case: str, provider: str, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
@@ -218,7 +226,7 @@ def test_unusual_images_embed(
         assert red > 150 and green < 90 and blue < 90
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_exif_rotated_jpeg_is_uploaded_upright(
     provider: str, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:

@@ -219,6 +219,76 @@ def test_twelvelabs_documents_and_query(base_url: str | None) -> None:
         assert float(query @ docs[0]) > float(query @ docs[2])
 
 
+# Self-hosted servers have no real host of their own: recordings name the server's usual local address (its
+# emulator endpoint's ``default_host``) under ``/<provider>``, and a replay points base_url there. A live recording
+# needs the server: ``MMEMBED_<PROVIDER>_URL`` (e.g. MMEMBED_VLLM_URL=http://gpu-box:8000).
+SELF_HOSTED = {"vllm": "http://localhost:8000/vllm", "infinity": "http://localhost:7997/infinity",
+               "nim": "http://localhost:8000/nim", "tei": "http://localhost:8080/tei"}
+
+
+# Texts and photos travel in separate requests to the same path here: matched by body, so replay does not depend
+# on which of them the pipeline sent first.
+BY_BODY = pytest.mark.vcr(match_on=["method", "scheme", "host", "path", "query", "body"])
+
+
+def server(provider: str, base_url: str | None) -> str:
+    if MODE == "emulator" and base_url is not None:
+        return base_url + SELF_HOSTED[provider][SELF_HOSTED[provider].rindex("/"):]
+    if MODE == "live":
+        url = os.environ.get(f"MMEMBED_{provider.upper()}_URL")
+        if not url:
+            pytest.skip(f"MMEMBED_{provider.upper()}_URL is not set")
+        return url
+    return SELF_HOSTED[provider]
+
+
+def self_hosted(provider: str, base_url: str | None, **options: Any) -> Embedder:
+    key = None if MODE == "live" else "replay-key"
+    return Embedder(provider, api_key=key, base_url=server(provider, base_url), max_concurrency=1, max_retries=0,
+                    **options)
+
+
+@BY_BODY
+def test_vllm_documents_and_query(base_url: str | None) -> None:
+    emb = self_hosted("vllm", base_url)  # no model named: GET /v1/models names it
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # texts in `input`, the photo as a conversation
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 512)
+    assert emb.provider.model_names() == {"model": "openai/clip-vit-base-patch32"}
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@BY_BODY
+def test_infinity_documents_and_query(base_url: str | None) -> None:
+    emb = self_hosted("infinity", base_url)  # GET /models: the model and its capabilities
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # two requests: modality text, then image
+    (query,) = emb.embed_query(["red"])
+    check(docs, 3, 512)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@BY_BODY
+def test_nim_documents_and_query(base_url: str | None) -> None:
+    emb = self_hosted("nim", base_url)  # a container: GET /v1/models
+    docs = emb.embed([ITEMS_TEXT[0], red_photo(), ITEMS_TEXT[1]])  # input_type passage; the photo as a data URL
+    (query,) = emb.embed_query(["red"])  # input_type query
+    check(docs, 3, 2048)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[2])
+
+
+@BY_BODY
+def test_tei_documents_and_query(base_url: str | None) -> None:
+    emb = self_hosted("tei", base_url, query_prompt_name="query")  # GET /info: the model and its batch cap
+    docs = emb.embed(ITEMS_TEXT)
+    (query,) = emb.embed_query(["red"])  # prompt_name query
+    check(docs, 2, 384)
+    if MODE == "":
+        assert float(query @ docs[0]) > float(query @ docs[1])
+
+
 def test_cassettes_hold_no_credentials() -> None:
     """Nothing shaped like a live credential, and no auth header values, in any committed cassette."""
     import re

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DEFAULT_DIMS, PROVIDERS, TEXT_MODELS, jpeg_bytes, png_bytes
+from conftest import DEFAULT_DIMS, IMAGE_PROVIDERS, PROVIDERS, TEXT_MODELS, jpeg_bytes, png_bytes
 from mmembed import ConfigurationError, Embedder, InputError, TextTooLongWarning
+from mmembed.providers import PROVIDERS as REGISTRY
 from mmembed.testing import Emulator, colour_photo
 
 COLOURS = ["red", "blue", "green", "yellow"]
@@ -32,7 +33,7 @@ def mixed_items(big_photo_path: Path) -> list[object]:
     ]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_mixed_items_embed_in_input_order(
     provider: str, big_photo_path: Path, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:
@@ -53,7 +54,7 @@ def test_mixed_items_embed_in_input_order(
     assert yellow_image @ yellow_image > 0.99
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_query_red_is_nearest_the_red_photo(provider: str, embedder_for: Callable[..., Embedder]) -> None:
     embedder = embedder_for(provider)
     photos = [jpeg_bytes(colour_photo(c, size=(800, 600))) for c in COLOURS]
@@ -126,10 +127,14 @@ def test_vertex_one_instance_per_request_pairs_text_and_image(
 def test_dimensions_256_for_texts_and_images(
     provider: str, big_photo_path: Path, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:
-    if provider == "twelvelabs":
-        pytest.skip("marengo3.0 gives 512 dimensions only (not trained for truncation)")
-    vectors = embedder_for(provider, dimensions=256).embed(["a red square", big_photo_path])
-    assert vectors.shape == (2, 256)
+    model = REGISTRY[provider].hosting_for(TEXT_MODELS[provider]).family.models.get(TEXT_MODELS[provider])
+    if model is not None and not model.matryoshka:  # a model not trained for truncation (CLIP): refused
+        with pytest.raises(ConfigurationError, match="not trained for truncation"):
+            embedder_for(provider, dimensions=256)
+        return
+    items: list[object] = ["a red square", big_photo_path] if provider in IMAGE_PROVIDERS else ["a red square"]
+    vectors = embedder_for(provider, dimensions=256).embed(items)
+    assert vectors.shape == (len(items), 256)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     if provider == "nomic":
         (text_request,) = [r for r in mmembed_emulator.requests if r.path == "/v1/embedding/text"]

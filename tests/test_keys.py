@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CANARY_KEY, PROVIDERS, jpeg_bytes, make_embedder
+from conftest import CANARY_KEY, IMAGE_PROVIDERS, PROVIDERS, jpeg_bytes, make_embedder
 from mmembed import (
     AuthenticationError,
     ConfigurationError,
@@ -30,6 +30,7 @@ from mmembed import (
     ProviderError,
     TransportError,
 )
+from mmembed.providers import PROVIDERS as REGISTRY
 from mmembed.testing import Emulator, Fault, colour_photo
 from mmembed.transport import RetryPolicy
 
@@ -57,7 +58,7 @@ def fast(embedder: Embedder) -> Embedder:
 # -- reprs -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_no_repr_or_str_shows_the_key(provider: str, tmp_path: Path, mmembed_emulator: Emulator) -> None:
     cache = EmbeddingCache(tmp_path / "c.sqlite")
     embedder = make_embedder(provider, mmembed_emulator, cache=cache)
@@ -94,7 +95,7 @@ def test_debug_logs_never_hold_the_key(
         emulator.inject(Fault("hang", delay=2.0))  # a timeout
         with make_embedder(provider, emulator, timeout=0.3) as embedder:
             embedder.provider.transport.retry = RetryPolicy(max_retries=4, backoff_base=0.01)
-            embedder.embed(["hello", photo])
+            embedder.embed(["hello", photo] if provider in IMAGE_PROVIDERS else ["hello"])
         refused = mmembed_emulator_factory(api_keys=["the-right-key"])
         with fast(make_embedder(provider, refused)) as embedder, pytest.raises(AuthenticationError):
             embedder.embed(["hello"])
@@ -121,10 +122,15 @@ def test_errors_never_carry_the_key(provider: str, mmembed_emulator_factory: Cal
     errors.append(auth.value)
 
     emulator = mmembed_emulator_factory()
-    bad_model = {"nomic": {"text_model": "nomic-embed-text-v9"}}.get(provider, {"model": "no-such-model@001"})
-    with fast(make_embedder(provider, emulator, **bad_model)) as embedder, pytest.raises(ProviderError) as invalid:
-        embedder.embed(["hello"])
-    assert invalid.value.status in (400, 404)  # Cohere: 404 model not found
+    bad_model = {
+        "nomic": {"text_model": "nomic-embed-text-v9"},
+        "tei": {"document_prompt_name": "no-such-prompt"},  # TEI takes no model name: refuse something else
+    }.get(provider, {"model": "no-such-model@001"})
+    with fast(make_embedder(provider, emulator, **bad_model)) as embedder:
+        with pytest.raises((ProviderError, ConfigurationError)) as invalid:
+            embedder.embed(["hello"])  # a server serving one model may answer with its own: refused here
+    if isinstance(invalid.value, ProviderError):
+        assert invalid.value.status in (400, 404, 422)  # Cohere: 404 model not found; TEI: 422
     errors.append(invalid.value)
 
     with fast(make_embedder(provider, emulator)) as embedder, pytest.raises(InputError) as bad_input:
@@ -180,7 +186,9 @@ def echo_server() -> Iterator[str]:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_key_echoed_by_the_server_is_redacted(provider: str, echo_server: str) -> None:
-    options: dict[str, Any] = {"project_id": "auth"} if provider == "vertex" else {}
+    options: dict[str, Any] = dict(REGISTRY[provider].test_options)
+    if provider == "vertex":
+        options["project_id"] = "auth"
     with fast(Embedder(provider, api_key=CANARY_KEY, base_url=echo_server, **options)) as embedder:
         with pytest.raises(ProviderError) as info:
             embedder.embed(["hello"])
@@ -228,8 +236,8 @@ def test_chroma_functions_and_collections_hold_no_key(
     classes = list(chroma.FUNCTIONS.values())
     client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
     for cls in classes:
-        options: dict[str, Any] = {"project_id": "p"} if cls.provider == "vertex" else {}
-        ef = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url, **options)
+        options: dict[str, Any] = dict(REGISTRY[cls.provider].test_options)
+        ef = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url_for(cls.provider), **options)
         config = ef.get_config()
         for text in (repr(ef), str(ef), json.dumps(config), repr(cls.build_from_config(config))):
             assert CANARY_KEY not in text
@@ -278,8 +286,8 @@ def test_langchain_embeddings_never_serialise_the_key(mmembed_emulator: Emulator
     for name, cls in langchain.CLASSES.items():
         if name not in PROVIDERS:  # providers the emulator does not speak yet
             continue
-        options: dict[str, Any] = {"project_id": "p"} if name == "vertex" else {}
-        embeddings = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url, **options)
+        options: dict[str, Any] = dict(REGISTRY[name].test_options)
+        embeddings = cls(api_key=CANARY_KEY, base_url=mmembed_emulator.url_for(name), **options)
         embeddings.embed_query("hello")
         dumps = [
             repr(embeddings),

@@ -32,7 +32,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 import mmembed.langchain
-from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes
+from conftest import DEFAULT_DIMS, IMAGE_PROVIDERS, PROVIDERS, jpeg_bytes
 from mmembed import ConfigurationError, EmbeddingCache, InputError, UnsafeURLError
 from mmembed.chroma import query_mixed
 from mmembed.langchain import (
@@ -61,12 +61,12 @@ TEXT = {"modality": "text"}
 
 def make(provider: str, emulator: Emulator, **options: Any) -> EmbedderEmbeddings:
     """LangChain embeddings for ``provider`` pointed at ``emulator``, without the client-side rate limit."""
-    if provider == "vertex":
-        options.setdefault("project_id", "test-project")
+    for key, value in REGISTRY[provider].test_options.items():
+        options.setdefault(key, value)
     options.setdefault("api_key", CANARY)
     options.setdefault("requests_per_minute", 60_000)
     options.setdefault("max_retries", 1)
-    embeddings = embeddings_class(provider)(base_url=emulator.url, **options)
+    embeddings = embeddings_class(provider)(base_url=emulator.url_for(provider), **options)
     _made.append(embeddings)
     return embeddings
 
@@ -146,7 +146,7 @@ def fill(store: Chroma, photos: dict[str, Path]) -> None:
 # -- acceptance: a persistent langchain-chroma store, for each provider ---------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_mixed_store_finds_photos_by_photo_and_by_text(
     provider: str, photos: dict[str, Path], red_probe: Path, mmembed_emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -206,8 +206,8 @@ import json, os, sys
 from langchain_chroma import Chroma
 from mmembed.langchain import embeddings_class
 
-provider, url, db, probe = sys.argv[1:]
-options = {"project_id": "test-project"} if provider == "vertex" else {}
+provider, url, db, probe, options = sys.argv[1:]
+options = json.loads(options)
 embeddings = embeddings_class(provider)(base_url=url, requests_per_minute=60000, **options)  # key from the env
 store = Chroma("media", embedding_function=embeddings, persist_directory=db)
 print(json.dumps({
@@ -219,7 +219,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_store_reopens_in_a_new_process_with_the_key_only_in_the_environment(
     provider: str, photos: dict[str, Path], red_probe: Path, mmembed_emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -230,7 +230,8 @@ def test_store_reopens_in_a_new_process_with_the_key_only_in_the_environment(
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("GOOGLE_")}
     env[REGISTRY[provider].env_var] = CANARY
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", REOPEN, provider, mmembed_emulator.url, str(db), str(red_probe)],
+        [sys.executable, "-W", "error", "-c", REOPEN, provider, mmembed_emulator.url_for(provider), str(db),
+         str(red_probe), json.dumps(dict(REGISTRY[provider].test_options))],
         capture_output=True,
         text=True,
         timeout=120,
@@ -368,7 +369,7 @@ def test_options_are_forwarded(photos: dict[str, Path], mmembed_emulator: Emulat
 # -- async: real, bounded, never blocking the loop ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 async def test_async_methods_agree_with_sync(
     provider: str, photos: dict[str, Path], mmembed_emulator_factory: Any, tmp_path: Path
 ) -> None:

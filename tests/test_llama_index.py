@@ -31,7 +31,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from PIL import Image
 
 import mmembed.llama_index
-from conftest import DEFAULT_DIMS, PROVIDERS, jpeg_bytes
+from conftest import DEFAULT_DIMS, IMAGE_PROVIDERS, PROVIDERS, jpeg_bytes
 from mmembed import ConfigurationError, EmbeddingCache, InputError, UnsafeURLError
 from mmembed.llama_index import (
     EmbedderMultiModalEmbedding,
@@ -40,6 +40,7 @@ from mmembed.llama_index import (
     VertexMultiModalEmbedding,
     embedding_class,
 )
+from mmembed.providers import PROVIDERS as REGISTRY
 from mmembed.testing import Emulator, RecordedRequest, colour_photo
 
 CANARY = "canary-key-7f3a9"
@@ -54,14 +55,18 @@ TEXTS = ("The sea was a deep blue that day", "A red fire truck parked outside", 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Providers whose requests carry images in a body images_in() reads.
+IMAGES_BY_BODY = ("voyage", "cohere", "gemini", "bedrock", "twelvelabs", "vllm", "infinity", "nim")
+
+
 def make(provider: str, emulator: Emulator, **options: Any) -> EmbedderMultiModalEmbedding:
     """A LlamaIndex embedding for ``provider`` pointed at ``emulator``, without the client-side rate limit."""
-    if provider == "vertex":
-        options.setdefault("project_id", "test-project")
+    for key, value in REGISTRY[provider].test_options.items():
+        options.setdefault(key, value)
     options.setdefault("api_key", CANARY)
     options.setdefault("requests_per_minute", 60_000)
     options.setdefault("max_retries", 1)
-    embed_model = CLASSES[provider](base_url=emulator.url, **options)
+    embed_model = CLASSES[provider](base_url=emulator.url_for(provider), **options)
     _made.append(embed_model)
     return embed_model
 
@@ -116,7 +121,7 @@ def image_requests(emulator: Emulator, provider: str) -> list[RecordedRequest]:
             out.append(req)
         elif provider == "vertex" and any("image" in i for i in req.json["instances"]):
             out.append(req)
-        elif provider in ("voyage", "cohere", "gemini", "bedrock", "twelvelabs") and images_in(req):
+        elif provider in IMAGES_BY_BODY and images_in(req):
             out.append(req)
     return out
 
@@ -132,6 +137,8 @@ def images_in(req: RecordedRequest) -> int:
         return int(req.json.get("input_type") in ("image", "text_image"))
     if req.provider in ("voyage", "cohere"):
         return sum(s["type"].startswith("image") for i in req.json["inputs"] for s in i["content"])
+    if req.provider in ("vllm", "infinity", "nim"):  # images as data: URIs in the JSON
+        return json.dumps(req.json).count('"data:image/') + json.dumps(req.json).count("'data:image/")
     if req.provider == "gemini":  # one content per item, images as inlineData parts
         return sum("inlineData" in p for r in req.json["requests"] for p in r["content"]["parts"])
     return sum("image" in i for i in req.json["instances"])
@@ -140,7 +147,7 @@ def images_in(req: RecordedRequest) -> int:
 # -- acceptance 1: MultiModalVectorStoreIndex over Chroma ----------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_index_over_chroma_finds_the_yellow_photo_and_the_blue_text(
     provider: str, photos: dict[str, Path], mmembed_emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -165,7 +172,8 @@ def test_index_over_chroma_finds_the_yellow_photo_and_the_blue_text(
     assert found_texts[0].node.get_content() == TEXTS[0]
     # On the wire: the four photos went out together, not one request per image.
     sent = image_requests(mmembed_emulator, provider)
-    one_each = ("vertex", "bedrock", "twelvelabs")  # one instance (item) per request
+    # One instance (item) per request: Vertex, Bedrock, Twelve Labs; vLLM: one conversation per request.
+    one_each = ("vertex", "bedrock", "twelvelabs", "vllm")
     expected = [1, 1, 1, 1] if provider in one_each else [4]
     assert [images_in(r) for r in sent] == expected
     if provider == "nomic":
@@ -320,7 +328,7 @@ def test_cache_option_skips_items_embedded_before(
 # -- acceptance 2: real async, bounded --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 async def test_async_methods_agree_with_sync_and_stay_in_bounds(
     provider: str, photos: dict[str, Path], mmembed_emulator_factory: Any
 ) -> None:

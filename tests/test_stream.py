@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PROVIDERS, jpeg_bytes
+from conftest import IMAGE_PROVIDERS, jpeg_bytes
 from mmembed import Embedder, EmbeddingCache, InputError, ProviderError
 from mmembed.testing import Emulator, Fault, colour_photo
 
@@ -18,7 +18,7 @@ def photo(colour: str, seed: int) -> bytes:
     return jpeg_bytes(colour_photo(colour, size=(120, 80), seed=seed))
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", IMAGE_PROVIDERS)
 def test_stream_yields_every_index_once_with_the_vectors_embed_gives(
     provider: str, embedder_for: Callable[..., Embedder], mmembed_emulator: Emulator
 ) -> None:

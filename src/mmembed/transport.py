@@ -95,7 +95,9 @@ class Limiter(Protocol):
     is called on a 429 with the server's ``Retry-After`` and must hold back every client sharing the key.
     Both are called from several threads at once. A limiter may also offer ``release()``: the transport then
     calls it, on the same thread, when the request that ``acquire()`` admitted has ended (see
-    :class:`mmembed.ratelimit.RateLimiter`, the one mechanism every window of mmembed uses).
+    :class:`mmembed.ratelimit.RateLimiter`, the one mechanism every window of mmembed uses), and
+    ``observe(status, seconds)``: then it reports each attempt's HTTP status (None: no answer) and duration, on
+    that thread, before ``release()`` (see :class:`mmembed._adaptive.AdaptiveLimiter`).
     """
 
     def acquire(self) -> float: ...
@@ -510,10 +512,12 @@ class Transport:
             if watch.expired:  # an answer read until the connection closed: cut short, not complete
                 raise requests.ConnectionError("the attempt's deadline shut the connection")
         except requests.RequestException as exc:
+            _observe(self.limiter, None, started)
             return None, self._failed(exc, watch.expired), None
         finally:
             self.stats.end()
             self._in_flight.release()
+        _observe(self.limiter, response.status_code, started)
         log.debug(
             "%s: %s %s -> %s in %.3fs (%d B sent)",
             self.provider,
@@ -567,6 +571,13 @@ class Transport:
         else:  # a broken body: truncated chunks, bad compression
             why = f"the answer broke off ({_exc_name(exc)})"
         return TransportError(why, provider=self.provider)
+
+
+def _observe(limiter: object, status: int | None, started: float) -> None:
+    """Tell a limiter that learns from outcomes (an optional ``observe(status, seconds)``) how an attempt went."""
+    observe = getattr(limiter, "observe", None)
+    if observe is not None:
+        observe(status, time.monotonic() - started)
 
 
 Handler = Callable[[requests.PreparedRequest], requests.Response]

@@ -23,10 +23,14 @@ if TYPE_CHECKING:
     from .bedrock import BedrockProvider
     from .cohere import CohereProvider
     from .gemini import GeminiProvider
+    from .infinity import InfinityProvider
     from .jina import JinaProvider
+    from .nim import NimProvider
     from .nomic import NomicProvider
+    from .tei import TeiProvider
     from .twelvelabs import TwelveLabsProvider
     from .vertex import VertexProvider
+    from .vllm import VllmProvider
     from .voyage import VoyageProvider
 
 __all__ = [
@@ -36,18 +40,22 @@ __all__ = [
     "CohereProvider",
     "GeminiProvider",
     "Hosting",
+    "InfinityProvider",
     "JinaProvider",
     "ModelFamily",
     "ModelInfo",
+    "NimProvider",
     "NomicProvider",
     "PluginWarning",
     "Provider",
     "ProviderOptions",
     "Ready",
     "Task",
+    "TeiProvider",
     "TextTooLongWarning",
     "TwelveLabsProvider",
     "VertexProvider",
+    "VllmProvider",
     "VoyageProvider",
 ]
 
@@ -63,6 +71,10 @@ BUILTINS: dict[str, str] = {
     "cohere": "mmembed.providers.cohere:CohereProvider",
     "bedrock": "mmembed.providers.bedrock:BedrockProvider",
     "twelvelabs": "mmembed.providers.twelvelabs:TwelveLabsProvider",
+    "vllm": "mmembed.providers.vllm:VllmProvider",
+    "infinity": "mmembed.providers.infinity:InfinityProvider",
+    "nim": "mmembed.providers.nim:NimProvider",
+    "tei": "mmembed.providers.tei:TeiProvider",
 }
 
 

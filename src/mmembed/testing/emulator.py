@@ -189,6 +189,19 @@ class Emulator:
         host = str(host)
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    def url_for(self, provider: str) -> str:
+        """The base URL a ``provider`` client takes: :attr:`url`, plus its endpoint's path prefix if it has one
+        (servers whose routes would collide with another API's are served under ``/<provider>``)."""
+        prefix = next((e.prefix for e in self._endpoints if e.provider == provider), "")
+        return self.url + prefix
+
+    def endpoint(self, provider: str) -> Endpoint:
+        """The endpoint emulating ``provider`` (to read its state, e.g. a capacity's counters)."""
+        found = next((e for e in self._endpoints if e.provider == provider), None)
+        if found is None:
+            raise ValueError(f"no emulator endpoint for {provider!r}")
+        return found
+
     # -- observation and control -------------------------------------------------------------------------
 
     @property

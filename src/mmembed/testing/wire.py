@@ -103,7 +103,8 @@ class Endpoint:
     provider: ClassVar[str]
     models: ClassVar[tuple[ModelSpec, ...]] = ()  # the models it answers for (see mmembed.testing.models)
     retry_after_header: ClassVar[bool] = True  # False: the API says when to retry in its error body instead
-    methods: ClassVar[frozenset[str]] = frozenset({"POST"})  # what the route answers (else 405)
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})  # HTTP methods it answers (others: 405)
+    prefix: ClassVar[str] = ""  # the path its routes are served under (see Emulator.url_for)
     normalized: bool = True  # False: it answers vectors that are not unit length
 
     @classmethod
