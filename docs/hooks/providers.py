@@ -28,7 +28,8 @@ def _kinds(cls: Any) -> set[str]:
 
 
 def _default_model(cls: Any) -> str:
-    return f"`{cls.default_model}`" if getattr(cls, "default_model", None) else "—"
+    # A self-hosted server declares no default: the provider asks the server which model it serves.
+    return f"`{cls.default_model}`" if getattr(cls, "default_model", None) else "the served one"
 
 
 def kind_table(readme: bool = False) -> str:
