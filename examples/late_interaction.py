@@ -5,7 +5,8 @@
 Multi-vectors are one vector per token or page patch. Here they come precomputed, as they would from ColPali
 on your own GPU; to stay offline they are asked of mmembed's emulator, which answers Jina v4's
 ``return_multivector`` with FAKE vectors shaped like the real ones (128 floats per token, 16 patches per image).
-The collection persists in a temporary directory and is reopened by name, as another process would.
+The collection persists in a temporary directory and is reopened by name, as another process would. Last,
+the same with ``items=``/``query_texts=``: the collection's mmembed function embeds them (``embed_multi``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import chromadb
 import numpy as np
 import requests
 
-from mmembed.chroma import add_late, create_late_collection, query_late
+from mmembed.chroma import add_late, create_late_collection, function_class, query_late
 from mmembed.late import MuveraSettings
 from mmembed.testing import Emulator, colour_photo
 
@@ -69,6 +70,13 @@ def main() -> None:
         images = query_late(reopened, query_multivectors=multivectors(emulator.url, ["red"], "retrieval.query"),
                             n_results=1, where={"kind": "image"})
         print(f"the image for 'red': {images['ids'][0][0]}")
+
+        # Or let the collection's mmembed function embed the items (Embedder.embed_multi; PDFs page by page).
+        ef = function_class("jina")(model="jina-embeddings-v4", base_url=emulator.url, api_key="emulator-key")
+        docs = create_late_collection(client, "docs", embedding_function=ef)
+        add_late(docs, list(DOCUMENTS), items=list(DOCUMENTS.values()))
+        best = query_late(docs, query_texts=["invoice due"], n_results=1)["ids"][0][0]
+        print(f"query_texts 'invoice due', through the embedder: {best}")
 
 
 if __name__ == "__main__":

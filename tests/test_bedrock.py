@@ -145,6 +145,16 @@ def test_titan_validation_error_names_the_item(bedrock: object) -> None:
     assert err.value.index == 1 and "ValidationException" in str(err.value)
 
 
+def test_a_refused_item_in_a_stream_is_reported_and_the_rest_go_on(bedrock: object) -> None:
+    from mmembed import RefusedInputError
+
+    answers = dict(bedrock(TITAN).embed_stream(["short", " ".join(["word"] * 300), "also short"]))  # type: ignore[operator]
+    assert sorted(answers) == [0, 1, 2]
+    refused = answers[1]
+    assert isinstance(refused, RefusedInputError) and refused.index == 1 and refused.status == 400
+    assert all(isinstance(answers[i], np.ndarray) for i in (0, 2))
+
+
 def test_marengo_text_image_and_text_image(bedrock: object, mmembed_emulator: Emulator) -> None:
     photo = colour_photo("red", size=(256, 256))
     vectors = bedrock(MARENGO).embed(["a red car", photo, Interleaved(["a red car", photo])])  # type: ignore[operator]
@@ -191,6 +201,10 @@ def test_model_ids_are_one_segment_encoded_once() -> None:
     assert Embedder("bedrock", model="global.cohere.embed-v4:0").dimensions == 1536
     assert provider.base_url == "https://bedrock-runtime.us-east-1.amazonaws.com"
     assert Embedder("bedrock", region="eu-west-1").provider.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert Embedder("bedrock", region="us-gov-west-1").provider.base_url.endswith("us-gov-west-1.amazonaws.com")
+    for bad in ("evil.example/x", "us-east-1.evil", "US-EAST-1"):
+        with pytest.raises(ConfigurationError, match="not an AWS region"):
+            Embedder("bedrock", region=bad)
 
 
 def test_every_attempt_is_signed_afresh_and_throttling_backs_off(

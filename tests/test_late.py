@@ -299,35 +299,7 @@ def test_refusals_are_clear(corpus: Any) -> None:
         add_late(late, ["a"], items=["a red car"])  # made with no function: items need one
 
 
-# -- items, through the collection's embedder (Embedder.embed_multi comes with the provider layer) -----
-def emulator_multi(emulator: Emulator, task: str) -> Any:
-    """A stand-in for Embedder.embed_multi: the emulator's multi-vector answer for texts and images."""
-    from mmembed.documents import render_page
-    from mmembed.inputs import ImageItem, PageImage, TextItem
-
-    def wire(item: Any) -> dict[str, str]:
-        if isinstance(item, str):  # queries come as the caller gave them
-            return {"text": item}
-        if isinstance(item, TextItem):
-            return {"text": item.text}
-        assert isinstance(item, ImageItem)
-        if isinstance(item.raw, PageImage):
-            image = render_page(item.raw.document.data(10**8), item.raw.page, 256, 10**7)
-            return {"image": base64.b64encode(png_bytes(image)).decode()}
-        assert isinstance(item.raw, bytes)
-        return {"image": base64.b64encode(item.raw).decode()}
-
-    def embed(items: list[Any]) -> list[np.ndarray]:
-        body = {"model": "jina-embeddings-v4", "task": task, "return_multivector": True,
-                "input": [wire(item) for item in items]}
-        reply = requests.post(emulator.url + JINA, json=body, headers=AUTH, timeout=60)
-        reply.raise_for_status()
-        data = sorted(reply.json()["data"], key=lambda d: d["index"])
-        return [np.array(d["embeddings"], dtype=np.float32) for d in data]
-
-    return embed
-
-
+# -- items, through the collection's embedder (Embedder.embed_multi / embed_query_multi on Jina v4) -----
 def red_pdf() -> bytes:
     pages = [colour_photo(c, size=(200, 260)) for c in ("blue", "red")]
     buf = io.BytesIO()
@@ -341,14 +313,6 @@ def test_items_are_embedded_by_the_collection_embedder_and_pdfs_go_in_by_page(
     ef = function_class("jina")(model="jina-embeddings-v4", base_url=mmembed_emulator.url, api_key=CANARY_KEY)
     client = chromadb.EphemeralClient()
     collection = create_late_collection(client, "late-items", embedding_function=ef)
-    with pytest.raises(ConfigurationError, match="embed_multi"):
-        add_late(collection, ["t"], items=["a red car"])
-    with pytest.raises(ConfigurationError, match="embed_query_multi"):
-        query_late(collection, query_texts=["red"])
-    if hasattr(ef.embedder, "embed_multi"):
-        pytest.skip("Embedder.embed_multi exists now: test it with the real one")
-    ef.embedder.embed_multi = emulator_multi(mmembed_emulator, "retrieval.passage")  # type: ignore[attr-defined]
-    ef.embedder.embed_query_multi = emulator_multi(mmembed_emulator, "retrieval.query")  # type: ignore[attr-defined]
     pdf = tmp_path / "report.pdf"
     pdf.write_bytes(red_pdf())
     photo = png_bytes(colour_photo("green", size=(120, 90)))
@@ -366,6 +330,12 @@ def test_items_are_embedded_by_the_collection_embedder_and_pdfs_go_in_by_page(
     blue_page = next(id_ for id_, page in pages.items() if page == 1 and "passage" not in records[id_][0])
     ranked = hits["ids"][0]
     assert ranked.index(red_page) < ranked.index(blue_page)  # a hit names its page
+    sent = [r.json for r in mmembed_emulator.requests if r.path == JINA]
+    assert all(body["return_multivector"] is True and body["model"] == "jina-embeddings-v4" for body in sent)
+    assert [body["task"] for body in sent] == ["retrieval.passage", "retrieval.query"]
+    assert len(sent[0]["input"]) == 5  # two texts, the photo, the PDF's two pages (as images: v4 reads pages)
+    red_hits = query_late(collection, query_images=[png_bytes(colour_photo("red", size=(64, 64)))], n_results=3)
+    assert red_hits["ids"][0][0] == red_page
 
 
 # -- the emulator's multi-vectors (Jina v4 return_multivector) --------------------------------------
@@ -430,3 +400,4 @@ def test_example_runs_offline() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "query 'red car': car" in out.stdout
+    assert "query_texts 'invoice due', through the embedder: invoice" in out.stdout

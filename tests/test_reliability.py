@@ -96,7 +96,7 @@ def fingerprint(request: RecordedRequest) -> str:
 def small_batches(embedder: Embedder, size: int = 10) -> Embedder:
     """Many requests from few items, so a fault mix has many requests to land on."""
     # Vertex sends one instance per request anyway, and so does a model that takes one item per request.
-    if embedder.provider_name != "vertex" and embedder.provider.family.info.max_batch != 1:
+    if embedder.provider_name not in ("vertex", "bedrock", "twelvelabs"):
         embedder.provider.family.cap = lambda route: size  # type: ignore[method-assign]
     return embedder
 

@@ -13,6 +13,8 @@ request is sent on the caller's thread: the scheduler *holds* its batches until 
 chooses (:meth:`Scheduler.release`), because handing one query to a worker thread and back costs more than the
 rest of the client's work. At most ``concurrency + 1`` batches of a call are outstanding at a time, so a
 stream of any length is embedded in bounded memory, and image decoding overlaps with network waits.
+Multi-vectors (:meth:`Embedder.embed_multi`) take the same path: an array collector with ``multi`` set has its own
+cache keys and makes :meth:`Run.send` ask the provider's ``send_multi``; batches, windows and retries are shared.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from . import fallbacks
 from .cpus import cpu_share
-from .errors import EmbeddingError, InputError
+from .errors import ConfigurationError, EmbeddingError, InputError
 from .inputs import ImageItem, Item, to_item
 from .providers import Provider, Ready, Task
 
@@ -260,13 +262,15 @@ class ArrayCollector:
     """Vectors by index into one array, in input order; duplicates embedded once; fallback leaves combined.
 
     Slots hold vectors: one per caller item, or one per leaf of an item replaced by a fallback. ``owners`` maps
-    a slot to the caller's index (for errors); ``rows`` says how each caller row is made from slots.
+    a slot to the caller's index (for errors); ``rows`` says how each caller row is made from slots. ``multi``:
+    slots hold multi-vectors (one array of rows per item, see :meth:`multi_result`), and no fallback applies.
     """
 
     streaming = False
 
-    def __init__(self, embedder: Embedder, task: Task, progress: Progress | None) -> None:
+    def __init__(self, embedder: Embedder, task: Task, progress: Progress | None, *, multi: bool = False) -> None:
         self.embedder, self.provider, self.cache, self.task = embedder, embedder.provider, embedder.cache, task
+        self.multi = multi
         self.progress = progress
         self.results: list[np.ndarray | None] = []
         self.owners: list[int] = []
@@ -284,6 +288,12 @@ class ArrayCollector:
         try:
             item = to_item(obj)
             leaves = fallbacks.plan(self.provider, item)
+            if leaves is not None and self.multi:
+                # A mean of multi-vectors means nothing: a PDF goes in page by page, each page its own item.
+                raise InputError(
+                    f"{self.provider.name}: {self.provider.family.model} cannot embed this "
+                    f"{item.kind} as one multi-vector; split it into pages or parts with Embedder.expand()"
+                )
         except InputError as err:
             raise err.at(index) from err.__cause__
         if leaves is None:
@@ -319,7 +329,7 @@ class ArrayCollector:
         self.results.append(None)
         self.owners.append(index)
         try:
-            key = self.embedder.cache_key(item, self.task)
+            key = self.embedder.cache_key(item, self.task, multi=self.multi)
         except InputError as err:
             raise err.at(index) from err.__cause__
         if key in self.first_index:  # the same content twice in one call: embed once
@@ -375,6 +385,16 @@ class ArrayCollector:
         if len(sizes) > 1:
             raise EmbeddingError(f"vectors of mixed sizes {sorted(sizes)} (a changed cache or model?)")
         return np.stack(vectors).astype(np.float32, copy=False)
+
+    def multi_result(self) -> list[np.ndarray]:
+        """One multi-vector (an array of unit rows) per caller item, in input order."""
+        for index, first in self.aliases.items():
+            self.results[index] = self.results[first]
+        arrays = [self._row(row) for row in self.rows]
+        widths = {a.shape[-1] for a in arrays}
+        if len(widths) > 1 or any(a.ndim != 2 for a in arrays):
+            raise EmbeddingError(f"multi-vectors of mixed widths {sorted(widths)} (a changed cache or model?)")
+        return [a.astype(np.float32, copy=False) for a in arrays]
 
     def _row(self, row: int | Combo) -> np.ndarray:
         if isinstance(row, int):
@@ -457,6 +477,13 @@ class Run:
     def __init__(self, embedder: Embedder, task: Task, collector: Collector, *, hold: bool = False) -> None:
         self.provider, self.cache, self.task = embedder.provider, embedder.cache, task
         self.collector = collector
+        # A multi-vector call: the same batches, windows and retries; another request and other cache keys.
+        self.multi = bool(getattr(collector, "multi", False))
+        if not self.multi and self.provider.multivector_only():
+            raise ConfigurationError(
+                f"{self.provider.name}: {self.provider.family.model} gives multi-vectors only (one row per token "
+                "or image patch): use embed_multi() / embed_query_multi()"
+            )
         send_pool, prep_pool = embedder._pools()
         self.scheduler = Scheduler(
             self.provider.concurrency, send_pool, self.send, early_fail=not collector.streaming, hold=hold
@@ -465,8 +492,21 @@ class Run:
 
     def execute(self, items: Iterable[object]) -> np.ndarray:
         """Every item into an array collector, in input order."""
+        self._collect(items)
+        return self._array().result()
+
+    def execute_multi(self, items: Iterable[object]) -> list[np.ndarray]:
+        """Every item into a multi-vector array collector: one array of rows per item, in input order."""
+        self._collect(items)
+        return self._array().multi_result()
+
+    def _array(self) -> ArrayCollector:
         if not isinstance(self.collector, ArrayCollector):
             raise TypeError("execute() needs an ArrayCollector")
+        return self.collector
+
+    def _collect(self, items: Iterable[object]) -> None:
+        self._array()
         try:
             for index, obj in enumerate(items):
                 self.collector.admit(index, obj, self.batcher.add)
@@ -476,7 +516,6 @@ class Run:
         except BaseException:
             self._abort()
             raise
-        return self.collector.result()
 
     def stream(self, items: Iterable[object]) -> Iterator[Answer]:
         """Every item into a stream collector, yielding answers as they come (see :meth:`Embedder.embed_stream`)."""
@@ -522,6 +561,8 @@ class Run:
         if not ready:
             return []
         try:
+            if self.multi:
+                return self.provider.send_multi(batch.route, ready, self.task)
             return self.provider.send(batch.route, ready, self.task)
         except InputError as err:  # a request of one item, refused for that item: a stream goes on without it
             if len(ready) != 1:

@@ -3,7 +3,7 @@
 The key covers provider, model, dimensions, task, the item's content and, for images, the upload size
 (see :meth:`mmembed.Embedder.cache_key`), so a changed setting never returns a stale vector. Vectors are
 written as each request completes: a call that fails half-way keeps what it already paid for, and a
-retry sends only the rest.
+retry sends only the rest. A multi-vector (:meth:`mmembed.Embedder.embed_multi`) is stored with its shape.
 
 The content of an image file is its SHA-256. So that a rerun over a folder of large photos need not read
 them all again, the cache also remembers each file's digest with its size, inode and modification and
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import threading
 import time
 import weakref
@@ -38,6 +39,10 @@ FILES_SCHEMA = (
     "hashed_ns INTEGER NOT NULL)"
 )
 RACY_SECONDS = 2.0  # coarser than any file system's timestamp tick (FAT: 2 s)
+# A multi-vector's blob starts with a NaN float32 (no vector ever holds one) and then its rows and width as two
+# little-endian uint32s; a plain vector's blob is its float32 values alone, as ever, so old files stay readable.
+_ROWS_MARK = b"\xff\xff\xc0\x7f"
+_HEADER = struct.Struct("<4sII")
 
 
 @runtime_checkable
@@ -103,7 +108,7 @@ class EmbeddingCache:
     def get(self, key: str) -> np.ndarray | None:
         with self._connection() as conn:
             row = conn.execute("SELECT vector FROM embeddings WHERE key = ?", (key,)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+        return None if row is None else _decode(row[0])
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -112,11 +117,11 @@ class EmbeddingCache:
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
                 for key, blob in conn.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
-                    out[key] = np.frombuffer(blob, dtype=np.float32).copy()
+                    out[key] = _decode(blob)
         return out
 
     def put_many(self, entries: Iterable[tuple[str, np.ndarray]]) -> None:
-        rows = [(key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in entries]
+        rows = [(key, _encode(vec)) for key, vec in entries]
         if not rows:
             return
         with self._connection() as conn:
@@ -167,6 +172,26 @@ def open_cache(cache: object) -> VectorCache | None:
     raise TypeError(
         f"cache= takes a path or an object with get_many(keys) and put_many(entries), not {type(cache).__name__}"
     )
+
+
+def _encode(vector: np.ndarray) -> bytes:
+    """A vector's float32 bytes; a multi-vector's (2-D) behind a header that gives its shape."""
+    array = np.ascontiguousarray(vector, dtype="<f4")
+    if array.ndim == 1:
+        return array.tobytes()
+    if array.ndim != 2:
+        raise ValueError(f"the cache stores vectors and multi-vectors, not {array.ndim}-d arrays")
+    return _HEADER.pack(_ROWS_MARK, *array.shape) + array.tobytes()
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    if blob[:4] == _ROWS_MARK and len(blob) >= _HEADER.size:
+        shape: tuple[int, int] = _HEADER.unpack_from(blob)[1:]
+        if len(blob) == _HEADER.size + 4 * shape[0] * shape[1]:
+            values = np.frombuffer(blob, dtype="<f4", offset=_HEADER.size)
+            return values.reshape(shape).astype(np.float32)
+    flat: np.ndarray = np.frombuffer(blob, dtype=np.float32).copy()
+    return flat
 
 
 def _stat_key(st: os.stat_result) -> str:

@@ -123,6 +123,26 @@ class Embedder:
         """Embed items as search queries (the provider's query task), in input order."""
         return self._run(items, "query", progress)
 
+    def embed_multi(self, items: Iterable[object], *, progress: Progress | None = None) -> list[np.ndarray]:
+        """Embed items as documents into multi-vectors: per item, a float32 array of unit rows (one per token of
+        a text, or per patch of an image), in input order, for late interaction (MaxSim; see :mod:`mmembed.late`).
+
+        Batched, cached, rate-limited and retried as :meth:`embed` is. Only models with multi-vector output
+        take it (:meth:`multivector_dimensions` is their row width); another raises
+        :class:`~mmembed.ConfigurationError` naming the ones that have it. A PDF goes in page by page
+        (:meth:`expand` first): there is no mean of multi-vectors.
+        """
+        return self._run_multi(items, "document", progress)
+
+    def embed_query_multi(self, items: Iterable[object], *, progress: Progress | None = None) -> list[np.ndarray]:
+        """:meth:`embed_multi` with the provider's query task (queries against multi-vector documents)."""
+        return self._run_multi(items, "query", progress)
+
+    @property
+    def multivector_dimensions(self) -> int | None:
+        """The width of each row :meth:`embed_multi` gives (None: the model has no multi-vector output)."""
+        return self.provider.multivector_width()
+
     def expand(self, items: Iterable[object]) -> list[Segment]:
         """Split items into the segments that each deserve a vector, with where they lie in their parent.
 
@@ -178,15 +198,17 @@ class Embedder:
         """:meth:`embed_query` without blocking the event loop."""
         return await asyncio.to_thread(self._run, list(items), "query", None)
 
-    def cache_key(self, item: Item, task: Task) -> str:
+    def cache_key(self, item: Item, task: Task, *, multi: bool = False) -> str:
         """The content-addressed key of ``item``: provider, model, dimensions, task and content.
 
         An image's key also holds the size it is shrunk to for upload: other pixels, another vector. The
         base URL is part of it too, so vectors from the emulator or a gateway never answer for the live API.
+        A multi-vector (``multi``) has keys of its own: the rows' width stands where the dimensions do.
         """
         p = self.provider
         content = item.content_key(getattr(self.cache, "file_digest", None))
-        parts = [p.name, p.base_url, p.model_for(item), str(p.dimensions), p.task_key(item, task), content]
+        size = f"multi={p.multivector_width()}" if multi else str(p.dimensions)
+        parts = [p.name, p.base_url, p.model_for(item), size, p.task_key(item, task), content]
         if isinstance(item, (ImageItem, InterleavedItem)):
             parts.append(f"side={p.image_spec().min_side}")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
@@ -224,6 +246,23 @@ class Embedder:
         # A small call may turn out to be one text-only request, sent on this thread (see Scheduler.release).
         hold = isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX
         return Run(self, task, ArrayCollector(self, task, progress), hold=hold).execute(items)
+
+    def _run_multi(self, items: Iterable[object], task: Task, progress: Progress | None) -> list[np.ndarray]:
+        if isinstance(items, (str, bytes, np.ndarray, Image.Image, os.PathLike, ImageSource, MediaSource, Interleaved)):
+            raise TypeError("embed_multi() takes a list (or any iterable) of items; wrap a single item in a list")
+        if self.provider.multivector_width() is None:
+            raise ConfigurationError(
+                f"{self.provider.name}: {self.provider.family.model} has no multi-vector output; "
+                f"models that have it: {', '.join(multivector_models()) or 'none registered'}"
+            )
+        hold = isinstance(items, (list, tuple)) and len(items) <= INLINE_MAX
+        collector = ArrayCollector(self, task, progress, multi=True)
+        return Run(self, task, collector, hold=hold).execute_multi(items)
+
+
+def multivector_models() -> list[str]:
+    """Every registered provider's models with multi-vector output, as ``provider:model``."""
+    return [f"{name}:{model}" for name, cls in PROVIDERS.items() for model in cls.multivector_models()]
 
 
 def provider_class(name: str) -> type[Provider]:

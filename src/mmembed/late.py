@@ -144,7 +144,7 @@ def as_multivector(value: object, index: int, dim: int | None = None, *, normali
     """One item's multi-vector checked: a non-empty finite 2-D array (``dim`` wide when given), float32.
 
     With ``normalize`` (what the Chroma functions use), rows are scaled to unit length — MaxSim is a sum of
-    cosines, and some servers (Infinity's ColPali) send rows unnormalised; a zero row cannot be, and is refused.
+    cosines, and some servers send ColPali rows unnormalised; a zero row cannot be, and is refused.
     Raises :class:`~mmembed.InputError` naming ``index``.
     """
     try:

@@ -116,6 +116,13 @@ class ModelFamily(ABC):
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         """One request: exactly one unit vector per item of ``batch``, in batch order."""
 
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        """One multi-vector request: one ``(rows, width)`` array of unit rows per item, in batch order.
+
+        Only a family with a model whose :class:`ModelInfo` declares ``multivector`` implements it.
+        """
+        raise ConfigurationError(f"{self.name}: {self.model} has no multi-vector output")
+
     def one_item(self, call: Callable[[], T]) -> T:
         """Run a request that carries one item: the API's 400 refuses that item, so it becomes a
         :class:`~mmembed.errors.RefusedInputError` (the embedder names the item). ``is_model_error`` says which
@@ -189,6 +196,19 @@ class ModelFamily(ABC):
     def output_dimensions(self) -> int | None:
         """The size of every vector (None until known, for unknown models)."""
         return self.dimensions
+
+    def multivector_width(self) -> int | None:
+        """The width of each row of the model's multi-vector output (None: it has none)."""
+        return self.info.multivector
+
+    def multivector_only(self) -> bool:
+        """Whether the model gives multi-vectors and no single vector (a ColPali: no pooled output)."""
+        return self.info.known and self.info.dimensions is None and self.info.multivector is not None
+
+    @classmethod
+    def multivector_models(cls) -> list[str]:
+        """The listed models that give multi-vector output (for error messages)."""
+        return [name for name, info in cls.models.items() if info.multivector is not None]
 
     def image_spec(self) -> ImageSpec:
         side = self.provider.options.image_side or self.image_model().image_side
@@ -273,6 +293,28 @@ class ModelFamily(ABC):
                 )
             vec = vec[: self.dimensions]
         return normalise(vec, self.name)
+
+    def finish_multi(self, arrays: Sequence[Any], expected: int) -> list[np.ndarray]:
+        """Check a multi-vector answer: ``expected`` arrays of rows of the model's width, each row normalised."""
+        if len(arrays) != expected:
+            raise InvalidResponseError(f"expected {expected} multi-vectors, got {len(arrays)}", provider=self.name)
+        return [self._multivector_rows(raw) for raw in arrays]
+
+    def _multivector_rows(self, raw: Any) -> np.ndarray:
+        try:
+            rows = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidResponseError("a multi-vector is not a list of rows of numbers", provider=self.name) from exc
+        width = self.multivector_width()
+        if rows.ndim != 2 or rows.shape[0] == 0 or (width is not None and rows.shape[1] != width):
+            raise InvalidResponseError(
+                f"a multi-vector has shape {rows.shape}, not (rows, {width})", provider=self.name
+            )
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0.0):
+            raise InvalidResponseError("a multi-vector row is zero or not finite", provider=self.name)
+        unit: np.ndarray = (rows / norms).astype(np.float32, copy=False)
+        return unit
 
     def indexed_parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
         """A parser for ``{"data": [{"index", "embedding"}]}`` answers (the OpenAI shape many APIs share)."""

@@ -84,7 +84,7 @@ class ServerFamilyOptions(TypedDict, total=False):
     ]
     batch_size: Annotated[
         int | None,
-        Doc("Texts per request (default: the server's cap when it says one, else the family's: 64, NIM 16).",
+        Doc("Texts per request (default: the server's cap when it says one, else the family's, e.g. 64).",
             local=True),
     ]
 
@@ -276,7 +276,22 @@ class SelfHostedProvider(Provider):
         with self.controller.priority(task == "query", len(batch)):
             return self.family.send(route, batch, task)
 
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        self.discover()
+        if self.controller is None:
+            return self.family.send_multi(route, batch, task)
+        with self.controller.priority(task == "query", len(batch)):
+            return self.family.send_multi(route, batch, task)
+
     # -- the pipeline's questions wait for discovery ----------------------------------------------------
+    def multivector_width(self) -> int | None:
+        self.discover()
+        return self.family.multivector_width()
+
+    def multivector_only(self) -> bool:
+        self.discover()
+        return self.family.multivector_only()
+
     def native_kinds(self) -> frozenset[str]:
         self.discover()
         return self.family.native_kinds()
@@ -409,16 +424,30 @@ class SelfHostedFamily(ModelFamily):
         one model may take any name, and would answer with another model's vectors)."""
 
         def parse(response: requests.Response) -> list[np.ndarray]:
-            body = json_body(response, self.name)
-            answered = body.get("model") if isinstance(body, dict) else None
-            if isinstance(answered, str) and answered and self.model and answered != self.model:
-                raise ConfigurationError(
-                    f"{self.name}: the server at {self.provider.base_url} serves {answered}, not {self.model}; "
-                    f"pass model={answered!r} (or point base_url at the right server)"
-                )
+            self.check_answered_model(response)
             return self.finish(indexed_data(response, self.name, expected), expected)
 
         return parse
+
+    def multi_parser(self, expected: int, field: str) -> Callable[[requests.Response], list[np.ndarray]]:
+        """The parser of a multi-vector answer ``{"data": [{"index", <field>: [[row], ...]}]}``: rows checked and
+        normalised (some servers leave them as the model gave them), the answering model checked."""
+
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            self.check_answered_model(response)
+            return self.finish_multi(indexed_data(response, self.name, expected, field=field), expected)
+
+        return parse
+
+    def check_answered_model(self, response: requests.Response) -> None:
+        """Refuse an answer that names another model than the one asked for."""
+        body = json_body(response, self.name)
+        answered = body.get("model") if isinstance(body, dict) else None
+        if isinstance(answered, str) and answered and self.model and answered != self.model:
+            raise ConfigurationError(
+                f"{self.name}: the server at {self.provider.base_url} serves {answered}, not {self.model}; "
+                f"pass model={answered!r} (or point base_url at the right server)"
+            )
 
 
 def served_models(body: Any, provider: str) -> list[dict[str, Any]]:

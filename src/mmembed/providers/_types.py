@@ -43,6 +43,7 @@ class ModelInfo:
     max_side: int | None = None  # longest side worth uploading, if the model caps it too
     known: bool = True
     kinds: frozenset[str] | None = None  # item kinds it takes natively (None: its family's default)
+    multivector: int | None = None  # width of each row of its multi-vector output (None: it has none)
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,12 @@ def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
     return (vec / norm).astype(np.float32, copy=False)
 
 
-def indexed_data(response: requests.Response, provider: str, expected: int) -> list[Any]:
+def indexed_data(response: requests.Response, provider: str, expected: int, field: str = "embedding") -> list[Any]:
     """The raw vectors of a ``{"data": [{"index": i, "embedding": [...]}, ...]}`` answer, put in order by index.
 
-    The OpenAI shape several APIs share. The indexes must be JSON integers (not "1", 1.5 or true) and, when the count
-    is right, exactly 0..n-1: a vector is never shifted onto another item.
+    The OpenAI shape several APIs share (``field`` names the vectors: Jina's multi-vectors are ``"embeddings"``).
+    The indexes must be JSON integers (not "1", 1.5 or true) and, when the count is right, exactly 0..n-1: a
+    vector is never shifted onto another item.
     """
     body = json_body(response, provider)
     data = body.get("data") if isinstance(body, dict) else None
@@ -106,7 +108,7 @@ def indexed_data(response: requests.Response, provider: str, expected: int) -> l
     try:
         ordered = sorted(data, key=_index)
         indexes = [_index(d) for d in ordered]
-        vectors = [d["embedding"] for d in ordered]
+        vectors = [d[field] for d in ordered]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidResponseError("malformed 'data' entries", provider=provider) from exc
     if len(data) == expected and indexes != list(range(expected)):

@@ -123,6 +123,11 @@ class Provider:
         return model
 
     @classmethod
+    def multivector_models(cls) -> list[str]:
+        """The models hosted here that give multi-vector output (one row per token or image patch)."""
+        return [model for h in cls.hostings() for model in h.family.multivector_models() if h.lists(model)]
+
+    @classmethod
     def models_taking(cls, kind: str) -> list[str]:
         """The known models of this provider that take ``kind`` natively (for error messages)."""
         return [model for h in cls.hostings() for model in h.family.models_taking(kind) if h.lists(model)]
@@ -293,6 +298,15 @@ class Provider:
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
         return self.family.send(route, batch, task)
+
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        return self.family.send_multi(route, batch, task)
+
+    def multivector_width(self) -> int | None:
+        return self.family.multivector_width()
+
+    def multivector_only(self) -> bool:
+        return self.family.multivector_only()
 
     def model_for(self, item: Item) -> str:
         return self.family.model_for(item)

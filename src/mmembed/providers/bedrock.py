@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -46,6 +47,7 @@ __all__ = ["BedrockProvider", "BedrockSettings", "NovaEmbeddings", "SigV4Signer"
 
 T = TypeVar("T")
 DEFAULT_REGION = "us-east-1"
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 SERVICE = "bedrock"  # the signing name (not bedrock-runtime)
 SAFE = "-._~"  # what botocore leaves unencoded in a path label
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "ca.", "jp.", "au.")
@@ -308,6 +310,8 @@ class BedrockProvider(Provider):
         super().configure(**settings)
         # Nothing configured anywhere: us-east-1, where every model here is offered.
         self.region = self.region or default_region(self.aws_profile) or DEFAULT_REGION
+        if not REGION.fullmatch(self.region):  # it becomes part of the host name and the signature's scope
+            raise ConfigurationError(f"bedrock: {self.region!r} is not an AWS region name (e.g. us-east-1)")
         self._signer: SigV4Signer | None = None
 
     def default_url(self) -> str:

@@ -5,7 +5,9 @@ A request carries texts, images or audio clips, never a mix: ``{"model", "input"
 base64 is refused). Caps: 2048 texts, 32 images or audio clips a request. No query field: a model's query
 instruction goes in ``query_prefix``. Discovery: ``GET /models`` lists each served model with its
 ``capabilities`` (``embed``, ``image_embed``, ``audio_embed``), which say the kinds it takes; the size comes
-from the first answer. A full queue (32 000 items per model by default) answers 429 without ``Retry-After``.
+from the first answer. A ColPali/ColQwen2 merged checkpoint answers each ``embedding`` as a list of token rows
+(not re-normalised: normalised here), for :meth:`~mmembed.Embedder.embed_multi`. A full queue (32 000 items per
+model by default) answers 429 without ``Retry-After``.
 Started with ``--url-prefix /v1``, its routes move under ``/v1``: put that in ``base_url``
 (``http://host:7997/v1``). ``INFINITY_API_KEY`` on the server means a Bearer key on every route.
 """
@@ -41,12 +43,17 @@ AUDIO_MODELS: dict[str, ModelInfo] = {
     name: ModelInfo(name, 512, matryoshka=False, kinds=_TEXT_AUDIO)
     for name in ("laion/clap-htsat-unfused", "laion/larger_clap_general")
 }
+# ColPali / ColQwen2 merged checkpoints: `embedding` is a list of 128-d token rows (not re-normalised).
+TOKEN_MODELS: dict[str, ModelInfo] = {
+    name: ModelInfo(name, None, image_side=448, matryoshka=False, multivector=128)
+    for name in ("michaelfeil/colpali-v1.2-merged", "michaelfeil/colqwen2-v0.1")
+}
 
 
 class InfinityEmbeddings(SelfHostedFamily):
     """Models on Infinity: one modality per request, images and audio as URLs or data URIs."""
 
-    models: ClassVar[dict[str, ModelInfo]] = {**CLIP_MODELS, **TEXT_MODELS, **AUDIO_MODELS}
+    models: ClassVar[dict[str, ModelInfo]] = {**CLIP_MODELS, **TEXT_MODELS, **AUDIO_MODELS, **TOKEN_MODELS}
     kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
     server_fetches_urls: ClassVar[bool] = True
@@ -62,12 +69,19 @@ class InfinityEmbeddings(SelfHostedFamily):
         return super().cap(route) if route == "text" else MEDIA_PER_REQUEST
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        return self.provider.post("/embeddings", self.indexed_parser(len(batch)), json=self._body(route, batch, task))
+
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        # The same request: a ColPali-family model answers each `embedding` as its rows.
+        parse = self.multi_parser(len(batch), "embedding")
+        return self.provider.post("/embeddings", parse, json=self._body(route, batch, task))
+
+    def _body(self, route: str, batch: Sequence[Ready], task: Task) -> dict[str, Any]:
         if route == "text":
             inputs = [self.text(ready, task) for ready in batch]
         else:
             inputs = [data_uri(ready) for ready in batch]
-        body: dict[str, Any] = {"model": self.model, "input": inputs, "modality": route, "encoding_format": "float"}
-        return self.provider.post("/embeddings", self.indexed_parser(len(batch)), json=body)
+        return {"model": self.model, "input": inputs, "modality": route, "encoding_format": "float"}
 
     def embed_raw(self, texts: list[str]) -> list[Any]:
         body = {"model": self.model, "input": texts, "modality": "text", "encoding_format": "float"}

@@ -4,7 +4,8 @@ One JSON request carries texts and images together: ``input`` items are ``{"text
 ``{"image": <bare base64 or http(s) URL>}`` (the server fetches URLs). Queries go out with
 ``task: "retrieval.query"``; documents with no task on the CLIP models and ``retrieval.passage`` on v4.
 ``data`` comes back with an ``index`` per item and is put back in order by it; vectors are normalised
-here because older responses were not unit length.
+here because older responses were not unit length. jina-embeddings-v4 also gives multi-vectors
+(``return_multivector: true``): ``data[i].embeddings``, one 128-d row per token or image patch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import requests
 
 from ..inputs import ImageItem, Item
+from ._types import indexed_data
 from .base import TEXT_IMAGE, ModelFamily, ModelInfo, Provider, Ready, Task
 
 __all__ = ["JinaEmbeddings", "JinaProvider"]
@@ -32,7 +34,7 @@ class JinaEmbeddings(ModelFamily):
         "jina-clip-v2": ModelInfo("jina-clip-v2", 1024, image_side=512, api_dimensions=(1, 1024), max_batch=2048),
         "jina-clip-v1": ModelInfo("jina-clip-v1", 768, image_side=224, matryoshka=False, max_batch=2048),
         "jina-embeddings-v4": ModelInfo(
-            "jina-embeddings-v4", 2048, image_side=512, api_dimensions=(128, 2048), max_batch=512
+            "jina-embeddings-v4", 2048, image_side=512, api_dimensions=(128, 2048), max_batch=512, multivector=128
         ),
     }
     # The task field per model and purpose; None means "send no task".
@@ -61,13 +63,27 @@ class JinaEmbeddings(ModelFamily):
         return True
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        body = self._body(batch, task)
+        if self.provider.options.dimensions is not None and self.info.api_dimensions:
+            body["dimensions"] = self.provider.options.dimensions
+        return self.provider.post("/v1/embeddings", self.indexed_parser(len(batch)), json=body)
+
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        # The API refuses `dimensions` with `return_multivector`: rows keep the model's multi-vector width.
+        body = {**self._body(batch, task), "return_multivector": True}
+
+        def parse(response: requests.Response) -> list[np.ndarray]:
+            rows = indexed_data(response, self.name, len(batch), field="embeddings")
+            return self.finish_multi(rows, len(batch))
+
+        return self.provider.post("/v1/embeddings", parse, json=body)
+
+    def _body(self, batch: Sequence[Ready], task: Task) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "input": [self._input(r) for r in batch]}
         wire_task = self.tasks.get(self.model, {}).get(task)
         if wire_task:
             body["task"] = wire_task
-        if self.provider.options.dimensions is not None and self.info.api_dimensions:
-            body["dimensions"] = self.provider.options.dimensions
-        return self.provider.post("/v1/embeddings", self.indexed_parser(len(batch)), json=body)
+        return body
 
     @staticmethod
     def _input(ready: Ready) -> dict[str, str]:

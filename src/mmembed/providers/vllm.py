@@ -12,9 +12,12 @@ The models vLLM serves take inputs in two ways (``model_type``):
 Known model names decide it; an unknown model is ``"clip"`` unless told, the safe reading (nothing is sent that
 a CLIP model would refuse). Older vLLM takes one conversation per request; servers with batched chat embeddings
 (vLLM PR #45173) take a list of conversations, enabled by ``image_batch=True``. vLLM has no query field on this
-route: a model's query instruction goes in ``query_prefix``. Discovery: ``GET /v1/models`` names the served
-model; the size comes from the first answer. With ``--api-key`` (``VLLM_API_KEY``) the ``/v1`` routes want a
-Bearer key. Errors come as ``{"error": {...}}`` or, from older releases, flat ``{"object": "error", ...}``.
+route: a model's query instruction goes in ``query_prefix``. Token-embedding models (ColPali) have no
+``/v1/embeddings``: :meth:`~mmembed.Embedder.embed_multi` asks ``POST /pooling`` with ``"task": "token_embed"``
+(same ``input``/``messages``) and takes ``data[i].data``, one row per token or image patch. Discovery:
+``GET /v1/models`` names the served model; the size comes from the first answer. With ``--api-key``
+(``VLLM_API_KEY``) the ``/v1`` routes want a Bearer key. Errors come as ``{"error": {...}}`` or, from older
+releases, flat ``{"object": "error", ...}``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ VLM_MODELS: dict[str, ModelInfo] = {
 }
 
 
+# Token-embedding (late-interaction) models: no /v1/embeddings route, one row per token or patch on /pooling.
+TOKEN_MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in (
+        ModelInfo("vidore/colpali-v1.3-hf", None, image_side=448, matryoshka=False, multivector=128),
+    )
+}
+
+
 class VllmFamilyOptions(ServerFamilyOptions, total=False):
     """How the served model takes inputs, and how images travel."""
 
@@ -86,7 +98,7 @@ class VllmFamilyOptions(ServerFamilyOptions, total=False):
 class VllmEmbeddings(SelfHostedFamily):
     """Embedding models on vLLM: texts in ``input``, images (and, for VLM embedders, text+image) in ``messages``."""
 
-    models: ClassVar[dict[str, ModelInfo]] = {**CLIP_MODELS, **VLM_MODELS}
+    models: ClassVar[dict[str, ModelInfo]] = {**CLIP_MODELS, **VLM_MODELS, **TOKEN_MODELS}
     settings: ClassVar[type | None] = VllmFamilyOptions
     kinds: ClassVar[frozenset[str]] = TEXT_IMAGE
     image_formats: ClassVar[frozenset[str]] = frozenset({"JPEG", "PNG", "WEBP"})
@@ -131,6 +143,22 @@ class VllmEmbeddings(SelfHostedFamily):
         else:  # one conversation per request: a larger batch (a caller's own cap) goes as several
             return [vector for ready in batch for vector in self._one(ready, task)]
         return self.provider.post("/v1/embeddings", self.indexed_parser(len(batch)), json=body)
+
+    def send_multi(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
+        # POST /pooling, task token_embed: texts (queries) in `input`, pages as conversations in `messages`.
+        body: dict[str, Any] = {"model": self.model, "task": "token_embed", "encoding_format": "float"}
+        if route == "text":
+            body["input"] = [self.text(ready, task) for ready in batch]
+        elif self.image_batch:
+            body["messages"] = [self._conversation(ready, task) for ready in batch]
+        else:
+            return [rows for ready in batch for rows in self._one_multi(ready, task)]
+        return self.provider.post("/pooling", self.multi_parser(len(batch), "data"), json=body)
+
+    def _one_multi(self, ready: Ready, task: Task) -> list[np.ndarray]:
+        body = {"model": self.model, "task": "token_embed", "encoding_format": "float",
+                "messages": self._conversation(ready, task)}
+        return self.provider.post("/pooling", self.multi_parser(1, "data"), json=body)
 
     def _one(self, ready: Ready, task: Task) -> list[np.ndarray]:
         body = {"model": self.model, "encoding_format": "float", "messages": self._conversation(ready, task)}

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .imagedata import ImageDataError, decode_base64, decode_image, fetch_url
 from .models import ModelSpec
-from .space import embed, embed_parts, get_space, part_vector, to_wire
+from .space import embed, embed_parts, get_space, multivector, part_vector, to_wire
 from .wire import ApiError, Endpoint, Incoming, Reply, Settings, bearer
 
 __all__ = ["Capacity", "CapacityStats", "Part", "ServerEndpoint"]
@@ -213,6 +213,19 @@ class ServerEndpoint(Endpoint):
             for k, v in parts
         ]
         return embed_parts(self.spec, vectors, None)
+
+    def rows(self, parts: Sequence[Part]) -> list[list[float]]:
+        """A token-embedding model's answer for one input: a unit row per token of its texts and per patch of its
+        images (a fixed grid, see :func:`mmembed.testing.space.multivector`), in the order of its parts."""
+        out: list[list[float]] = []
+        for kind, value in parts:
+            if kind == "text":
+                out += multivector(self.spec, text=value)
+            elif kind == "image":
+                out += multivector(self.spec, image=value)
+            else:
+                raise ApiError(400, f"{self.spec.name} embeds texts and images, not {kind}")
+        return out
 
     @staticmethod
     def indexed(vectors: Sequence[list[float]], model: str) -> dict[str, Any]:

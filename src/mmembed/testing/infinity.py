@@ -1,5 +1,7 @@
 """The emulated Infinity server: ``POST /embeddings`` with one ``modality`` per request, ``GET /models`` with
-``capabilities``; FastAPI's 422 for bad bodies, ``{"error": {...}}`` otherwise; 429 beyond its queue."""
+``capabilities``; FastAPI's 422 for bad bodies, ``{"error": {...}}`` otherwise; 429 beyond its queue. A ColPali
+merged checkpoint (``Emulator(infinity_model="michaelfeil/colpali-v1.2-merged")``) answers each ``embedding`` as
+a list of 128-d token rows (one per token, one per patch of a 4x4 grid), not re-normalised, as Infinity does."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ MODELS: tuple[ModelSpec, ...] = (
               frozenset({"text", "audio"}), max_inputs=MAX_TEXTS),
     ModelSpec("infinity", "BAAI/bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", 384, frozenset({"text"}),
               max_inputs=MAX_TEXTS),
+    ModelSpec("infinity", "michaelfeil/colpali-v1.2-merged", "colpali", 128, frozenset({"text", "image"}),
+              max_inputs=MAX_TEXTS, multivector_dim=128),
 )
 _CAPABILITIES = {"text": "embed", "image": "image_embed", "audio": "audio_embed"}
 
@@ -69,9 +73,13 @@ class Infinity(ServerEndpoint):
             raise ApiError(400, f"ModelNotDeployedError: model=`{self.spec.name}` does not support "
                                 f"`{_CAPABILITIES[modality]}` for modality `{modality}`.")
         parts = [self._part(modality, value, i) for i, value in enumerate(inputs)]
-        vectors = [self.vector(part) for part in parts]
+        vectors: list[Any] = [self._token_rows(p) if self.spec.multivector_dim else self.vector(p) for p in parts]
         self.serve(len(parts))
         return Reply.json(200, {**self.indexed(vectors, self.spec.name), "id": "infinity-emulated"})
+
+    def _token_rows(self, part: Part) -> list[list[float]]:
+        """A ColPali answer as Infinity passes it on: the model's rows at their own lengths (not unit)."""
+        return [[value * (1.5 + 0.25 * (j % 3)) for value in row] for j, row in enumerate(self.rows([part]))]
 
     def _part(self, modality: str, value: str, index: int) -> Part:
         if modality == "text":
