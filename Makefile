@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYVER := $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 # The versions the dev and test venv installs, pinned per Python (the newest numpy for 3.10 is not 3.13's).
 CONSTRAINTS ?= constraints/py$(PYVER).txt
-LINTED := src tests checks examples benchmarks tools noxfile.py
+LINTED := src tests checks examples benchmarks tools noxfile.py docs/hooks
 
 .PHONY: venv test lint demo record record-emulator check-recorded bench clean lock test-latest test-pythons
 
@@ -29,8 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy src
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest -q
+
+# The documentation site (mkdocs-material + mkdocstrings), built strictly into build/site: a broken link, a
+# missing page or a docstring mkdocstrings cannot render fails `make test` (about 10 s).
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # Re-pin constraints/py3.X.txt to the newest versions pyproject.toml allows today, for every Python its
 # classifiers claim (`make lock PYTHONS=3.13` for one).
@@ -46,6 +52,7 @@ test-latest:
 	-.venv-latest/bin/python tools/lock.py check $(CONSTRAINTS)
 	.venv-latest/bin/ruff check $(LINTED)
 	.venv-latest/bin/mypy src
+	NO_MKDOCS_2_WARNING=1 .venv-latest/bin/mkdocs build --strict --quiet
 	.venv-latest/bin/python -m pytest -q
 
 # The suite on the other Pythons pyproject.toml claims, each in its own locked venv (noxfile.py).
