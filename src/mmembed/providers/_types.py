@@ -97,7 +97,7 @@ def normalise(vec: np.ndarray, provider: str) -> np.ndarray:
 def indexed_data(response: requests.Response, provider: str, expected: int, field: str = "embedding") -> list[Any]:
     """The raw vectors of a ``{"data": [{"index": i, "embedding": [...]}, ...]}`` answer, put in order by index.
 
-    The OpenAI shape several APIs share (``field`` names the vectors: Jina's multi-vectors are ``"embeddings"``).
+    The OpenAI shape several APIs share (``field`` names the vectors: some multi-vector answers use ``"embeddings"``).
     The indexes must be JSON integers (not "1", 1.5 or true) and, when the count is right, exactly 0..n-1: a
     vector is never shifted onto another item.
     """
