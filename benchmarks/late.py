@@ -41,6 +41,7 @@ from mmembed.testing.multivectors import SyntheticCorpus, synthetic_corpus
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- late:begin -->", "<!-- late:end -->"
+PATCH_GET_DOCS = 100  # candidate documents per get: their patch ids stay under SQLite's 32,766 variables
 
 
 @dataclass
@@ -140,10 +141,12 @@ def per_patch_query(collection: Any, query: np.ndarray, k: int) -> list[str]:
     """chroma#4600's recipe: nearest patches per token → candidate documents → all their patches → MaxSim."""
     near = collection.query(query_embeddings=query, n_results=k, include=["metadatas"])
     candidates = sorted({m["doc"] for hits in near["metadatas"] for m in hits})
-    patches = collection.get(where={"doc": {"$in": candidates}}, include=["embeddings", "metadatas"])
     by_doc: dict[str, list[np.ndarray]] = {}
-    for meta, row in zip(patches["metadatas"], patches["embeddings"], strict=True):
-        by_doc.setdefault(meta["doc"], []).append(row)
+    for start in range(0, len(candidates), PATCH_GET_DOCS):  # SQLite caps the variables of one statement
+        patches = collection.get(where={"doc": {"$in": candidates[start:start + PATCH_GET_DOCS]}},
+                                 include=["embeddings", "metadatas"])
+        for meta, row in zip(patches["metadatas"], patches["embeddings"], strict=True):
+            by_doc.setdefault(meta["doc"], []).append(row)
     names = list(by_doc)
     scores = MultiVectorIndex([np.stack(by_doc[n]) for n in names]).scores(query)
     return [names[i] for i in np.argsort(-scores, kind="stable")[:10]]
@@ -211,11 +214,11 @@ def write(section: str, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--noise", type=float, default=0.7)
-    parser.add_argument("--over-fetch", type=int, nargs="+", default=[10, 20])
-    parser.add_argument("--per-token", type=int, nargs="+", default=[10, 30])
+    parser.add_argument("--over-fetch", type=int, nargs="+", default=[20, 40, 80])
+    parser.add_argument("--per-token", type=int, nargs="+", default=[10, 30, 60])
     parser.add_argument("--sweep", action="store_true", help="also compare encoding settings (numpy only)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mmembed import AuthenticationError, ConfigurationError, Embedder, InputError, Interleaved, ProviderError
+from mmembed.errors import TextTooLongWarning
 from mmembed.providers.bedrock import BedrockProvider
 from mmembed.testing import Emulator, colour_photo
 from mmembed.testing.bedrock import TEST_CREDENTIALS, verify_sigv4
@@ -97,6 +98,15 @@ def test_nova_queries_use_the_retrieval_purpose(bedrock: object, mmembed_emulato
         bedrock(NOVA, query_purpose="SEARCH")  # type: ignore[operator]
     with pytest.raises(ConfigurationError, match="256, 384, 1024, 3072"):
         bedrock(NOVA, dimensions=512)  # type: ignore[operator]
+
+
+def test_nova_cuts_a_long_text_with_a_warning(bedrock: object, mmembed_emulator: Emulator) -> None:
+    long_text = "red bicycles " * 1000  # 13,000 characters: Nova's value takes 8,192
+    with pytest.warns(TextTooLongWarning, match="13,000 characters") as caught:
+        vectors = bedrock(NOVA).embed([long_text, "a short one", long_text + "!"])  # type: ignore[operator]
+    assert vectors.shape == (3, 3072) and len(caught) == 1  # warned once
+    values = sorted(len(r.json["singleEmbeddingParams"]["text"]["value"]) for r in mmembed_emulator.requests)
+    assert values == [len("a short one"), 8192, 8192]
 
 
 def test_nova_embeds_long_media_in_thirty_second_windows(bedrock: object, mmembed_emulator: Emulator) -> None:
@@ -188,6 +198,22 @@ def test_cohere_v4_batches_without_a_model_field(bedrock: object, mmembed_emulat
     assert all(r.path == f"/model/{COHERE}/invoke" for r in requests)
     expected = mmembed_emulator.vector("bedrock", COHERE, text="note 3")
     assert float(vectors[3] @ expected) > 0.999
+
+
+def test_cohere_v4_image_url_form_is_a_setting(bedrock: object, mmembed_emulator: Emulator) -> None:
+    photo = colour_photo("red", size=(120, 90))
+    bedrock(COHERE).embed(["a note", photo])  # type: ignore[operator]
+    (segment,) = mmembed_emulator.requests[-1].json["inputs"][1]["content"]
+    assert set(segment["image_url"]) == {"url"} and segment["image_url"]["url"].startswith("data:image/")
+    # a Bedrock that takes bare strings
+    mmembed_emulator.endpoint("bedrock").image_url_form = "string"  # type: ignore[attr-defined]
+    with pytest.raises(ProviderError, match=r"must be a string.*try image_url_form='string'"):
+        bedrock(COHERE).embed([photo])  # type: ignore[operator]
+    vectors = bedrock(COHERE, image_url_form="string").embed(["a note", photo])  # type: ignore[operator]
+    (segment,) = mmembed_emulator.requests[-1].json["inputs"][1]["content"]
+    assert segment["image_url"].startswith("data:image/") and vectors.shape == (2, 1536)
+    with pytest.raises(ConfigurationError, match="image_url_form must be one of object, string"):
+        bedrock(COHERE, image_url_form="url")  # type: ignore[operator]
 
 
 def test_model_ids_are_one_segment_encoded_once() -> None:

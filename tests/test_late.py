@@ -18,6 +18,7 @@ import requests
 
 from conftest import CANARY_KEY, ChromaServer, png_bytes
 from mmembed import ConfigurationError, InputError
+from mmembed._late_chroma import _RESCORED, _halves, _join, _write_rows
 from mmembed.chroma import (
     LATE_KEY,
     add_late,
@@ -60,8 +61,8 @@ def recall_at_10(result: dict[str, Any], corpus: Any) -> float:
     return float(np.mean(found))
 
 
-def assert_exact(result: dict[str, Any], corpus: Any) -> None:
-    for q, query in enumerate(corpus.queries):
+def assert_exact(result: dict[str, Any], corpus: Any, queries: int | None = None) -> None:
+    for q, query in enumerate(corpus.queries[:queries]):
         scores = result["maxsim_scores"][q]
         assert scores == sorted(scores, reverse=True)
         for id_, score, distance in zip(result["ids"][q], scores, result["distances"][q], strict=True):
@@ -202,7 +203,7 @@ def test_query_late_finds_the_exact_top_10_with_exact_scores(tmp_path: Path, cor
     collection = create_late_collection(client, "pages", MuveraSettings(seed=4))
     fill(collection, corpus)
     assert json.loads(collection.metadata[LATE_KEY])["dim"] == 128
-    # 200 candidates of 400 documents (the default 40 x would ask for them all)
+    # 200 candidates of 400 documents (the default 80 x would ask for them all)
     result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     assert recall_at_10(result, corpus) >= 0.95
     assert_exact(result, corpus)
@@ -216,6 +217,68 @@ def test_query_late_finds_the_exact_top_10_with_exact_scores(tmp_path: Path, cor
     add_late(collection, ["d0"], multivectors=[corpus.documents[1]])
     again = query_late(collection, query_multivectors=corpus.queries[:2], n_results=10, over_fetch=20)
     assert again["ids"] == result["ids"][:2] and again["maxsim_scores"] == result["maxsim_scores"][:2]
+
+
+def test_halves_join_to_the_exact_floats() -> None:
+    rng = np.random.default_rng(3)
+    rows = np.concatenate([rng.standard_normal((50, 128)), [[0.0, -0.0, 1e-40, -3.4e38, np.pi] + [1.0] * 123]])
+    rows = rows.astype(np.float32)
+    high, low = _halves(rows)
+    assert high.dtype == np.dtype("<u2") and low.dtype == np.dtype("<u2")
+    assert _join(high, low).tobytes() == rows.tobytes()  # bit for bit
+    rough = _join(high, None)  # bfloat16, truncated: under 2**-7 relative off, never larger in size
+    assert np.all(np.abs(rough) <= np.abs(rows)) and np.allclose(rough, rows, rtol=2**-7, atol=1e-38)
+
+
+def test_the_lower_halves_are_read_only_for_the_shortlist(
+    tmp_path: Path, corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chromadb.api.models.Collection import Collection
+
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    collection = create_late_collection(client, "pages", MuveraSettings(seed=4))
+    fill(collection, corpus)
+    store = client.get_collection("pages.mmembed-mv")
+    assert store.count() == 2 * len(corpus.documents)  # hi: and lo: for each id
+    read: list[str] = []
+    get = Collection.get
+
+    def spy(self: Any, ids: Any = None, **kwargs: Any) -> Any:
+        if self.name == "pages.mmembed-mv":
+            read.extend(ids)
+        return get(self, ids=ids, **kwargs)
+
+    monkeypatch.setattr(Collection, "get", spy)
+    result = query_late(collection, query_multivectors=corpus.queries[:1], n_results=10, over_fetch=20)
+    assert sum(k.startswith("hi:") for k in read) == 200  # every candidate's upper half
+    assert sum(k.startswith("lo:") for k in read) == 10 + _RESCORED  # the shortlist's lower halves
+    monkeypatch.undo()
+    assert_exact(result, corpus, queries=1)
+    assert recall_at_10(query_late(collection, query_multivectors=corpus.queries, over_fetch=20), corpus) >= 0.95
+
+
+def test_a_collection_of_whole_rows_layout_1_reads_the_same(tmp_path: Path, corpus: Any) -> None:
+    """A collection written before the split (one ``<id>`` record of float32 rows) answers as before."""
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    new = create_late_collection(client, "pages", MuveraSettings(seed=4))
+    fill(new, corpus)
+    old = create_late_collection(client, "older", MuveraSettings(seed=4), dim=128)
+    late = json.loads(old.metadata[LATE_KEY])
+    del late["layout"]
+    old.modify(metadata={LATE_KEY: json.dumps(late)})
+    ids = [f"d{i}" for i in range(len(corpus.documents))]
+    old.add(ids=ids, embeddings=encode_documents(corpus.documents, MuveraSettings(seed=4)),  # type: ignore[arg-type]
+            metadatas=[{"n": i, "half": i % 2} for i in range(len(ids))])
+    _write_rows(client.get_collection("older.mmembed-mv"), ids, corpus.documents, 1)
+    reopened_old = client.get_collection("older")
+    before = query_late(reopened_old, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
+    after = query_late(new, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
+    assert before["ids"] == after["ids"] and before["metadatas"] == after["metadatas"]
+    np.testing.assert_allclose(np.array(before["maxsim_scores"]), np.array(after["maxsim_scores"]), rtol=1e-12)
+    late["layout"] = 3
+    reopened_old.modify(metadata={LATE_KEY: json.dumps(late)})
+    with pytest.raises(ConfigurationError, match="layout 3, which a newer mmembed wrote"):
+        query_late(client.get_collection("older"), query_multivectors=corpus.queries[:1])
 
 
 REOPEN = textwrap.dedent(

@@ -2,16 +2,20 @@
 
 Chroma stores one vector per record. A late collection stores each record's MUVERA document encoding
 (:mod:`mmembed.late`) as that vector, and keeps the record's multi-vector in a
-**sibling collection** (``<name>.mmembed-mv``): one record per id, the float32 rows as base64 in a metadata value
-(lossless, so re-ranked scores are exact). Why there: it is Chroma itself, so it persists wherever the collection
-does — a local directory, a ``chroma run`` server, Chroma Cloud — and is read back by a reopen in any process
-with nothing else to ship; a metadata value is neither embedded nor full-text indexed (a document would be, by
-trigrams), and the user's collection keeps its documents, metadata and ``where`` filters untouched. The MUVERA
-settings and seed, the multi-vector width and the sibling's name live in the collection's metadata
-(``mmembed:late``), so every process encodes queries with the same randomness.
+**sibling collection** (``<name>.mmembed-mv``): the float32 rows as base64 in metadata values, split in two
+records per id — ``hi:<id>`` holds each value's upper 16 bits (a bfloat16 copy, enough to rank) and ``lo:<id>``
+the lower 16 (together: the exact float32 rows, so re-ranked scores are exact). Why there: it is Chroma itself, so
+it persists wherever the collection does — a local directory, a ``chroma run`` server, Chroma Cloud — and is read
+back by a reopen in any process with nothing else to ship; a metadata value is neither embedded nor full-text
+indexed (a document would be, by trigrams), and the user's collection keeps its documents, metadata and ``where``
+filters untouched. The MUVERA settings and seed, the multi-vector width and the sibling's name live in the
+collection's metadata (``mmembed:late``), so every process encodes queries with the same randomness.
 
-A query is encoded the same way, the collection returns ``over_fetch * n_results`` candidates by inner product,
-their multi-vectors come from the sibling in one ``get``, and exact MaxSim orders them.
+A query is encoded the same way and the collection returns ``over_fetch * n_results`` candidates by inner
+product. Their upper halves come from the sibling and rank them by MaxSim in float32 (bfloat16 rows: a score
+off by well under 1 %); the best ``n_results + 64`` get their lower halves, and exact MaxSim (float64, exact
+rows) orders those. Reading a candidate costs its bytes, so this reads about half of what whole rows would.
+(Collections written before the split, ``layout`` 1, keep one ``<id>`` record of whole rows and are read so.)
 
 The index is an inner-product one. (Lifting the encodings by one coordinate, ``sqrt(M^2 - |x|^2)`` with ``M``
 from :func:`~mmembed.late.document_norm_bound`, would make it an L2 one with the same order; with Chroma's HNSW
@@ -21,6 +25,7 @@ it found fewer of the true candidates on our tests, and answered differently aft
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -32,7 +37,6 @@ from chromadb.api.types import QueryResult
 from chromadb.errors import ChromaError
 from numpy.typing import NDArray
 
-from .chroma import MODALITY_KEY, embedding_function_of
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
 from .inputs import DocumentItem, TextItem, to_item
@@ -55,14 +59,17 @@ __all__ = [
     "query_late",
 ]
 
-LATE_KEY = "mmembed:late"  # collection metadata: {"muvera": settings, "dim": width or null, "store": sibling}
+LATE_KEY = "mmembed:late"  # collection metadata: {"muvera", "dim" (width or null), "store" (sibling), "layout"}
+LAYOUT = 2  # of the sibling's records: 2 = "hi:<id>" and "lo:<id>" halves of the float32 bits; 1 = "<id>" whole
 STORE_SUFFIX = ".mmembed-mv"
 ROWS_KEY = "mmembed:multivector"  # in the sibling: base64 of the little-endian float32 rows
 # Candidates fetched per wanted result: the recall/latency trade-off (benchmarks/late.py measures it).
-OVER_FETCH = 40
+OVER_FETCH = 80
 # The index's search breadth: HNSW is approximate too, and its misses among the candidates cost recall.
 EF_SEARCH = 1000
 EF_CONSTRUCTION = 200
+_READ_IDS = 1000  # ids per get: well under SQLite's 32,766 variables, and a server's answer stays moderate
+_RESCORED = 64  # candidates beyond n_results read whole and scored exactly (bfloat16 ranks the rest)
 _WRITE_BYTES = 16 << 20  # encoded multi-vectors per write request: a server's request stays moderate
 
 
@@ -91,7 +98,8 @@ def create_late_collection(
     precomputed ``multivectors=`` (the collection then stores no function config, so a reopen needs none).
     """
     store = name + STORE_SUFFIX
-    late = {"muvera": (settings or MuveraSettings()).to_dict(), "dim": _check_dim(dim), "store": store}
+    late = {"muvera": (settings or MuveraSettings()).to_dict(), "dim": _check_dim(dim), "store": store,
+            "layout": LAYOUT}
     meta = {**dict(metadata or {}), LATE_KEY: json.dumps(late, sort_keys=True)}
     if embedding_function is None:
         # chromadb 1.x: a configuration= without a function is stored as a "legacy" function config, which
@@ -140,6 +148,10 @@ def _late(collection: Collection) -> dict[str, Any]:
         raise ConfigurationError(f"collection {collection.name!r}: {LATE_KEY!r} is not valid JSON: {err}") from None
     if not isinstance(late, dict) or not isinstance(late.get("store"), str) or "muvera" not in late:
         raise ConfigurationError(f"collection {collection.name!r}: {LATE_KEY!r} is damaged: {raw[:200]!r}")
+    late.setdefault("layout", 1)  # written before the split
+    if late["layout"] not in (1, LAYOUT):
+        raise ConfigurationError(f"collection {collection.name!r} has sibling layout {late['layout']!r}, which "
+                                 "a newer mmembed wrote; upgrade mmembed to read it")
     space = (collection.configuration.get("hnsw") or {}).get("space")
     if space is not None and space != "ip":
         raise ConfigurationError(f"collection {collection.name!r} uses the {space!r} space; late needs 'ip'")
@@ -206,7 +218,7 @@ def add_late(
     if not keep:
         return
     encoded = encode_documents([rows[i] for i in keep], late_settings(collection))
-    _write_rows(_store(collection, late), [ids[i] for i in keep], [rows[i] for i in keep])
+    _write_rows(_store(collection, late), [ids[i] for i in keep], [rows[i] for i in keep], late["layout"])
     for start, stop in _spans(len(keep), collection._client.get_max_batch_size()):
         part = keep[start:stop]
         chosen = [documents[i] for i in part] if documents is not None else None
@@ -229,34 +241,71 @@ def _record_dim(collection: Collection, late: dict[str, Any], dim: int) -> None:
     collection.modify(metadata=metadata)
 
 
-def _write_rows(store: Collection, ids: list[str], rows: list[NDArray[np.float32]]) -> None:
-    """Upsert each id's rows into the sibling, in requests of bounded size (a retried add replaces them)."""
-    limit = store._client.get_max_batch_size()
+def _write_rows(store: Collection, ids: list[str], rows: list[NDArray[np.float32]], layout: int) -> None:
+    """Upsert each id's rows into the sibling, in requests of bounded size (a retried add replaces them).
+
+    An id's records go in one request (layout 2: both halves), so a failure never leaves half of them.
+    """
+    per_id = 2 if layout == LAYOUT else 1
+    limit = max(1, store._client.get_max_batch_size() // per_id)
     start = 0
     while start < len(ids):
         stop, size = start, 0
         while stop < len(ids) and stop - start < limit and (stop == start or size < _WRITE_BYTES):
             size += rows[stop].nbytes
             stop += 1
+        keys: list[str] = []
+        metadatas: list[dict[str, str | int]] = []
+        for id_, r in zip(ids[start:stop], rows[start:stop], strict=True):
+            count = int(r.shape[0])
+            if per_id == 1:
+                keys.append(id_)
+                metadatas.append({ROWS_KEY: _pack(np.ascontiguousarray(r, dtype="<f4")), "rows": count})
+                continue
+            high, low = _halves(r)
+            keys += [_HIGH + id_, _LOW + id_]
+            metadatas += [{ROWS_KEY: _pack(high), "rows": count}, {ROWS_KEY: _pack(low), "rows": count}]
         store.upsert(
-            ids=ids[start:stop],
-            embeddings=np.ones((stop - start, 1), dtype=np.float32),  # unused: Chroma wants a vector per record
-            metadatas=[{ROWS_KEY: _pack(r), "rows": int(r.shape[0])} for r in rows[start:stop]],
+            ids=keys,
+            embeddings=np.ones((len(keys), 1), dtype=np.float32),  # unused: Chroma wants a vector per record
+            metadatas=metadatas,  # type: ignore[arg-type]
         )
         start = stop
 
 
-def _pack(rows: NDArray[np.float32]) -> str:
-    return base64.b64encode(np.ascontiguousarray(rows, dtype="<f4").tobytes()).decode("ascii")
+_HIGH, _LOW = "hi:", "lo:"  # the sibling's record ids of an id's two halves (layout 2)
 
 
-def _unpack(meta: Mapping[str, Any] | None, id_: str, dim: int) -> NDArray[np.float32]:
+def _halves(rows: NDArray[np.float32]) -> tuple[NDArray[np.uint16], NDArray[np.uint16]]:
+    """The upper and lower 16 bits of each float32 (the upper half alone is the value as bfloat16, truncated)."""
+    bits = np.ascontiguousarray(rows, dtype="<f4").view("<u4")
+    return (bits >> 16).astype("<u2"), (bits & 0xFFFF).astype("<u2")
+
+
+def _join(high: NDArray[np.uint16], low: NDArray[np.uint16] | None) -> NDArray[np.float32]:
+    """Float32 rows from their halves: exact with ``low``, the bfloat16 value (lower bits zero) without."""
+    bits = high.astype("<u4") << np.uint32(16)
+    if low is not None:
+        bits |= low.astype("<u4")
+    joined: NDArray[np.float32] = bits.view("<f4").astype(np.float32, copy=False)
+    return joined
+
+
+def _pack(values: NDArray[Any]) -> str:
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _unpack(meta: Mapping[str, Any] | None, id_: str, dim: int, dtype: str = "<f4") -> NDArray[Any]:
+    """One sibling record's values (``rows x dim`` of ``dtype``), checked."""
     if not meta or not isinstance(meta.get(ROWS_KEY), str):
         raise ConfigurationError(f"record {id_!r} has no multi-vector in the sibling collection; add it with add_late")
-    rows = np.frombuffer(base64.b64decode(meta[ROWS_KEY]), dtype="<f4")
-    if rows.size != int(meta.get("rows", -1)) * dim:
-        raise ConfigurationError(f"the stored multi-vector of {id_!r} is damaged ({rows.size} values)")
-    return rows.reshape(-1, dim).astype(np.float32)
+    try:
+        values = np.frombuffer(binascii.a2b_base64(meta[ROWS_KEY]), dtype=dtype)
+    except (binascii.Error, ValueError):
+        values = np.zeros(0, dtype=dtype)
+    if values.size == 0 or values.size != int(meta.get("rows", -1)) * dim:
+        raise ConfigurationError(f"the stored multi-vector of {id_!r} is damaged ({values.size} values)")
+    return values.reshape(-1, dim)  # read-only: a view of the decoded bytes
 
 
 def _embed_items(
@@ -265,6 +314,8 @@ def _embed_items(
     """Expand PDFs into pages, then embed every piece with the collection's embedder (documents keep texts)."""
     if not len(ids) == len(items) == len(metas):
         raise ValueError(f"ids, items and metadatas differ in length ({len(ids)}, {len(items)}, {len(metas)})")
+    from .chroma import MODALITY_KEY, embedding_function_of  # here: mmembed.chroma imports this module
+
     embedder = embedding_function_of(collection).embedder
     out_ids: list[str] = []
     pieces: list[object] = []
@@ -339,16 +390,28 @@ def query_late(
     result = _empty_result(len(queries))
     if late["dim"] is None or collection.count() == 0:
         return result
-    candidates = collection.query(
+    candidates = collection.query(  # ids only: the winners' metadata is read once they are known
         query_embeddings=encode_queries(queries, late_settings(collection)),
         n_results=n_results * over_fetch,
         where=dict(where) if where else None,
-        include=["metadatas", "documents", "uris"],
+        include=[],
     )
+    store, dim = _store(collection, late), int(late["dim"])
     wanted = sorted({id_ for hits in candidates["ids"] for id_ in hits})
-    rows = _read_rows(_store(collection, late), wanted, late["dim"])
+    if late["layout"] == 1:  # whole rows under each id: rank and score with them
+        exact = _read_rows(store, wanted, dim, "", "<f4")
+        shortlists = [list(hits) for hits in candidates["ids"]]
+    else:
+        high = _read_rows(store, wanted, dim, _HIGH, "<u2")
+        rough = {id_: _join(h, None) for id_, h in high.items()}
+        shortlists = [_shortlist(query, hits, rough, n_results + _RESCORED)
+                      for query, hits in zip(queries, candidates["ids"], strict=True)]
+        chosen = sorted({id_ for ids in shortlists for id_ in ids})
+        low = _read_rows(store, chosen, dim, _LOW, "<u2")
+        exact = {id_: _join(high[id_], low[id_]) for id_ in chosen if id_ in low}
     for q, query in enumerate(queries):
-        _rerank(result, q, query, candidates, rows, n_results)
+        _rerank(result, q, query, shortlists[q], exact, n_results)
+    _fill_columns(collection, result)
     return result
 
 
@@ -361,11 +424,56 @@ def _empty_result(count: int) -> LateQueryResult:
                            maxsim_scores=lists())
 
 
-def _read_rows(store: Collection, ids: list[str], dim: int) -> dict[str, NDArray[np.float32]]:
-    if not ids:
-        return {}
-    stored = store.get(ids=ids, include=["metadatas"])
-    return {id_: _unpack(meta, id_, dim) for id_, meta in zip(stored["ids"], stored["metadatas"] or [], strict=True)}
+def _read_rows(store: Collection, ids: list[str], dim: int, prefix: str, dtype: str) -> dict[str, NDArray[Any]]:
+    """The sibling's records ``prefix + id`` of ``ids``, by id, in gets of bounded size (SQLite caps a
+    statement's ids); an id without its record is left out (:func:`_rerank` names it)."""
+    rows: dict[str, NDArray[Any]] = {}
+    for start in range(0, len(ids), _READ_IDS):
+        stored = store.get(ids=[prefix + id_ for id_ in ids[start:start + _READ_IDS]], include=["metadatas"])
+        metas = stored["metadatas"] or []
+        for key, meta in zip(stored["ids"], metas, strict=True):
+            id_ = key[len(prefix):]
+            rows[id_] = _unpack(meta, id_, dim, dtype)
+    return rows
+
+
+def _shortlist(query: NDArray[np.float32], ids: list[str], rows: Mapping[str, NDArray[np.float32]],
+               keep: int) -> list[str]:
+    """The ``keep`` best of ``ids`` by MaxSim against ``rows`` (in float32), in the index's order."""
+    _check_scored(ids, rows)
+    if len(ids) <= keep:
+        return list(ids)
+    arrays = [rows[id_] for id_ in ids]
+    starts = np.cumsum([0] + [a.shape[0] for a in arrays[:-1]])
+    rough = np.maximum.reduceat(np.concatenate(arrays) @ query.T, starts, axis=0).sum(axis=1)
+    best = np.sort(np.argsort(-rough, kind="stable")[:keep])
+    return [ids[i] for i in best]
+
+
+def _check_scored(ids: list[str], rows: Mapping[str, Any]) -> None:
+    missing = [id_ for id_ in ids if id_ not in rows]
+    if missing:
+        raise ConfigurationError(
+            f"records {missing[:5]} of collection have no multi-vector in the sibling collection; add them with "
+            "add_late (records added by collection.add cannot be scored)"
+        )
+
+
+def _fill_columns(collection: Collection, result: LateQueryResult) -> None:
+    """Read the winners' metadatas, documents and uris (one get for every query) into ``result``."""
+    winners = sorted({id_ for hits in result["ids"] for id_ in hits})
+    found: dict[str, tuple[Any, Any, Any]] = {}
+    for start in range(0, len(winners), _READ_IDS):
+        got = collection.get(ids=winners[start:start + _READ_IDS], include=["metadatas", "documents", "uris"])
+        count = len(got["ids"])
+        columns = [cast("list[Any]", got.get(key) or [None] * count) for key in ("metadatas", "documents", "uris")]
+        found.update(zip(got["ids"], zip(*columns, strict=True), strict=True))
+    for q, hits in enumerate(result["ids"]):
+        missing = [id_ for id_ in hits if id_ not in found]
+        if missing:  # deleted between the query and this read
+            raise ConfigurationError(f"records {missing[:5]} were deleted while the query ran; query again")
+        for column, key in enumerate(("metadatas", "documents", "uris")):
+            cast("list[list[Any]]", result[key])[q] = [found[id_][column] for id_ in hits]  # type: ignore[literal-required]
 
 
 def _queries(
@@ -381,6 +489,8 @@ def _queries(
     if (not items) == (multivectors is None) or (items and multivectors is not None):
         raise ValueError("query_late needs query_multivectors, or query_texts and/or query_images (not both kinds)")
     if multivectors is None:
+        from .chroma import embedding_function_of  # here: mmembed.chroma imports this module
+
         multivectors = _call(embedding_function_of(collection).embedder, "embed_query_multi", items)
     if isinstance(multivectors, np.ndarray) and multivectors.ndim == 2:
         raise TypeError("query_multivectors takes a list of 2-D arrays (one per query), not a single 2-D array")
@@ -393,26 +503,16 @@ def _rerank(
     result: LateQueryResult,
     q: int,
     query: NDArray[np.float32],
-    candidates: QueryResult,
+    ids: list[str],
     rows: Mapping[str, NDArray[np.float32]],
     n_results: int,
 ) -> None:
-    """Fill result list ``q`` with the best ``n_results`` of query ``q``'s candidates by exact MaxSim."""
-    ids = candidates["ids"][q]
+    """Fill ids, scores and distances of result list ``q``: the best ``n_results`` of ``ids`` by exact MaxSim."""
     if not ids:
         return
-    missing = [id_ for id_ in ids if id_ not in rows]
-    if missing:
-        raise ConfigurationError(
-            f"records {missing[:5]} of collection have no multi-vector in the sibling collection; add them with "
-            "add_late (records added by collection.add cannot be scored)"
-        )
+    _check_scored(ids, rows)
     scores = MultiVectorIndex([rows[id_] for id_ in ids]).scores(query)
     order = np.lexsort((np.arange(len(ids)), -scores))[:n_results]  # ties keep the index's order
-    columns = {key: cast("list[list[Any]] | None", candidates.get(key)) for key in ("metadatas", "documents", "uris")}
-    for key, column in columns.items():
-        values = column[q] if column is not None else [None] * len(ids)
-        cast("list[list[Any]]", result[key])[q] = [values[i] for i in order]  # type: ignore[literal-required]
     result["ids"][q] = [ids[i] for i in order]
     result["maxsim_scores"][q] = [float(scores[i]) for i in order]
     cast("list[list[float]]", result["distances"])[q] = [1.0 - float(scores[i]) / len(query) for i in order]

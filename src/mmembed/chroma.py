@@ -45,6 +45,16 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from . import _trust
 from . import fusion as _fusion
+from ._late_chroma import (  # late interaction (multi-vectors): in their own module, public here
+    LATE_KEY,
+    OVER_FETCH,
+    LateQueryResult,
+    add_late,
+    create_late_collection,
+    delete_late_collection,
+    late_settings,
+    query_late,
+)
 from .embedder import Embedder, provider_class
 from .errors import ConfigurationError, InputError
 from .fallbacks import Segment
@@ -53,18 +63,26 @@ from .providers import PROVIDERS, Provider
 
 __all__ = [
     "FUNCTIONS",
+    "LATE_KEY",
     "MODALITIES",
     "MODALITIES_KEY",
     "MODALITY_KEY",
+    "OVER_FETCH",
     "RRF_K",
     "Fusion",
     "ImageURILoader",
+    "LateQueryResult",
     "MediaURILoader",
     "MixedQueryResult",
     "MultimodalEmbeddingFunction",
+    "add_late",
     "add_mixed",
+    "create_late_collection",
+    "delete_late_collection",
     "embedding_function_of",
     "function_class",
+    "late_settings",
+    "query_late",
     "query_mixed",
     "record_modalities",
     "stored_modalities",
@@ -652,27 +670,3 @@ def _fuse(rankings: list[list[_Hit]], n_results: int) -> list[tuple[_Hit, float]
             hits.setdefault(hit[0], hit)
     order = sorted(scores, key=lambda id_: (-scores[id_], hits[id_][1], id_))[:n_results]
     return [(hits[id_], scores[id_]) for id_ in order]
-
-
-# -- late interaction (multi-vectors): in their own module, public here -------------------------------
-from ._late_chroma import (  # noqa: E402  (it uses embedding_function_of, defined above)
-    LATE_KEY,
-    OVER_FETCH,
-    LateQueryResult,
-    add_late,
-    create_late_collection,
-    delete_late_collection,
-    late_settings,
-    query_late,
-)
-
-__all__ += [
-    "LATE_KEY",
-    "OVER_FETCH",
-    "LateQueryResult",
-    "add_late",
-    "create_late_collection",
-    "delete_late_collection",
-    "late_settings",
-    "query_late",
-]

@@ -1,10 +1,11 @@
 """Cohere's embed-v4 request shape, served by Cohere's own ``/v2/embed`` and by Amazon Bedrock (``cohere.embed-v4:0``).
 
 Every item is one ``inputs[]`` entry whose ``content`` holds typed segments: ``{"type": "text", "text": ...}``
-or ``{"type": "image_url", "image_url": {"url": "data:image/...;base64,..."}}`` (an object with ``url``, not a
-bare string). Each input comes back as ONE vector, so a mixed stream needs no second route, and texts-only
-batches use ``inputs`` too (one request shape, pinned in tests). ``embedding_types: ["float"]`` is always sent;
-queries go out with ``input_type: "search_query"``, documents with ``"search_document"``.
+or ``{"type": "image_url", "image_url": {"url": "data:image/...;base64,..."}}`` (an object with ``url``, as
+Cohere's API takes; ``image_url_form="string"`` sends the bare data URI that one of Bedrock's doc pages shows).
+Each input comes back as ONE vector, so a mixed stream needs no second route, and texts-only batches use
+``inputs`` too (one request shape, pinned in tests). ``embedding_types: ["float"]`` is always sent; queries go
+out with ``input_type: "search_query"``, documents with ``"search_document"``.
 
 At most 96 inputs and 20 MB of image data URIs per request (the data URIs are packed here exactly); images over
 1568x1568 pixels are downsampled by the server, so none is uploaded larger. A host may cap the images of one
@@ -27,7 +28,7 @@ from typing import Annotated, Any, ClassVar, TypedDict
 import numpy as np
 import requests
 
-from ..errors import InvalidResponseError
+from ..errors import ConfigurationError, InvalidResponseError
 from ..images import prepare_image
 from ..inputs import ImageItem, InterleavedItem, Item
 from ..options import Doc
@@ -44,13 +45,22 @@ INPUT_TYPES: dict[str, str] = {"document": "search_document", "query": "search_q
 Content = tuple[list[dict[str, Any]], int, int]  # one input's segments, its images, their data-URI bytes
 
 
+IMAGE_URL_FORMS = ("object", "string")
+
+
 class CohereV4Settings(TypedDict, total=False):
-    """The embed-v4 family's own option."""
+    """The embed-v4 family's own options."""
 
     truncation: Annotated[
         bool | None,
         Doc("Cut over-long texts at the end instead of failing (sent as truncate END/NONE where the host takes it).",
             default=True, local=True),
+    ]
+    image_url_form: Annotated[
+        str | None,
+        Doc("How an image goes in an input: 'object' ({\"url\": data URI}, what Cohere's API and one Bedrock doc page "
+            "show) or 'string' (a bare data URI, what another Bedrock page shows). UNCONFIRMED which Bedrock "
+            "takes: switch if Bedrock answers a ValidationException about image_url.", default="object"),
     ]
 
 
@@ -71,6 +81,14 @@ class CohereV4(ModelFamily):
     kinds: ClassVar[frozenset[str]] = frozenset({"text", "image", "interleaved"})
     unknown_image_side: ClassVar[int] = 1024
     truncation: bool
+    image_url_form: str
+
+    def configure(self, **settings: Any) -> None:
+        super().configure(**settings)
+        if self.image_url_form not in IMAGE_URL_FORMS:
+            raise ConfigurationError(
+                f"{self.name}: image_url_form must be one of {', '.join(IMAGE_URL_FORMS)}, not {self.image_url_form!r}"
+            )
 
     def route(self, item: Item) -> str:
         return "inputs"
@@ -100,7 +118,7 @@ class CohereV4(ModelFamily):
         return Ready(image=prepare_image(image.data, replace(self.image_spec(), min_side=side)))
 
     def send(self, route: str, batch: Sequence[Ready], task: Task) -> list[np.ndarray]:
-        contents = [_content(r) for r in batch]
+        contents = [_content(r, self.image_url_form) for r in batch]
         vectors: list[np.ndarray] = []
         for part in _packed(contents):
             vectors.extend(self._post(part, task))
@@ -141,10 +159,10 @@ def _images(item: Item) -> int:
     return int(isinstance(item, ImageItem))
 
 
-def _content(ready: Ready) -> Content:
+def _content(ready: Ready, image_url_form: str) -> Content:
     """The ``content`` segments of one input, its number of images and their bytes as data URIs."""
     if ready.parts:
-        contents = [_content(part) for part in ready.parts]
+        contents = [_content(part, image_url_form) for part in ready.parts]
         segments = [segment for part, _, _ in contents for segment in part]
         return segments, sum(n for _, n, _ in contents), sum(size for _, _, size in contents)
     if ready.text is not None:
@@ -152,7 +170,8 @@ def _content(ready: Ready) -> Content:
     if ready.image is None:
         raise ValueError("embed-v4 got an item with nothing to send")  # a bug, not user input
     uri = f"data:{ready.image.media_type};base64,{base64.b64encode(ready.image.data).decode('ascii')}"
-    return [{"type": "image_url", "image_url": {"url": uri}}], 1, len(uri)
+    image_url: str | dict[str, str] = uri if image_url_form == "string" else {"url": uri}
+    return [{"type": "image_url", "image_url": image_url}], 1, len(uri)
 
 
 def _packed(contents: list[Content]) -> list[list[Content]]:

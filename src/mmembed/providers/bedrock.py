@@ -28,6 +28,7 @@ import json
 import os
 import re
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, ClassVar, TypedDict, TypeVar
@@ -36,7 +37,7 @@ import numpy as np
 import requests
 
 from .._extras import missing_extra
-from ..errors import ConfigurationError, InputError, InvalidResponseError
+from ..errors import ConfigurationError, InputError, InvalidResponseError, TextTooLongWarning
 from ..inputs import ImageItem, InterleavedItem, Item, MediaItem, PageImage
 from ..options import Doc, ModelOptions
 from ._cohere_v4 import CohereV4
@@ -98,6 +99,7 @@ class NovaEmbeddings(ModelFamily):
     # takes a file but no time range (packets copied, never re-encoded: see mmembed.mediainfo.cut).
     media_seconds: ClassVar[float | None] = 30.0
     video_clips: ClassVar[bool] = True
+    _warned_long = False  # a text over NOVA_TEXT_CHARS was cut (warned once per embedder)
     audio_clips: ClassVar[bool] = True
     document_purpose: str
     query_purpose: str
@@ -146,6 +148,14 @@ class NovaEmbeddings(ModelFamily):
 
     def _content(self, ready: Ready) -> dict[str, Any]:
         if ready.text is not None:
+            if len(ready.text) > NOVA_TEXT_CHARS and not self._warned_long:
+                self._warned_long = True
+                warnings.warn(
+                    f"{self.name}: a text of {len(ready.text):,} characters is over {self.model}'s "
+                    f"{NOVA_TEXT_CHARS:,}-character limit; its first {NOVA_TEXT_CHARS:,} are sent (warned once)",
+                    TextTooLongWarning,
+                    stacklevel=2,
+                )
             return {"text": {"truncationMode": "END", "value": ready.text[:NOVA_TEXT_CHARS]}}
         if ready.image is not None:
             detail = "DOCUMENT_IMAGE" if ready.kind == "document" else "STANDARD_IMAGE"
@@ -347,4 +357,8 @@ class BedrockProvider(Provider):
         if isinstance(body, dict):
             message = body.get("message") or body.get("Message")
         text = str(message) if message else f"HTTP {response.status_code} {response.reason or ''}".strip()
+        form = getattr(self.family, "image_url_form", None)
+        if form is not None and "image_url" in text:  # the doc pages disagree on the shape (UNCONFIRMED)
+            other = "string" if form == "object" else "object"
+            text += f" (embed-v4's image_url went as an {form}: try image_url_form={other!r})"
         return (f"{kind}: {text}" if kind else text), request_id

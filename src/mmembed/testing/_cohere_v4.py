@@ -26,7 +26,7 @@ MAX_INPUTS = 96
 MAX_IMAGE_BYTES = 20_000_000
 
 
-def items(field: str, value: object) -> list[list[tuple[str, Any]]]:
+def items(field: str, value: object, image_url_form: str = "object") -> list[list[tuple[str, Any]]]:
     if not isinstance(value, list) or not value:
         raise ApiError(400, f"invalid request: {field} must be a non-empty list")
     if field != "images" and len(value) > MAX_INPUTS:
@@ -55,6 +55,10 @@ def items(field: str, value: object) -> list[list[tuple[str, Any]]]:
             if kind != "image_url" or set(segment) != {"type", "image_url"}:
                 raise ApiError(400, f"invalid request: {where} must be a text or an image_url segment")
             url = segment["image_url"]
+            if image_url_form == "string":  # a host that takes the bare data URI (``image_url_form``)
+                if not isinstance(url, str):
+                    raise ApiError(400, f"invalid request: {where}.image_url must be a string 'data:...'")
+                url = {"url": url}
             if not isinstance(url, dict) or set(url) - {"url", "detail"} or not isinstance(url.get("url"), str):
                 raise ApiError(400, f"invalid request: {where}.image_url must be an object {{'url': 'data:...'}}")
             uris.append(url["url"])

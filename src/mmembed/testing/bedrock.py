@@ -158,9 +158,13 @@ class BedrockRuntime(Endpoint):
     retry_after_header: ClassVar[bool] = False  # Bedrock's throttling answers carry no Retry-After
     models: ClassVar[tuple[ModelSpec, ...]] = MODELS
 
-    def __init__(self, region: str = "us-east-1", credentials: Credentials = TEST_CREDENTIALS) -> None:
+    def __init__(
+        self, region: str = "us-east-1", credentials: Credentials = TEST_CREDENTIALS, image_url_form: str = "object"
+    ) -> None:
         self.region = region
         self.credentials = credentials
+        # embed-v4's image_url inside inputs: an object {"url"} or a bare string (Bedrock's doc pages disagree)
+        self.image_url_form = image_url_form
 
     def matches(self, path: str) -> bool:
         return path.startswith("/model/") and path.endswith("/invoke")
@@ -193,7 +197,9 @@ class BedrockRuntime(Endpoint):
         if req.body_error is not None or not isinstance(body, dict):
             raise ApiError(400, "Malformed input request: the body must be a JSON object")
         spec, base = model
-        answer = {_NOVA: _nova, _TITAN: _titan, _M30: _marengo3, _M27: _marengo27, _EMBED_V4: _embed_v4}[base]
+        if base == _EMBED_V4:
+            return Reply.json(200, _embed_v4(spec, body, self.image_url_form))
+        answer = {_NOVA: _nova, _TITAN: _titan, _M30: _marengo3, _M27: _marengo27}[base]
         return Reply.json(200, answer(spec, body))
 
     def _model(self, req: Incoming) -> tuple[ModelSpec, str]:
@@ -353,7 +359,7 @@ def _marengo27(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- embed-v4 on Bedrock -----------------------------------------------------------------------------------------
-def _embed_v4(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
+def _embed_v4(spec: ModelSpec, body: dict[str, Any], image_url_form: str) -> dict[str, Any]:
     _extraneous(body, {"input_type", "texts", "images", "inputs", "embedding_types", "output_dimension",
                        "max_tokens", "truncate"})
     if body.get("input_type") not in spec.tasks:
@@ -365,7 +371,7 @@ def _embed_v4(spec: ModelSpec, body: dict[str, Any]) -> dict[str, Any]:
     if dims is not None and (isinstance(dims, bool) or dims not in (256, 512, 1024, 1536)):
         raise ApiError(400, "Malformed input request: output_dimension must be 256, 512, 1024 or 1536")
     types = body.get("embedding_types", ["float"])
-    entries = items(given[0], body[given[0]])
+    entries = items(given[0], body[given[0]], image_url_form)
     vectors = [vector(spec, parts, body["input_type"] == "search_query", dims) for parts in entries]
     return {"id": "emulated", "embeddings": {t: [to_wire(v) for v in vectors] for t in types if t == "float"},
             "response_type": "embeddings_by_type", "texts": [v for p in entries for k, v in p if k == "text"]}
