@@ -1,6 +1,6 @@
 """Late interaction in Chroma: mmembed's add_late/query_late against chroma#4600's one-record-per-patch workaround.
 
-    .venv/bin/python benchmarks/late.py              # ~2,000 documents (a few minutes on 2 cores)
+    .venv/bin/python benchmarks/late.py              # 3,000 documents (about 7 minutes on 2 cores)
     .venv/bin/python benchmarks/late.py --documents 500 --queries 10   # a quick look
 
 A synthetic multi-vector corpus (:func:`mmembed.testing.multivectors.synthetic_corpus`: 128-d unit rows, tens to
@@ -156,13 +156,15 @@ def sweep(corpus: SyntheticCorpus, truth: list[set[str]]) -> list[str]:
     """Recall@10 of the encodings alone (numpy, no Chroma) for a few settings: size against over-fetch."""
     index = MultiVectorIndex(corpus.documents)
     exact = [index.scores(q) for q in corpus.queries]
-    lines = ["| settings | floats per record | recall@10, 30 candidates | 50 | 100 | 200 |",
-             "|---|---|---|---|---|---|"]
-    for settings in (MuveraSettings(k_sim=3, d_proj=32, repetitions=20), MuveraSettings(),
-                     MuveraSettings(k_sim=2, d_proj=None, repetitions=10), MuveraSettings(d_final=2048)):
+    counts = (200, 400, 800, 1200)
+    lines = [f"| settings | floats per record | recall@10, {counts[0]} candidates | "
+             + " | ".join(map(str, counts[1:])) + " |", "|---|---|---|---|---|---|"]
+    for settings in (MuveraSettings(), MuveraSettings(k_sim=3, d_proj=32, repetitions=20),
+                     MuveraSettings(d_final=2048), MuveraSettings(k_sim=4, d_proj=16, repetitions=40),
+                     MuveraSettings(k_sim=4, d_proj=32, repetitions=40)):
         scores = encode_queries(corpus.queries, settings) @ encode_documents(corpus.documents, settings).T
         cells = []
-        for candidates in (30, 50, 100, 200):
+        for candidates in counts:
             found = []
             for q in range(len(corpus.queries)):
                 shortlist = np.argsort(-scores[q], kind="stable")[:candidates]
@@ -217,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--noise", type=float, default=0.7)
-    parser.add_argument("--over-fetch", type=int, nargs="+", default=[20, 40, 80])
-    parser.add_argument("--per-token", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--over-fetch", type=int, nargs="+", default=[40, 80, 120, 160])
+    parser.add_argument("--per-token", type=int, nargs="+", default=[10, 30, 60, 120])
     parser.add_argument("--sweep", action="store_true", help="also compare encoding settings (numpy only)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)

@@ -203,7 +203,7 @@ def test_query_late_finds_the_exact_top_10_with_exact_scores(tmp_path: Path, cor
     collection = create_late_collection(client, "pages", MuveraSettings(seed=4))
     fill(collection, corpus)
     assert json.loads(collection.metadata[LATE_KEY])["dim"] == 128
-    # 200 candidates of 400 documents (the default 80 x would ask for them all)
+    # 200 candidates of 400 documents (the default 120 x would ask for them all)
     result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
     assert recall_at_10(result, corpus) >= 0.95
     assert_exact(result, corpus)

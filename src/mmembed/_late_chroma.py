@@ -64,7 +64,7 @@ LAYOUT = 2  # of the sibling's records: 2 = "hi:<id>" and "lo:<id>" halves of th
 STORE_SUFFIX = ".mmembed-mv"
 ROWS_KEY = "mmembed:multivector"  # in the sibling: base64 of the little-endian float32 rows
 # Candidates fetched per wanted result: the recall/latency trade-off (benchmarks/late.py measures it).
-OVER_FETCH = 80
+OVER_FETCH = 120
 # The index's search breadth: HNSW is approximate too, and its misses among the candidates cost recall.
 EF_SEARCH = 1000
 EF_CONSTRUCTION = 200

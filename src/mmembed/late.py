@@ -65,14 +65,15 @@ _CHUNK_POINTS = 8192  # points encoded at once: bounds the (points x repetitions
 
 @dataclass(frozen=True)
 class MuveraSettings:
-    """How documents and queries are encoded (with 40x over-fetch: recall@10 ≥ 0.95 on benchmarks/late.py).
+    """How documents and queries are encoded.
 
     ``k_sim``: SimHash bits (``2**k_sim`` buckets per repetition); ``d_proj``: size of each bucket's block (None
     keeps the input dimension); ``repetitions``: independent repetitions concatenated; ``d_final``: optional
-    Count-Sketch to this size; ``seed``: the randomness. More buckets and repetitions approximate MaxSim
-    better but make longer vectors; few buckets with wide blocks did best on our benchmark (fewer true matches
-    split by SimHash). The defaults give ``20 * 4 * 64 = 5120`` floats per record, whatever the multi-vectors'
-    width (benchmarks/late.py measures recall against size and over-fetch).
+    Count-Sketch to this size; ``seed``: the randomness. The defaults give ``20 * 4 * 64 = 5120`` floats per
+    record, whatever the multi-vectors' width; among 5,120-float settings, few buckets with wide blocks did best
+    on benchmarks/late.py. Longer encodings shortlist better (``k_sim=4, d_proj=32, repetitions=40``: 20,480
+    floats, needs about two thirds of the candidates for the same recall) at the cost of space and index time;
+    the benchmark's table gives recall against length and candidates.
     """
 
     k_sim: int = 2

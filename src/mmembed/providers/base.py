@@ -14,8 +14,9 @@ pipeline talks to the provider, which hands each call to the family of the model
         default_model = "acme-embed-1"
         emulator = ("mmembed.testing.acme:Acme",)  # its offline emulator endpoint(s)
 
-and overrides :meth:`Provider.headers` when its auth is not a Bearer key, :meth:`Provider.describe_error` for its
-error body. Its own options are a ``TypedDict`` (``settings``); its families' options come with them.
+and overrides :meth:`Provider.headers` when its auth is not a Bearer key, :meth:`Provider.error_message` and
+:meth:`Provider.request_id` for its error body. Its own options are a ``TypedDict`` (``settings``); its
+families' options come with them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "ProviderOptions",
     "Ready",
     "Task",
+    "error_body",
     "indexed_data",
     "json_body",
     "normalise",
@@ -199,14 +201,21 @@ class Provider:
         return self.transport.post(self.url(path), parse, headers=self.headers, method="GET")
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        """Message and request id from an error response in this provider's format."""
-        request_id = response.headers.get("x-request-id")
-        try:
-            body: Any = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
-        detail = body.get("detail") if isinstance(body, dict) else None
-        return (str(detail) if detail else f"HTTP {response.status_code}"), request_id
+        """Message and request id of an error response: :meth:`error_message` and :meth:`request_id` of its JSON
+        object (the status line when it has none, or no message)."""
+        body = error_body(response)
+        message = self.error_message(body, response) if body is not None else None
+        return message or f"HTTP {response.status_code} {response.reason or ''}".strip(), self.request_id(
+            response, body or {})
+
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
+        """The message of an error's JSON object in this provider's format (default: ``detail``)."""
+        detail = body.get("detail")
+        return str(detail) if detail else None
+
+    def request_id(self, response: requests.Response, body: dict[str, Any]) -> str | None:
+        """The id the provider gave the failed request (default: the ``x-request-id`` header)."""
+        return response.headers.get("x-request-id")
 
     def is_auth_error(self, response: requests.Response) -> bool:
         """Whether an error response means the credentials were refused (401/403; never retried)."""
@@ -343,3 +352,12 @@ class Provider:
 
     def indexed_parser(self, expected: int) -> Callable[[requests.Response], list[np.ndarray]]:
         return self.family.indexed_parser(expected)
+
+
+def error_body(response: requests.Response) -> dict[str, Any] | None:
+    """An error response's JSON object, or None when its body is not one."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None

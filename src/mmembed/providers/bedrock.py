@@ -347,18 +347,17 @@ class BedrockProvider(Provider):
 
     def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
         """``{"message"}`` with the error type from ``x-amzn-ErrorType`` (the text before ``:``)."""
-        request_id = response.headers.get("x-amzn-RequestId") or response.headers.get("x-amz-request-id")
+        text, request_id = super().describe_error(response)
         kind = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0]
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        message = None
-        if isinstance(body, dict):
-            message = body.get("message") or body.get("Message")
-        text = str(message) if message else f"HTTP {response.status_code} {response.reason or ''}".strip()
         form = getattr(self.family, "image_url_form", None)
         if form is not None and "image_url" in text:  # the doc pages disagree on the shape (UNCONFIRMED)
             other = "string" if form == "object" else "object"
             text += f" (embed-v4's image_url went as an {form}: try image_url_form={other!r})"
         return (f"{kind}: {text}" if kind else text), request_id
+
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
+        message = body.get("message") or body.get("Message")
+        return str(message) if message else None
+
+    def request_id(self, response: requests.Response, body: dict[str, Any]) -> str | None:
+        return response.headers.get("x-amzn-RequestId") or response.headers.get("x-amz-request-id")

@@ -82,18 +82,14 @@ class CohereProvider(Provider):
         images = sum(s.get("type") == "image_url" for entry in inputs for s in entry.get("content", []))
         return super().post(path, parse, costs={"inputs": len(inputs), "images": images}, **body)
 
-    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        request_id = response.headers.get("x-request-id")
-        try:
-            body = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
-        if not isinstance(body, dict):
-            return f"HTTP {response.status_code}", request_id
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
         message = str(body.get("message") or f"HTTP {response.status_code}")
         if response.status_code == 429 and (self.images.quota or 0) > 5:
             message += " (a trial key embeds 5 images a minute: if this is one, pass images_per_minute=5)"
-        return message, request_id or (str(body["id"]) if body.get("id") else None)
+        return message
+
+    def request_id(self, response: requests.Response, body: dict[str, Any]) -> str | None:
+        return response.headers.get("x-request-id") or (str(body["id"]) if body.get("id") else None)
 
     def is_auth_error(self, response: requests.Response) -> bool:
         """401/403, and Cohere's 498 (invalid token)."""

@@ -111,15 +111,10 @@ class JinaProvider(Provider):
     default_requests_per_minute: ClassVar[float | None] = 500
     rate_window: ClassVar[float] = 60.0  # 500 requests per minute (free tier)
 
-    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        message, request_id = super().describe_error(response)
-        try:
-            body = response.json()
-        except ValueError:
-            return message, request_id
-        if isinstance(body, dict):
-            request_id = str(body.get("request_id") or request_id or "") or None
-            code = body.get("code")
-            if code:
-                message = f"{message} ({code})"
-        return message, request_id
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
+        message = super().error_message(body, response) or f"HTTP {response.status_code}"
+        code = body.get("code")
+        return f"{message} ({code})" if code else message
+
+    def request_id(self, response: requests.Response, body: dict[str, Any]) -> str | None:
+        return str(body.get("request_id") or super().request_id(response, body) or "") or None

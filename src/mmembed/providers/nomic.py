@@ -144,13 +144,9 @@ class NomicProvider(Provider):
         # The text model names the pair (the family resolves the vision model that shares its space).
         return settings.get("text_model") or self.default_model, settings
 
-    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        message, request_id = super().describe_error(response)
-        try:
-            detail = response.json().get("detail")
-        except (ValueError, AttributeError):
-            return message, request_id
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
+        detail = body.get("detail")
         if isinstance(detail, list):  # FastAPI validation errors: [{"loc": [...], "msg": ...}]
             parts = [f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)]
-            message = "; ".join(parts) or message
-        return message, request_id
+            return "; ".join(parts) or super().error_message(body, response)
+        return super().error_message(body, response)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import requests
 
 from ._marengo import Marengo
-from .base import Hosting, Provider
+from .base import Hosting, Provider, error_body
 
 __all__ = ["TwelveLabsProvider"]
 
@@ -43,24 +43,13 @@ class TwelveLabsProvider(Provider):
     def headers(self) -> Mapping[str, str]:
         return {"x-api-key": self._api_key} if self._api_key else {}
 
-    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
+    def error_message(self, body: dict[str, Any], response: requests.Response) -> str | None:
         """``{"code", "message"}`` → ``message (code)``."""
-        request_id = response.headers.get("x-request-id")
-        try:
-            body: Any = response.json()
-        except ValueError:
-            return f"HTTP {response.status_code} {response.reason or ''}".strip(), request_id
-        if not isinstance(body, dict):
-            return f"HTTP {response.status_code}", request_id
         message = str(body.get("message") or f"HTTP {response.status_code}")
         code = body.get("code")
-        return (f"{message} ({code})" if code else message), request_id
+        return f"{message} ({code})" if code else message
 
     def is_auth_error(self, response: requests.Response) -> bool:
         if response.status_code in (401, 403):
             return True
-        try:
-            body = response.json()
-        except ValueError:
-            return False
-        return isinstance(body, dict) and body.get("code") in ("api_key_invalid", "unauthorized")
+        return (error_body(response) or {}).get("code") in ("api_key_invalid", "unauthorized")

@@ -195,9 +195,8 @@ class VoyageProvider(Provider):
         # Keys issued by MongoDB Atlas ("al-...") are served there.
         return MONGODB_BASE_URL if (self._api_key or "").startswith("al-") else self.default_base_url
 
-    def describe_error(self, response: requests.Response) -> tuple[str, str | None]:
-        message, request_id = super().describe_error(response)
-        return message, response.headers.get("request-id") or request_id
+    def request_id(self, response: requests.Response, body: dict[str, Any]) -> str | None:
+        return response.headers.get("request-id") or super().request_id(response, body)
 
 
 @dataclass
