@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,23 @@ class ChromaServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+@contextmanager
+def http_client(server: ChromaServer, **kwargs: Any) -> Iterator[Any]:
+    """A ``chromadb.HttpClient`` of ``server``, closed with its connections at the end of the block."""
+    import chromadb
+
+    client = chromadb.HttpClient(host=server.host, port=server.port, **kwargs)
+    try:
+        yield client
+    finally:
+        client.close()
+        # chromadb 1.5.9's close() stops the client's system but never closes the httpx sessions of the client
+        # and of its admin client: their pooled sockets would be reported unclosed (ResourceWarning) in
+        # whichever later test happens to collect them, and fail it.
+        for holder in (client, client._admin_client):
+            holder._server._session.close()
 
 
 def _free_port() -> int:

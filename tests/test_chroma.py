@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from chromadb.utils.embedding_functions import known_embedding_functions
 from PIL import Image
 
 from conftest import IMAGE_PROVIDERS, PROVIDERS, ChromaServer, gives, host_port, png_bytes
+from conftest import http_client as shared_http_client
 from mmembed import ConfigurationError, ImageSource, InputError
 from mmembed.chroma import (
     RRF_K,
@@ -644,18 +645,8 @@ def test_example_runs_offline() -> None:
 # -- a real `chroma run` server on loopback ----------------------------------------------------------
 
 
-@contextmanager
-def http_client(server: ChromaServer) -> Iterator[Any]:
-    client = chromadb.HttpClient(host=server.host, port=server.port, settings=SETTINGS)
-    try:
-        yield client
-    finally:
-        client.close()
-        # chromadb 1.5.9's close() stops the client's system but never closes the httpx sessions of the client
-        # and of its admin client: their pooled sockets would be reported unclosed (ResourceWarning) in
-        # whichever later test happens to collect them.
-        for server in (client._server, client._admin_client._server):
-            server._session.close()
+def http_client(server: ChromaServer) -> AbstractContextManager[Any]:
+    return shared_http_client(server, settings=SETTINGS)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import CANARY_KEY, ChromaServer, png_bytes
+from conftest import CANARY_KEY, ChromaServer, http_client, png_bytes
 from mmembed import ConfigurationError, InputError
 from mmembed._late_chroma import _RESCORED, _halves, _join, _write_rows
 from mmembed.chroma import (
@@ -320,17 +320,17 @@ def test_reopened_in_a_new_process_gives_the_same_answers(tmp_path: Path, corpus
 
 
 def test_on_a_chroma_server(chroma_server: ChromaServer, tmp_path: Path, corpus: Any) -> None:
-    client = chromadb.HttpClient(host=chroma_server.host, port=chroma_server.port)
-    collection = create_late_collection(client, "pages", MuveraSettings(seed=8), get_or_create=True)
-    fill(collection, corpus)
-    result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
-    assert recall_at_10(result, corpus) >= 0.95
-    assert_exact(result, corpus)
-    result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
-    there = reopened(chroma_server.url, corpus, tmp_path)
-    assert there["ids"] == result["ids"] and there["scores"] == result["maxsim_scores"]
-    delete_late_collection(client, "pages")
-    assert "pages.mmembed-mv" not in [c.name for c in client.list_collections()]
+    with http_client(chroma_server) as client:
+        collection = create_late_collection(client, "pages", MuveraSettings(seed=8), get_or_create=True)
+        fill(collection, corpus)
+        result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
+        assert recall_at_10(result, corpus) >= 0.95
+        assert_exact(result, corpus)
+        result = query_late(collection, query_multivectors=corpus.queries, n_results=10, over_fetch=20)
+        there = reopened(chroma_server.url, corpus, tmp_path)
+        assert there["ids"] == result["ids"] and there["scores"] == result["maxsim_scores"]
+        delete_late_collection(client, "pages")
+        assert "pages.mmembed-mv" not in [c.name for c in client.list_collections()]
 
 
 def test_refusals_are_clear(corpus: Any) -> None:

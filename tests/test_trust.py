@@ -22,7 +22,7 @@ import chromadb
 import pytest
 from chromadb.config import Settings
 
-from conftest import CANARY_KEY, IMAGE_PROVIDERS, ChromaServer, host_port
+from conftest import CANARY_KEY, IMAGE_PROVIDERS, ChromaServer, host_port, http_client
 from mmembed import ConfigurationError
 from mmembed._trust import check_host, check_key_var
 from mmembed.chroma import function_class
@@ -220,8 +220,7 @@ def test_cli_base_url_does_not_launder_a_stored_key_variable(
 def test_chroma_server_sends_nothing_either(
     attacked_server: ChromaServer, attacker: Listener, victim_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = chromadb.HttpClient(host=attacked_server.host, port=attacked_server.port, settings=settings())
-    try:
+    with http_client(attacked_server, settings=settings()) as client:
         for name in NAMES:
             for variant in variants(name):
                 collection = client.get_collection(f"trust-{variant}-{name}")
@@ -229,19 +228,11 @@ def test_chroma_server_sends_nothing_either(
                     collection.query(query_texts=["what is the user looking for"], n_results=1)
                 assert_refused(str(caught.value), variant, attacker)
                 assert collection.count() == 1
-    finally:
-        close_http(client)
     for name in NAMES:
         status = main(["search", "q", "--collection", f"trust-host-{name}", "--chroma-url", attacked_server.url])
         err = capsys.readouterr().err
         assert status == 2 and err.count("\n") == 1
         assert_refused(err, "host", attacker)
-
-
-def close_http(client: Any) -> None:
-    client.close()
-    for holder in (client, client._admin_client):  # chromadb 1.5.9's close() leaves its sessions open
-        holder._server._session.close()
 
 
 # -- what the user chose still works ---------------------------------------------------------------------
