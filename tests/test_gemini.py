@@ -366,6 +366,16 @@ def test_vertex_default_limits_overlap_calls_even_with_short_latency(
     assert len(emu.requests) == 8 and emu.stats.max_in_flight >= 4
 
 
+def test_vertex_refuses_its_text_embedding_models_before_sending(mmembed_emulator: Emulator) -> None:
+    emu = mmembed_emulator
+    for model in ("gemini-embedding-001", "text-embedding-005", "text-multilingual-embedding-002"):
+        with pytest.raises(ConfigurationError, match=rf"{model} is one of Vertex's text-embedding models.*'gemini'"):
+            vertex(emu, model=model, project_id="p")
+    assert emu.requests == []
+    with vertex(emu, model="multimodalembedding@002", project_id="p") as later:  # an unknown model passes through
+        assert later.provider.family.model == "multimodalembedding@002"
+
+
 def test_vertex_gemini_defaults_to_the_global_host() -> None:
     emb = Embedder("vertex", model=MODEL, api_key="k", project_id="p")
     assert emb.provider.endpoint == (

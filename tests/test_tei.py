@@ -25,6 +25,22 @@ def test_texts_give_one_unit_row_each_in_input_order_within_the_servers_batch_ca
     assert embedder.provider.model_names() == {"model": MODEL}
 
 
+def test_a_server_that_takes_more_gets_fuller_requests_unless_batch_size_says_otherwise() -> None:
+    texts = [f"text number {i}" for i in range(100)]
+    with Emulator(tei_max_client_batch_size=512) as emu:
+        with Embedder("tei", base_url=emu.url_for("tei")) as embedder:
+            embedder.embed(texts)
+        assert [len(r.json["inputs"]) for r in emu.requests if r.method == "POST"] == [100]  # /info said 512
+        emu.clear()
+        with Embedder("tei", base_url=emu.url_for("tei"), batch_size=40) as embedder:
+            embedder.embed(texts)
+        assert sorted(len(r.json["inputs"]) for r in emu.requests if r.method == "POST") == [20, 40, 40]
+        emu.clear()
+        with Embedder("tei", base_url=emu.url_for("tei"), model=MODEL) as embedder:  # named: no /info asked
+            embedder.embed(texts)
+        assert sorted(len(r.json["inputs"]) for r in emu.requests if r.method == "POST") == [4, 32, 32, 32]
+
+
 def test_an_image_is_refused_naming_the_item_and_the_providers_that_can() -> None:
     with Emulator() as emu, Embedder("tei", base_url=emu.url_for("tei")) as embedder:
         with pytest.raises(UnsupportedKindError) as err:

@@ -402,9 +402,10 @@ class SelfHostedFamily(ModelFamily):
         return self.served_kinds or self.info.kinds or self.kinds
 
     def cap(self, route: str) -> int:
-        """Texts per request: ``batch_size`` or the family's default, within what the model and server take."""
+        """Texts per request: ``batch_size``, else what the server says it takes, else the family's default;
+        never more than the model and the server take."""
         caps = [c for c in (self.info.max_batch, self.served_cap) if c]
-        return min([self.batch_size or self.default_cap, *caps])
+        return min([self.batch_size or self.served_cap or self.default_cap, *caps])
 
     # -- texts and answers -----------------------------------------------------------------------------
     def text(self, ready: Ready, task: Task) -> str:

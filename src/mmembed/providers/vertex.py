@@ -59,6 +59,12 @@ class VertexOptions(ModelOptions, total=False):
     ]
 
 
+# Vertex's text-embedding models take {"content": ...} instances on :predict: not this family's request.
+TEXT_PREDICT_MODELS = re.compile(
+    r"^(text-embedding-|text-multilingual-embedding-|textembedding-gecko|gemini-embedding-001$)"
+)
+
+
 class MultimodalEmbedding(ModelFamily):
     """multimodalembedding@001 over ``:predict`` (1408-d; 128/256/512): one instance of a text, image or video."""
 
@@ -76,6 +82,12 @@ class MultimodalEmbedding(ModelFamily):
     def configure(self, **settings: Any) -> None:
         super().configure(**settings)
         self._warned_long_text = False
+        if TEXT_PREDICT_MODELS.match(self.model):
+            raise ConfigurationError(
+                f"vertex: {self.model} is one of Vertex's text-embedding models, whose :predict request ("
+                "instances of 'content') mmembed does not speak; embed texts with gemini-embedding-2 or "
+                f"multimodalembedding@001 here, or with Embedder('gemini', model={self.model!r}) on the Gemini API"
+            )
 
     def route(self, item: Item) -> str:
         return "video" if isinstance(item, VideoItem) else "instance"
