@@ -83,10 +83,14 @@ class MultimodalEmbedding(ModelFamily):
         super().configure(**settings)
         self._warned_long_text = False
         if TEXT_PREDICT_MODELS.match(self.model):
+            from . import PROVIDERS  # here: the registry imports this module
+
+            elsewhere = [f"Embedder({name!r}, model={self.model!r})" for name, cls in PROVIDERS.items()
+                         if name != self.name and any(self.model in h.family.models for h in cls.hostings())]
             raise ConfigurationError(
-                f"vertex: {self.model} is one of Vertex's text-embedding models, whose :predict request ("
-                "instances of 'content') mmembed does not speak; embed texts with gemini-embedding-2 or "
-                f"multimodalembedding@001 here, or with Embedder('gemini', model={self.model!r}) on the Gemini API"
+                f"{self.name}: {self.model} is one of Vertex's text-embedding models, whose :predict request "
+                "(instances of 'content') mmembed does not speak; embed texts with gemini-embedding-2 or "
+                "multimodalembedding@001 here" + (f", or with {' or '.join(elsewhere)}" if elsewhere else "")
             )
 
     def route(self, item: Item) -> str:
