@@ -443,9 +443,7 @@ def _shortlist(query: NDArray[np.float32], ids: list[str], rows: Mapping[str, ND
     _check_scored(ids, rows)
     if len(ids) <= keep:
         return list(ids)
-    arrays = [rows[id_] for id_ in ids]
-    starts = np.cumsum([0] + [a.shape[0] for a in arrays[:-1]])
-    rough = np.maximum.reduceat(np.concatenate(arrays) @ query.T, starts, axis=0).sum(axis=1)
+    rough = MultiVectorIndex([rows[id_] for id_ in ids], dtype=np.float32).scores(query)
     best = np.sort(np.argsort(-rough, kind="stable")[:keep])
     return [ids[i] for i in best]
 
